@@ -1,0 +1,452 @@
+//! Configuration: one serde struct, from YAML, validated, that builds the layer stack.
+//!
+//! Every key is optional and takes its default; an unknown key is an error, so a typo
+//! cannot pass silently. Durations are written as `"1s"`, `"250ms"`, `"1m 30s"`.
+//!
+//! ```
+//! use mirror_reconnect::ReconnectionConfig;
+//!
+//! let config = ReconnectionConfig::from_yaml_str(r#"
+//! max_retries: 8
+//! backoff_type: exponential
+//! initial_delay: 250ms
+//! max_delay: 10s
+//! jitter: full
+//! health_thresholds:
+//!   max_packet_loss: 0.02
+//! srt:
+//!   connect_timeout: 2s
+//! "#).unwrap();
+//! assert_eq!(config.max_retries, 8);
+//!
+//! let typo = ReconnectionConfig::from_yaml_str("max_retires: 8");
+//! assert!(typo.unwrap_err().to_string().contains("max_retires"));
+//! ```
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tower::timeout::{Timeout, TimeoutLayer};
+use tower_service::Service;
+
+use crate::backoff::{
+    AnyBackoff, BackoffRetry, BackoffRetryLayer, ExponentialBackoff, FixedBackoff, Jitter,
+    LinearBackoff,
+};
+use crate::connection::{Connection, StreamTarget};
+use crate::detect::{FailureDetect, FailureDetectLayer, FailureThresholds, SilenceConfig};
+use crate::driver::{Events, Reconnecting};
+use crate::error::BoxError;
+use crate::health::{Health, HealthLayer};
+use crate::restore::{MemoryStorage, StateRestore, StateRestoreLayer, StateStorage};
+
+/// Which backoff policy to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffType {
+    /// `initial_delay · multiplier^n`, up to `max_delay`.
+    #[default]
+    Exponential,
+    /// `initial_delay + increment · n`, up to `max_delay`.
+    Linear,
+    /// `initial_delay` every time.
+    Fixed,
+}
+
+/// SRT settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SrtConfig {
+    /// Bounds each connect attempt (through tower's `TimeoutLayer`). Default 3 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whether a connection the peer closed cleanly is reconnected. Default true.
+    pub retry_on_close: bool,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            retry_on_close: true,
+        }
+    }
+}
+
+/// RTP settings, read by the RTP connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpConfig {
+    /// How long an RTP session may go without packets before the connector ends it.
+    /// Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Whether a session that timed out is reconnected. Default true.
+    pub retry_on_timeout: bool,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_secs(10),
+            retry_on_timeout: true,
+        }
+    }
+}
+
+/// Everything that decides how a stream reconnects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconnectionConfig {
+    /// Retries after the first attempt before a reconnection gives up. Default 5.
+    pub max_retries: u32,
+    /// How often health thresholds are checked. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// exponential (default), linear or fixed.
+    pub backoff_type: BackoffType,
+    /// First delay. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub initial_delay: Duration,
+    /// Largest delay. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Growth factor of exponential backoff, at least 1. Default 2.
+    pub multiplier: f64,
+    /// Step of linear backoff. Default: `initial_delay`.
+    #[serde(with = "humantime_serde")]
+    pub increment: Option<Duration>,
+    /// Whether delays get jitter. Default true.
+    pub use_jitter: bool,
+    /// The jitter mode when `use_jitter` is on: none, proportional (default), full,
+    /// equal or decorrelated.
+    pub jitter: Option<Jitter>,
+    /// Give up a reconnection that has lasted this long. Default: no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed: Option<Duration>,
+    /// How long a new connection has to deliver its first packet. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub first_packet_timeout: Duration,
+    /// Failure thresholds.
+    pub health_thresholds: FailureThresholds,
+    /// Adaptive media-silence detection.
+    pub silence: SilenceConfig,
+    /// Whether state is saved and restored. Default true.
+    pub persist_state: bool,
+    /// How long saved state stays valid. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub state_ttl: Duration,
+    /// How often state is saved while packets flow. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub save_interval: Duration,
+    /// SRT settings.
+    pub srt: SrtConfig,
+    /// RTP settings.
+    pub rtp: RtpConfig,
+}
+
+impl Default for ReconnectionConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            check_interval: Duration::from_secs(1),
+            backoff_type: BackoffType::Exponential,
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            multiplier: 2.0,
+            increment: None,
+            use_jitter: true,
+            jitter: None,
+            max_elapsed: None,
+            first_packet_timeout: Duration::from_secs(10),
+            health_thresholds: FailureThresholds::default(),
+            silence: SilenceConfig::default(),
+            persist_state: true,
+            state_ttl: Duration::from_secs(3600),
+            save_interval: Duration::from_secs(1),
+            srt: SrtConfig::default(),
+            rtp: RtpConfig::default(),
+        }
+    }
+}
+
+/// A config that could not be read or is not valid.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown key, or a value of the wrong type.
+    Parse(String),
+    /// A value breaks a rule.
+    Invalid {
+        /// The key, dotted (`health_thresholds.max_packet_loss`).
+        field: &'static str,
+        /// The rule it breaks.
+        rule: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "cannot read config {path}: {source}"),
+            Self::Parse(message) => write!(f, "invalid config: {message}"),
+            Self::Invalid { field, rule } => write!(f, "invalid config: {field}: {rule}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(field: &'static str, rule: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        rule: rule.into(),
+    }
+}
+
+fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(invalid(field, "must be greater than zero"))
+    } else {
+        Ok(())
+    }
+}
+
+fn fraction(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 && v <= 1.0 {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("must be above 0 and at most 1, not {v}"),
+        ))
+    }
+}
+
+/// The stack [`ReconnectionConfig::build_stack`] builds around a connector `C`:
+/// retry → timeout → state restore → failure detection → health → connector.
+pub type Stack<C> = BackoffRetry<Timeout<StateRestore<FailureDetect<Health<C>>>>, AnyBackoff>;
+
+impl ReconnectionConfig {
+    /// Parse YAML and validate it.
+    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        // An empty document is an all-defaults config, not an error.
+        let config: Self = if yaml.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Parse(e.to_string()))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Read a YAML file and validate it.
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml_str(&text).map_err(|e| match e {
+            ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Check every value against its rule; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("check_interval", self.check_interval)?;
+        positive("initial_delay", self.initial_delay)?;
+        positive("max_delay", self.max_delay)?;
+        if self.max_delay < self.initial_delay {
+            return Err(invalid("max_delay", "must be at least initial_delay"));
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return Err(invalid(
+                "multiplier",
+                format!("must be at least 1, not {}", self.multiplier),
+            ));
+        }
+        if let Some(max) = self.max_elapsed {
+            positive("max_elapsed", max)?;
+        }
+        if !self.use_jitter && self.jitter.is_some_and(|j| j != Jitter::None) {
+            return Err(invalid("jitter", "is set but use_jitter is false"));
+        }
+        positive("first_packet_timeout", self.first_packet_timeout)?;
+
+        let t = &self.health_thresholds;
+        fraction("health_thresholds.max_packet_loss", t.max_packet_loss)?;
+        fraction("health_thresholds.max_error_rate", t.max_error_rate)?;
+        positive("health_thresholds.max_latency", t.max_latency)?;
+        positive("health_thresholds.timeout_duration", t.timeout_duration)?;
+        if !(t.min_packet_rate.is_finite() && t.min_packet_rate >= 0.0) {
+            return Err(invalid(
+                "health_thresholds.min_packet_rate",
+                format!("must be zero (off) or more, not {}", t.min_packet_rate),
+            ));
+        }
+
+        let s = &self.silence;
+        if !(s.phi_threshold.is_finite() && s.phi_threshold > 0.0) {
+            return Err(invalid("silence.phi_threshold", "must be above 0"));
+        }
+        if !(s.max_gap_margin.is_finite() && s.max_gap_margin >= 1.0) {
+            return Err(invalid("silence.max_gap_margin", "must be at least 1"));
+        }
+        positive("silence.max_gap_half_life", s.max_gap_half_life)?;
+        positive("silence.ceiling", s.ceiling)?;
+        if s.floor > s.ceiling {
+            return Err(invalid("silence.floor", "must not exceed silence.ceiling"));
+        }
+
+        positive("state_ttl", self.state_ttl)?;
+        positive("save_interval", self.save_interval)?;
+        positive("srt.connect_timeout", self.srt.connect_timeout)?;
+        positive("rtp.session_timeout", self.rtp.session_timeout)?;
+        Ok(())
+    }
+
+    /// The jitter the config asks for.
+    pub fn jitter_mode(&self) -> Jitter {
+        if self.use_jitter {
+            self.jitter.unwrap_or_default()
+        } else {
+            Jitter::None
+        }
+    }
+
+    /// The backoff policy the config asks for.
+    pub fn backoff(&self) -> AnyBackoff {
+        let jitter = self.jitter_mode();
+        match self.backoff_type {
+            BackoffType::Exponential => AnyBackoff::Exponential(
+                ExponentialBackoff::new(self.initial_delay, self.max_delay, self.multiplier)
+                    .jitter(jitter),
+            ),
+            BackoffType::Linear => AnyBackoff::Linear(
+                LinearBackoff::new(
+                    self.initial_delay,
+                    self.increment.unwrap_or(self.initial_delay),
+                    self.max_delay,
+                )
+                .jitter(jitter),
+            ),
+            BackoffType::Fixed => {
+                AnyBackoff::Fixed(FixedBackoff::new(self.initial_delay).jitter(jitter))
+            }
+        }
+    }
+
+    /// The retry layer, reporting attempts on `events`.
+    pub fn retry_layer(&self, events: &Events) -> BackoffRetryLayer<AnyBackoff> {
+        let layer = BackoffRetryLayer::new(self.backoff())
+            .max_retries(self.max_retries)
+            .on_attempt(events.attempt_hook());
+        match self.max_elapsed {
+            Some(max) => layer.max_elapsed(max),
+            None => layer,
+        }
+    }
+
+    /// The failure detection layer.
+    pub fn detect_layer(&self) -> FailureDetectLayer {
+        FailureDetectLayer::new(self.health_thresholds)
+            .check_interval(self.check_interval)
+            .silence(self.silence)
+    }
+
+    /// The state layer over `storage` (a disabled one when `persist_state` is off).
+    pub fn restore_layer(&self, storage: Arc<dyn StateStorage>) -> StateRestoreLayer {
+        if self.persist_state {
+            StateRestoreLayer::new(storage).save_interval(self.save_interval)
+        } else {
+            StateRestoreLayer::disabled()
+        }
+    }
+
+    /// The whole stack around `connector`: retry (reporting attempts on `events`),
+    /// per-attempt timeout, state in `storage`, failure detection, health.
+    pub fn build_stack<C>(
+        &self,
+        connector: C,
+        storage: Arc<dyn StateStorage>,
+        events: &Events,
+    ) -> Stack<C> {
+        tower::ServiceBuilder::new()
+            .layer(self.retry_layer(events))
+            .layer(TimeoutLayer::new(self.srt.connect_timeout))
+            .layer(self.restore_layer(storage))
+            .layer(self.detect_layer())
+            .layer(HealthLayer::new())
+            .service(connector)
+    }
+
+    /// The stream of `target`'s packets through the whole stack around `connector`,
+    /// with state kept in memory.
+    ///
+    /// ```
+    /// # use mirror_reconnect::prelude::*;
+    /// # use mirror_reconnect::connection::{channel, ConnectionState, ChannelConnection};
+    /// # fn connector() -> impl tower::Service<Target, Response = ChannelConnection, Error = std::io::Error, Future = std::future::Ready<Result<ChannelConnection, std::io::Error>>> + Clone + Send + Unpin + 'static {
+    /// #     tower::service_fn(|t: Target| std::future::ready(Ok(channel(ConnectionState::new(t.stream_id, Protocol::InProcess), 1).1)))
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join("mirror-reconnect-doc.yaml");
+    /// # std::fs::write(&dir, "max_retries: 3\n")?;
+    /// let config = ReconnectionConfig::from_yaml_file(&dir)?;
+    /// let packets = config.reconnecting(connector(), Target::new("cam1", Protocol::Srt));
+    /// # drop(packets); Ok(()) }
+    /// ```
+    pub fn reconnecting<C, T>(&self, connector: C, target: T) -> Reconnecting<Stack<C>, T>
+    where
+        C: Service<T> + Clone + Send + 'static,
+        C::Response: Connection,
+        C::Error: Into<BoxError>,
+        C::Future: Send + 'static,
+        T: StreamTarget,
+    {
+        let storage: Arc<dyn StateStorage> = Arc::new(MemoryStorage::with_ttl(self.state_ttl));
+        self.reconnecting_with(connector, target, storage)
+    }
+
+    /// As [`reconnecting`](Self::reconnecting), with state kept in `storage`.
+    pub fn reconnecting_with<C, T>(
+        &self,
+        connector: C,
+        target: T,
+        storage: Arc<dyn StateStorage>,
+    ) -> Reconnecting<Stack<C>, T>
+    where
+        C: Service<T> + Clone + Send + 'static,
+        C::Response: Connection,
+        C::Error: Into<BoxError>,
+        C::Future: Send + 'static,
+        T: StreamTarget,
+    {
+        let events = Events::new(target.stream_id());
+        let stack = self.build_stack(connector, storage, &events);
+        Reconnecting::new(stack, target)
+            .events(events)
+            .first_packet_timeout(self.first_packet_timeout)
+            .retry_on_close(self.srt.retry_on_close)
+            .unverified_backoff(self.backoff())
+    }
+}

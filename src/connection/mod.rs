@@ -1,0 +1,136 @@
+//! The connection model: what a connector returns and what the layers wrap.
+//!
+//! A *connector* is a [`tower::Service`] that takes a target (anything that is a
+//! [`StreamTarget`], usually [`Target`]) and returns a live [`Connection`]: a
+//! [`Stream`](futures_core::Stream) of [`Packet`]s that also knows its
+//! [`ConnectionState`].
+//!
+//! A connection's stream yields `Err(ConnectionError)` items of two kinds: a
+//! [`ConnectionError::Packet`] is a packet that could not be used (it is counted by
+//! the health layer and the stream goes on), every other kind is fatal and the
+//! stream ends after it. A stream that simply ends (`None`) is a closed
+//! connection.
+
+mod channel;
+mod secret;
+mod sequence;
+mod state;
+mod target;
+
+pub use channel::{channel, ChannelConnection, ChannelSender};
+pub use secret::Secret;
+pub use sequence::Sequence;
+pub use state::{ConnectionState, ConnectionStatistics, Protocol};
+pub use target::{StreamTarget, Target};
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use tokio::time::Instant;
+
+use crate::detect::FailureEvent;
+use crate::error::BoxError;
+use crate::health::HealthHandle;
+
+/// One media packet as it came off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// The payload, as delivered by the protocol (an SRT message, an RTP packet, a UDP datagram).
+    pub payload: Bytes,
+    /// When the packet arrived. Taken from tokio's clock, so tests on paused time see exact values.
+    pub arrival: Instant,
+    /// The protocol's sequence number, when it has one. Used to measure real loss.
+    pub sequence: Option<Sequence>,
+}
+
+impl Packet {
+    /// A packet without a sequence number.
+    pub fn new(payload: impl Into<Bytes>, arrival: Instant) -> Self {
+        Self {
+            payload: payload.into(),
+            arrival,
+            sequence: None,
+        }
+    }
+
+    /// Set the packet's sequence number.
+    #[must_use]
+    pub fn with_sequence(mut self, sequence: Sequence) -> Self {
+        self.sequence = Some(sequence);
+        self
+    }
+}
+
+/// A non-packet item on a connection's stream.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// A packet that could not be used (malformed, wrong source). It was dropped and
+    /// counted as an error; the stream goes on.
+    Packet(BoxError),
+    /// The connection failed. The stream ends after this item.
+    Network(BoxError),
+    /// The failure detector judged the connection dead. The stream ends after this item.
+    Failed(FailureEvent),
+}
+
+impl ConnectionError {
+    /// Whether the stream ends after this item.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, Self::Packet(_))
+    }
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Packet(e) => write!(f, "bad packet: {e}"),
+            Self::Network(e) => write!(f, "network error: {e}"),
+            Self::Failed(ev) => write!(f, "connection failed: {}: {}", ev.reason, ev.details),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Packet(e) | Self::Network(e) => Some(e.as_ref()),
+            Self::Failed(_) => None,
+        }
+    }
+}
+
+/// A live connection: a stream of packets plus what is known about it.
+///
+/// Implemented by every protocol's connection type and by every layer's wrapper, so a
+/// wrapper can pass the questions it does not answer itself down to the connection
+/// it wraps.
+pub trait Connection:
+    Stream<Item = Result<Packet, ConnectionError>> + Unpin + Send + 'static
+{
+    /// A snapshot of the connection's state, as it would be saved.
+    fn state(&self) -> ConnectionState;
+
+    /// Restore saved state onto a fresh connection (for example RTP sequence offsets).
+    ///
+    /// Called by [`StateRestoreLayer`](crate::restore::StateRestoreLayer) right after
+    /// connecting. The default ignores it.
+    fn restore(&mut self, state: &ConnectionState) {
+        let _ = state;
+    }
+
+    /// The round-trip time the protocol measured, if it measures one.
+    ///
+    /// Health reports this as latency; nothing is estimated when it is `None`.
+    fn rtt(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The health of this connection, when a [`HealthLayer`](crate::health::HealthLayer)
+    /// counts it.
+    fn health(&self) -> Option<HealthHandle> {
+        None
+    }
+}

@@ -1,0 +1,66 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::{FailureDetect, FailureDetector, FailureEvent, FailureThresholds, SilenceConfig};
+
+/// Ends a connection's stream with a typed failure when it is judged dead.
+///
+/// See the [module docs](super) for what it detects.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct FailureDetectLayer {
+    detector: FailureDetector,
+}
+
+impl FailureDetectLayer {
+    /// A layer judging by `thresholds`, with default silence detection and a 1 s check
+    /// interval.
+    pub fn new(thresholds: FailureThresholds) -> Self {
+        Self {
+            detector: FailureDetector::new(thresholds),
+        }
+    }
+
+    /// How often the thresholds are checked. Silence is watched continuously.
+    /// A zero interval is taken as 1 ms.
+    pub fn check_interval(mut self, interval: Duration) -> Self {
+        self.detector.check_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The adaptive silence detector's settings.
+    pub fn silence(mut self, silence: SilenceConfig) -> Self {
+        self.detector.silence = silence;
+        self
+    }
+
+    /// Call `callback` for every failure detected.
+    pub fn on_failure<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(&FailureEvent) + Send + Sync + 'static,
+    {
+        self.detector.callbacks.push(Arc::new(callback));
+        self
+    }
+
+    /// The detector this layer configures.
+    pub fn detector(&self) -> &FailureDetector {
+        &self.detector
+    }
+}
+
+impl Default for FailureDetectLayer {
+    fn default() -> Self {
+        Self::new(FailureThresholds::default())
+    }
+}
+
+impl<S> Layer<S> for FailureDetectLayer {
+    type Service = FailureDetect<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FailureDetect::new(inner, Arc::new(self.detector.clone()))
+    }
+}

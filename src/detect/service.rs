@@ -1,0 +1,339 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::{FailureDetector, FailureEvent, FailureReason, Severity, SilenceDetector, Window};
+use crate::connection::{Connection, ConnectionError, ConnectionState, Packet};
+use crate::error::BoxError;
+use crate::health::{HealthChecker, HealthCounters, HealthHandle};
+
+/// The service [`FailureDetectLayer`](super::FailureDetectLayer) makes: connects
+/// through the inner connector and wraps each connection in [`Detected`].
+#[derive(Debug, Clone)]
+pub struct FailureDetect<S> {
+    inner: S,
+    detector: Arc<FailureDetector>,
+}
+
+impl<S> FailureDetect<S> {
+    /// Wrap `inner`, judging with `detector`.
+    pub fn new(inner: S, detector: Arc<FailureDetector>) -> Self {
+        Self { inner, detector }
+    }
+
+    /// The inner connector.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner connector, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Take the inner connector back.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, T> Service<T> for FailureDetect<S>
+where
+    S: Service<T>,
+    S::Response: Connection,
+    S::Error: Into<BoxError>,
+{
+    type Response = Detected<S::Response>;
+    type Error = BoxError;
+    type Future = FailureDetectFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, target: T) -> Self::Future {
+        FailureDetectFuture {
+            inner: self.inner.call(target),
+            detector: Some(Arc::clone(&self.detector)),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`FailureDetect`]: the inner connect, then the wrap.
+    #[derive(Debug)]
+    pub struct FailureDetectFuture<F> {
+        #[pin]
+        inner: F,
+        detector: Option<Arc<FailureDetector>>,
+    }
+}
+
+impl<F, C, E> Future for FailureDetectFuture<F>
+where
+    F: Future<Output = Result<C, E>>,
+    C: Connection,
+    E: Into<BoxError>,
+{
+    type Output = Result<Detected<C>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let conn = ready!(this.inner.poll(cx)).map_err(Into::into)?;
+        let detector = this
+            .detector
+            .take()
+            .expect("FailureDetectFuture polled after completion");
+        Poll::Ready(Ok(Detected::new(conn, detector)))
+    }
+}
+
+/// A connection watched by a [`FailureDetector`]: its stream ends with
+/// `Err(ConnectionError::Failed(event))` when the connection is judged dead.
+#[derive(Debug)]
+pub struct Detected<C> {
+    inner: C,
+    detector: Arc<FailureDetector>,
+    stream_id: String,
+    /// The health below, or our own when nothing below counts.
+    health: HealthHandle,
+    counts_itself: bool,
+    silence: SilenceDetector,
+    connected_at: Instant,
+    next_check: Instant,
+    last_check: Instant,
+    last_counters: HealthCounters,
+    timer: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+impl<C: Connection> Detected<C> {
+    /// Start watching `conn`.
+    pub fn new(conn: C, detector: Arc<FailureDetector>) -> Self {
+        let now = Instant::now();
+        let (health, counts_itself) = match conn.health() {
+            Some(health) => (health, false),
+            None => {
+                let own = Arc::new(HealthChecker::new(None));
+                own.connection_started(now);
+                (own, true)
+            }
+        };
+        let last_counters = health.counters();
+        let stream_id = conn.state().stream_id;
+        let silence = SilenceDetector::new(detector.silence);
+        let next_check = now + detector.check_interval;
+        Self {
+            inner: conn,
+            stream_id,
+            health,
+            counts_itself,
+            silence,
+            connected_at: now,
+            next_check,
+            last_check: now,
+            last_counters,
+            timer: Box::pin(tokio::time::sleep_until(next_check)),
+            detector,
+            done: false,
+        }
+    }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// The wrapped connection, mutably.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
+    /// The learned packet rhythm.
+    pub fn silence_detector(&self) -> &SilenceDetector {
+        &self.silence
+    }
+
+    fn fail(&mut self, event: FailureEvent) -> Poll<Option<<Self as Stream>::Item>> {
+        self.done = true;
+        if self.counts_itself {
+            self.health.connection_ended();
+        }
+        self.detector.report(&event);
+        Poll::Ready(Some(Err(ConnectionError::Failed(event))))
+    }
+
+    /// Run the periodic threshold checks due by `now`.
+    fn check_thresholds(&mut self, now: Instant) -> Option<FailureEvent> {
+        if now < self.next_check {
+            return None;
+        }
+        let counters = self.health.counters();
+        let window = Window::between(
+            &self.last_counters,
+            &counters,
+            now.saturating_duration_since(self.last_check),
+            self.health.latency().or_else(|| self.inner.rtt()),
+            self.health.expected_rate(),
+        );
+        self.last_counters = counters;
+        self.last_check = now;
+        let interval = self.detector.check_interval;
+        while self.next_check <= now {
+            self.next_check += interval;
+        }
+        self.detector.evaluate(&self.stream_id, &window)
+    }
+
+    /// When silence becomes a failure, and the event if it already is.
+    fn check_silence(&self, now: Instant) -> (Instant, Option<FailureEvent>) {
+        let last = self.silence.last_arrival().unwrap_or(self.connected_at);
+        let hard = self.detector.thresholds.timeout_duration;
+        let adaptive = if self.detector.silence.enabled {
+            self.silence.limit()
+        } else {
+            hard
+        };
+        let limit = adaptive.min(hard);
+        let deadline = last + limit;
+        if now < deadline {
+            return (deadline, None);
+        }
+        let silent = now.saturating_duration_since(last);
+        let details = if limit < hard {
+            format!(
+                "no packet for {silent:?}: media silence (adaptive limit {limit:?}, mean gap {:?}, phi {:.1})",
+                self.silence.mean_gap(),
+                self.silence.phi(silent)
+            )
+        } else {
+            format!("no packet for {silent:?} (timeout {hard:?})")
+        };
+        let event = FailureEvent::new(
+            FailureReason::Timeout,
+            Severity::Critical,
+            self.stream_id.clone(),
+            details,
+        )
+        .measured(silent.as_secs_f64(), limit.as_secs_f64());
+        (deadline, Some(event))
+    }
+
+    /// Check every timer; arm the one wake-up for the earliest deadline.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<FailureEvent> {
+        loop {
+            let now = Instant::now();
+            if let Some(event) = self.check_thresholds(now) {
+                return Some(event);
+            }
+            let (silence_deadline, event) = self.check_silence(now);
+            if event.is_some() {
+                return event;
+            }
+            let wake = silence_deadline.min(self.next_check);
+            // Deadlines only move later as packets arrive, so a timer set earlier than
+            // needed is left alone: it fires, and is re-armed then. That keeps timer
+            // work off the per-packet path.
+            if self.timer.deadline() > wake {
+                self.timer.as_mut().reset(wake);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            if self.timer.deadline() < wake {
+                self.timer.as_mut().reset(wake);
+            }
+        }
+    }
+}
+
+impl<C: Connection> Stream for Detected<C> {
+    type Item = Result<Packet, ConnectionError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(packet))) => {
+                if this.counts_itself {
+                    this.health
+                        .record_packet(packet.payload.len(), packet.arrival);
+                }
+                this.silence.observe(packet.arrival);
+                if packet.arrival >= this.next_check {
+                    if let Some(event) = this.check_thresholds(packet.arrival) {
+                        return this.fail(event);
+                    }
+                }
+                Poll::Ready(Some(Ok(packet)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                if !error.is_fatal() {
+                    if this.counts_itself {
+                        this.health.record_error();
+                    }
+                    return Poll::Ready(Some(Err(error)));
+                }
+                let event = match error {
+                    ConnectionError::Failed(event) => {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(ConnectionError::Failed(event))));
+                    }
+                    other => FailureEvent::new(
+                        FailureReason::NetworkError,
+                        Severity::Critical,
+                        this.stream_id.clone(),
+                        other.to_string(),
+                    ),
+                };
+                this.fail(event)
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                if this.counts_itself {
+                    this.health.connection_ended();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.poll_timers(cx) {
+                Some(event) => this.fail(event),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<C: Connection> Connection for Detected<C> {
+    fn state(&self) -> ConnectionState {
+        let mut state = self.inner.state();
+        if self.counts_itself {
+            let c = self.health.counters();
+            state.statistics.packets_received = c.packets;
+            state.statistics.bytes_received = c.bytes;
+            state.statistics.packet_errors = c.errors;
+            state.statistics.uptime = Instant::now().saturating_duration_since(self.connected_at);
+        }
+        state
+    }
+
+    fn restore(&mut self, state: &ConnectionState) {
+        self.inner.restore(state);
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        self.inner.rtt()
+    }
+
+    fn health(&self) -> Option<HealthHandle> {
+        Some(Arc::clone(&self.health))
+    }
+}

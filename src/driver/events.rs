@@ -1,0 +1,265 @@
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::backoff::Attempt;
+use crate::detect::FailureReason;
+
+/// What happened to a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// The connection was judged failed (the event carries the reason).
+    FailureDetected,
+    /// A reconnection began.
+    ReconnectionStarted,
+    /// A connect attempt is about to be made (every attempt, the first connection's too).
+    ReconnectionAttempt,
+    /// A new connection delivered its first packet.
+    ReconnectionSucceeded,
+    /// The stack gave up; the stream ends with the error.
+    ReconnectionFailed,
+    /// Cancelled while reconnecting; the stream ends.
+    ReconnectionAborted,
+}
+
+impl EventType {
+    /// The snake_case name used in JSON and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FailureDetected => "failure_detected",
+            Self::ReconnectionStarted => "reconnection_started",
+            Self::ReconnectionAttempt => "reconnection_attempt",
+            Self::ReconnectionSucceeded => "reconnection_succeeded",
+            Self::ReconnectionFailed => "reconnection_failed",
+            Self::ReconnectionAborted => "reconnection_aborted",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event of a stream's life, as delivered on the broadcast channel and to callbacks.
+///
+/// Serializes to one JSON object: `type`, `stream_id`, `timestamp` (RFC 3339),
+/// `attempt`, `error`, `duration` (seconds), and when known `reason` and `delay`
+/// (seconds waited before an attempt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconnectionEvent {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The stream it happened to.
+    pub stream_id: String,
+    /// When.
+    #[serde(with = "humantime_serde")]
+    pub timestamp: SystemTime,
+    /// The attempt number within the current reconnection (0 before the first attempt).
+    pub attempt: u32,
+    /// The error, for failures.
+    pub error: Option<String>,
+    /// How long the reconnection took, for `reconnection_succeeded`, `_failed`, `_aborted`.
+    #[serde(with = "crate::serde_secs::option")]
+    pub duration: Option<Duration>,
+    /// Why the connection failed, for `failure_detected` and the reconnection it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+    /// How long was waited before this attempt, for `reconnection_attempt`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_secs::option"
+    )]
+    pub delay: Option<Duration>,
+}
+
+/// A callback told of every event of a stream.
+pub type EventCallback = Arc<dyn Fn(&ReconnectionEvent) + Send + Sync>;
+
+struct Inner {
+    stream_id: String,
+    tx: broadcast::Sender<ReconnectionEvent>,
+    callbacks: Mutex<Vec<EventCallback>>,
+    attempt: AtomicU32,
+    reason: Mutex<Option<FailureReason>>,
+}
+
+/// A stream's event bus: a broadcast channel plus callbacks, and the metrics that
+/// follow from the events.
+///
+/// Clones share the bus. Give one to [`BackoffRetryLayer::on_attempt`] (through
+/// [`attempt_hook`](Self::attempt_hook)) and to the driver, and every attempt is an
+/// event too.
+///
+/// [`BackoffRetryLayer::on_attempt`]: crate::backoff::BackoffRetryLayer::on_attempt
+#[derive(Clone)]
+pub struct Events {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("stream_id", &self.inner.stream_id)
+            .field("subscribers", &self.inner.tx.receiver_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Events kept for a slow subscriber before it starts missing the oldest.
+const CHANNEL_CAPACITY: usize = 256;
+
+impl Events {
+    /// A bus for `stream_id`.
+    pub fn new(stream_id: impl Into<String>) -> Self {
+        let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+        Self {
+            inner: Arc::new(Inner {
+                stream_id: stream_id.into(),
+                tx,
+                callbacks: Mutex::default(),
+                attempt: AtomicU32::new(0),
+                reason: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The stream this bus is for.
+    pub fn stream_id(&self) -> &str {
+        &self.inner.stream_id
+    }
+
+    /// Receive every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ReconnectionEvent> {
+        self.inner.tx.subscribe()
+    }
+
+    /// Call `callback` for every event from now on. Callbacks run inline on the
+    /// stream's task: keep them short.
+    pub fn on_event<F>(&self, callback: F)
+    where
+        F: Fn(&ReconnectionEvent) + Send + Sync + 'static,
+    {
+        self.callbacks().push(Arc::new(callback));
+    }
+
+    fn callbacks(&self) -> std::sync::MutexGuard<'_, Vec<EventCallback>> {
+        self.inner
+            .callbacks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reason(&self) -> Option<FailureReason> {
+        *self
+            .inner
+            .reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn set_reason(&self, reason: Option<FailureReason>) {
+        *self
+            .inner
+            .reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
+    }
+
+    /// The number of the last attempt reported through [`attempt_hook`](Self::attempt_hook).
+    pub fn last_attempt(&self) -> u32 {
+        self.inner.attempt.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn reset_attempts(&self) {
+        self.inner.attempt.store(0, Ordering::Relaxed);
+    }
+
+    /// A callback for [`BackoffRetryLayer::on_attempt`] that turns each attempt into a
+    /// `reconnection_attempt` event.
+    ///
+    /// [`BackoffRetryLayer::on_attempt`]: crate::backoff::BackoffRetryLayer::on_attempt
+    pub fn attempt_hook(&self) -> impl Fn(&Attempt) + Send + Sync + 'static {
+        let events = self.clone();
+        move |attempt: &Attempt| {
+            events
+                .inner
+                .attempt
+                .store(attempt.number, Ordering::Relaxed);
+            let mut event = events.event(EventType::ReconnectionAttempt, attempt.number);
+            event.error.clone_from(&attempt.last_error);
+            event.delay = Some(attempt.delay);
+            events.emit(event);
+        }
+    }
+
+    /// A new event of `event_type` for this stream, stamped now, carrying the current
+    /// failure reason.
+    pub fn event(&self, event_type: EventType, attempt: u32) -> ReconnectionEvent {
+        ReconnectionEvent {
+            event_type,
+            stream_id: self.inner.stream_id.clone(),
+            timestamp: SystemTime::now(),
+            attempt,
+            error: None,
+            duration: None,
+            reason: self.reason(),
+            delay: None,
+        }
+    }
+
+    /// Deliver `event`: metrics, log, callbacks, then subscribers.
+    pub fn emit(&self, event: ReconnectionEvent) {
+        record_metrics(&event);
+        tracing::info!(
+            stream_id = %event.stream_id,
+            event = %event.event_type,
+            attempt = event.attempt,
+            reason = event.reason.map(FailureReason::as_str),
+            error = event.error.as_deref(),
+            "stream event"
+        );
+        let callbacks = self.callbacks().clone();
+        for callback in &callbacks {
+            callback(&event);
+        }
+        // No subscriber is not an error.
+        let _ = self.inner.tx.send(event);
+    }
+}
+
+fn record_metrics(event: &ReconnectionEvent) {
+    let stream_id = event.stream_id.clone();
+    let reason = event.reason.map_or("none", FailureReason::as_str);
+    match event.event_type {
+        EventType::FailureDetected => {
+            metrics::counter!("mirror_reconnect_failure_detections_total", "stream_id" => stream_id, "reason" => reason)
+                .increment(1);
+        }
+        EventType::ReconnectionAttempt => {
+            metrics::counter!("mirror_reconnect_reconnection_attempts_total", "stream_id" => stream_id, "reason" => reason)
+                .increment(1);
+        }
+        EventType::ReconnectionSucceeded => {
+            metrics::counter!("mirror_reconnect_reconnection_successes_total", "stream_id" => stream_id.clone())
+                .increment(1);
+            if let Some(duration) = event.duration {
+                metrics::histogram!("mirror_reconnect_reconnection_duration_seconds", "stream_id" => stream_id)
+                    .record(duration.as_secs_f64());
+            }
+        }
+        EventType::ReconnectionFailed => {
+            metrics::counter!("mirror_reconnect_reconnection_failures_total", "stream_id" => stream_id)
+                .increment(1);
+        }
+        EventType::ReconnectionStarted | EventType::ReconnectionAborted => {}
+    }
+}

@@ -1,0 +1,485 @@
+//! The driver: one uninterrupted packet stream across reconnects.
+//!
+//! [`Reconnecting`] owns a stream's layer stack and target. It calls the stack to
+//! connect, checks the new connection by waiting for its first packet, forwards packets,
+//! and when the connection fails (the detector's verdict, a network error, a close) it
+//! reports the failure and calls the stack again. Policy lives in the layers; the driver
+//! only sequences, reports and stops.
+//!
+//! Events, for a connection that failed and came back at the second attempt:
+//! `failure_detected` → `reconnection_started` → `reconnection_attempt` (1) →
+//! `reconnection_attempt` (2) → `reconnection_succeeded`. Attempt events come from the
+//! [`BackoffRetryLayer`](crate::backoff::BackoffRetryLayer) through
+//! [`Events::attempt_hook`]; they are reported for the first connection too.
+
+mod events;
+
+pub use events::{EventCallback, EventType, Events, ReconnectionEvent};
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tower_service::Service;
+
+use crate::backoff::{error::RetryError, Backoff, ExponentialBackoff};
+use crate::connection::{Connection, ConnectionError, ConnectionState, Packet, StreamTarget};
+use crate::detect::{FailureEvent, FailureReason, Severity};
+use crate::error::BoxError;
+use crate::health::HealthHandle;
+
+/// The error that ends a [`Reconnecting`] stream: the stack gave up.
+#[derive(Debug)]
+pub struct ReconnectError {
+    stream_id: String,
+    source: BoxError,
+}
+
+impl ReconnectError {
+    /// The stream that gave up.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// The error the stack gave up with (often a [`RetryError`]).
+    pub fn error(&self) -> &BoxError {
+        &self.source
+    }
+}
+
+impl fmt::Display for ReconnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stream {:?}: reconnection failed: {}",
+            self.stream_id, self.source
+        )
+    }
+}
+
+impl std::error::Error for ReconnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+enum State<F, C> {
+    Ready,
+    Connecting(Pin<Box<F>>),
+    Verifying { conn: C, deadline: Pin<Box<Sleep>> },
+    Streaming(C),
+    Pausing(Pin<Box<Sleep>>),
+    Done,
+}
+
+impl<F, C> State<F, C> {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Connecting(_) => "connecting",
+            Self::Verifying { .. } => "verifying",
+            Self::Streaming(_) => "streaming",
+            Self::Pausing(_) => "pausing",
+            Self::Done => "done",
+        }
+    }
+}
+
+/// One stream's packets, across every reconnect: a [`Stream`] of
+/// `Result<Packet, ReconnectError>` that ends with an error only when the stack gives
+/// up, and ends cleanly when cancelled (or, with `retry_on_close(false)`, when the peer
+/// closes).
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_util::StreamExt;
+/// use mirror_reconnect::prelude::*;
+/// use mirror_reconnect::connection::{channel, ConnectionState, Packet, ChannelConnection};
+/// use tower::{service_fn, ServiceBuilder};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// // A connector whose every connection sends three packets and hangs up.
+/// let connector = service_fn(|target: Target| async move {
+///     let (tx, conn) = channel(ConnectionState::new(target.stream_id, Protocol::InProcess), 8);
+///     tokio::spawn(async move {
+///         for i in 0..3u8 {
+///             let _ = tx.send(Packet::new(vec![i], tokio::time::Instant::now())).await;
+///         }
+///     });
+///     Ok::<ChannelConnection, std::io::Error>(conn)
+/// });
+/// let events = Events::new("cam1");
+/// let stack = ServiceBuilder::new()
+///     .layer(BackoffRetryLayer::new(ExponentialBackoff::default()).on_attempt(events.attempt_hook()))
+///     .layer(FailureDetectLayer::default())
+///     .layer(HealthLayer::new())
+///     .service(connector);
+/// let packets = Reconnecting::new(stack, Target::new("cam1", Protocol::InProcess)).events(events);
+/// // Two connections' worth of packets, one stream.
+/// let got: Vec<_> = packets.take(6).map(|p| p.unwrap().payload[0]).collect().await;
+/// assert_eq!(got, [0, 1, 2, 0, 1, 2]);
+/// # }
+/// ```
+#[must_use = "streams do nothing unless polled"]
+pub struct Reconnecting<S, T>
+where
+    S: Service<T>,
+{
+    stack: S,
+    target: T,
+    events: Events,
+    first_packet_timeout: Duration,
+    retry_on_close: bool,
+    max_unverified: u32,
+    unverified_backoff: Box<dyn Backoff>,
+    cancel: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    state: State<S::Future, S::Response>,
+    span: tracing::Span,
+    reconnect_started: Option<Instant>,
+    unverified: u32,
+}
+
+impl<S, T> fmt::Debug for Reconnecting<S, T>
+where
+    S: Service<T>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reconnecting")
+            .field("stream_id", &self.events.stream_id())
+            .field("state", &self.state.name())
+            .field("first_packet_timeout", &self.first_packet_timeout)
+            .field("retry_on_close", &self.retry_on_close)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, T> Reconnecting<S, T>
+where
+    S: Service<T>,
+    S::Response: Connection,
+    S::Error: Into<BoxError>,
+    T: StreamTarget,
+{
+    /// Drive `stack` to keep `target` connected. Nothing happens until it is polled.
+    pub fn new(stack: S, target: T) -> Self {
+        let stream_id = target.stream_id().to_owned();
+        Self {
+            span: tracing::info_span!("stream", stream_id = %stream_id),
+            events: Events::new(stream_id),
+            stack,
+            target,
+            first_packet_timeout: Duration::from_secs(10),
+            retry_on_close: true,
+            max_unverified: 5,
+            unverified_backoff: Box::new(ExponentialBackoff::default()),
+            cancel: None,
+            state: State::Ready,
+            reconnect_started: None,
+            unverified: 0,
+        }
+    }
+
+    /// Report on `events` (share it with the stack's
+    /// [`BackoffRetryLayer::on_attempt`](crate::backoff::BackoffRetryLayer::on_attempt)).
+    pub fn events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Stop when `token` is cancelled: the stream ends, with `reconnection_aborted` if a
+    /// reconnection was under way.
+    pub fn cancel_token(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(Box::pin(token.cancelled_owned()));
+        self
+    }
+
+    /// How long a new connection has to deliver its first packet before it counts as
+    /// failed. Default 10 s.
+    pub fn first_packet_timeout(mut self, timeout: Duration) -> Self {
+        self.first_packet_timeout = timeout;
+        self
+    }
+
+    /// Whether a connection the peer closed is reconnected (default) or ends the stream.
+    pub fn retry_on_close(mut self, retry: bool) -> Self {
+        self.retry_on_close = retry;
+        self
+    }
+
+    /// Connections in a row that may fail before their first packet before the stream
+    /// gives up (default 5). Between them the driver waits by
+    /// [`unverified_backoff`](Self::unverified_backoff), so a peer that accepts and
+    /// hangs up at once is not hammered.
+    pub fn max_unverified(mut self, max: u32) -> Self {
+        self.max_unverified = max;
+        self
+    }
+
+    /// The waits between connections that failed before their first packet
+    /// (default: 1 s doubling to 30 s, with jitter).
+    pub fn unverified_backoff(mut self, backoff: impl Backoff) -> Self {
+        self.unverified_backoff = Box::new(backoff);
+        self
+    }
+
+    /// The stream's event bus.
+    pub fn event_bus(&self) -> &Events {
+        &self.events
+    }
+
+    /// The target as configured.
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    /// The current connection, if one is up.
+    fn connection(&self) -> Option<&S::Response> {
+        match &self.state {
+            State::Verifying { conn, .. } | State::Streaming(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// The current connection's health, when a health layer counts it.
+    pub fn health(&self) -> Option<HealthHandle> {
+        self.connection().and_then(Connection::health)
+    }
+
+    /// The current connection's state, if one is up.
+    pub fn connection_state(&self) -> Option<ConnectionState> {
+        self.connection().map(Connection::state)
+    }
+
+    /// Whether a connection is up and has delivered a packet.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Streaming(_))
+    }
+
+    fn emit(&self, event_type: EventType, attempt: u32) {
+        self.events.emit(self.events.event(event_type, attempt));
+    }
+
+    fn reconnection_elapsed(&self) -> Option<Duration> {
+        self.reconnect_started.map(|t| t.elapsed())
+    }
+
+    /// A connection ended or failed; `verified` when it had delivered packets.
+    fn connection_failed(
+        &mut self,
+        failure: FailureEvent,
+        verified: bool,
+    ) -> Option<ReconnectError> {
+        self.state = State::Done;
+        self.events.set_reason(Some(failure.reason));
+        let mut event = self.events.event(EventType::FailureDetected, 0);
+        event.error = Some(failure.details.clone());
+        self.events.emit(event);
+
+        if self.reconnect_started.is_none() {
+            self.reconnect_started = Some(Instant::now());
+            self.events.reset_attempts();
+            self.emit(EventType::ReconnectionStarted, 0);
+        }
+        if verified {
+            self.unverified = 0;
+            self.unverified_backoff.reset();
+            self.state = State::Ready;
+            return None;
+        }
+        self.unverified += 1;
+        if self.unverified > self.max_unverified {
+            let error = format!(
+                "{} connections in a row failed before their first packet; last: {}: {}",
+                self.unverified, failure.reason, failure.details
+            );
+            return Some(self.give_up(error.into()));
+        }
+        let delay = self.unverified_backoff.next_delay();
+        tracing::debug!(?delay, "connection failed before its first packet; pausing");
+        self.state = State::Pausing(Box::pin(tokio::time::sleep(delay)));
+        None
+    }
+
+    fn give_up(&mut self, error: BoxError) -> ReconnectError {
+        self.state = State::Done;
+        let attempts = error
+            .downcast_ref::<RetryError>()
+            .map_or_else(|| self.events.last_attempt(), RetryError::attempts);
+        let mut event = self.events.event(EventType::ReconnectionFailed, attempts);
+        event.error = Some(error.to_string());
+        event.duration = self.reconnection_elapsed();
+        self.events.emit(event);
+        ReconnectError {
+            stream_id: self.events.stream_id().to_owned(),
+            source: error,
+        }
+    }
+
+    fn verified(&mut self) {
+        self.unverified = 0;
+        self.unverified_backoff.reset();
+        if let Some(started) = self.reconnect_started.take() {
+            let mut event = self.events.event(
+                EventType::ReconnectionSucceeded,
+                self.events.last_attempt().max(1),
+            );
+            event.duration = Some(started.elapsed());
+            self.events.emit(event);
+        }
+        self.events.set_reason(None);
+    }
+
+    fn failure_of(&self, error: ConnectionError) -> FailureEvent {
+        match error {
+            ConnectionError::Failed(event) => event,
+            other => FailureEvent::new(
+                FailureReason::NetworkError,
+                Severity::Critical,
+                self.events.stream_id(),
+                other.to_string(),
+            ),
+        }
+    }
+
+    fn closed(&self) -> FailureEvent {
+        FailureEvent::new(
+            FailureReason::NetworkError,
+            Severity::Critical,
+            self.events.stream_id(),
+            "connection closed by peer",
+        )
+    }
+
+    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(cancel) = &mut self.cancel else {
+            return false;
+        };
+        if cancel.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let reconnecting = !matches!(self.state, State::Streaming(_) | State::Done)
+            && self.reconnect_started.is_some();
+        if reconnecting {
+            let mut event = self
+                .events
+                .event(EventType::ReconnectionAborted, self.events.last_attempt());
+            event.duration = self.reconnection_elapsed();
+            self.events.emit(event);
+        }
+        self.state = State::Done;
+        true
+    }
+}
+
+impl<S, T> Stream for Reconnecting<S, T>
+where
+    S: Service<T> + Unpin,
+    S::Response: Connection,
+    S::Error: Into<BoxError>,
+    T: StreamTarget + Unpin,
+{
+    type Item = Result<Packet, ReconnectError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let span = this.span.clone();
+        let _entered = span.enter();
+        if matches!(this.state, State::Done) {
+            return Poll::Ready(None);
+        }
+        if this.poll_cancelled(cx) {
+            return Poll::Ready(None);
+        }
+        loop {
+            match &mut this.state {
+                State::Done => return Poll::Ready(None),
+                State::Ready => {
+                    if let Err(error) = ready!(this.stack.poll_ready(cx)) {
+                        return Poll::Ready(Some(Err(this.give_up(error.into()))));
+                    }
+                    let future = this.stack.call(this.target.clone());
+                    this.state = State::Connecting(Box::pin(future));
+                }
+                State::Connecting(future) => match ready!(future.as_mut().poll(cx)) {
+                    Ok(conn) => {
+                        tracing::debug!("connected; waiting for the first packet");
+                        let deadline = Box::pin(tokio::time::sleep(this.first_packet_timeout));
+                        this.state = State::Verifying { conn, deadline };
+                    }
+                    Err(error) => return Poll::Ready(Some(Err(this.give_up(error.into())))),
+                },
+                State::Pausing(sleep) => {
+                    ready!(sleep.as_mut().poll(cx));
+                    this.state = State::Ready;
+                }
+                State::Verifying { conn, deadline } => match Pin::new(conn).poll_next(cx) {
+                    Poll::Ready(Some(Ok(packet))) => {
+                        let State::Verifying { conn, .. } =
+                            std::mem::replace(&mut this.state, State::Done)
+                        else {
+                            unreachable!("matched Verifying above")
+                        };
+                        this.state = State::Streaming(conn);
+                        this.verified();
+                        return Poll::Ready(Some(Ok(packet)));
+                    }
+                    Poll::Ready(Some(Err(error))) if !error.is_fatal() => {}
+                    Poll::Ready(Some(Err(error))) => {
+                        let failure = this.failure_of(error);
+                        if let Some(e) = this.connection_failed(failure, false) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        if !this.retry_on_close {
+                            this.state = State::Done;
+                            return Poll::Ready(None);
+                        }
+                        if let Some(e) = this.connection_failed(this.closed(), false) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    Poll::Pending => {
+                        ready!(deadline.as_mut().poll(cx));
+                        let failure = FailureEvent::new(
+                            FailureReason::Timeout,
+                            Severity::Critical,
+                            this.events.stream_id(),
+                            format!(
+                                "no packet within {:?} of connecting",
+                                this.first_packet_timeout
+                            ),
+                        );
+                        if let Some(e) = this.connection_failed(failure, false) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                },
+                State::Streaming(conn) => match ready!(Pin::new(conn).poll_next(cx)) {
+                    Some(Ok(packet)) => return Poll::Ready(Some(Ok(packet))),
+                    Some(Err(error)) if !error.is_fatal() => {}
+                    Some(Err(error)) => {
+                        let failure = this.failure_of(error);
+                        if let Some(e) = this.connection_failed(failure, true) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    None => {
+                        if !this.retry_on_close {
+                            this.state = State::Done;
+                            return Poll::Ready(None);
+                        }
+                        if let Some(e) = this.connection_failed(this.closed(), true) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::connection::Sequence;
+
+const NEVER: u64 = u64::MAX;
+
+/// A shared handle on a stream's [`HealthChecker`].
+pub type HealthHandle = Arc<HealthChecker>;
+
+/// The health of a stream's current connection, as [`HealthChecker::check_health`]
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionHealth {
+    /// Whether a connection is up.
+    pub is_connected: bool,
+    /// When the last packet arrived on it, if any did.
+    pub last_seen: Option<Instant>,
+    /// Packets received on this connection.
+    pub packet_count: u64,
+    /// Bad packets and errors on this connection.
+    pub error_count: u64,
+    /// The round-trip time the protocol reports; `None` when it reports none.
+    pub latency: Option<Duration>,
+    /// Fraction of packets lost on this connection, from 0.0 to 1.0: measured from
+    /// sequence gaps when packets are numbered, else against the expected packet rate
+    /// when one is set; 0.0 when neither is known.
+    pub packet_loss: f64,
+    /// How long this connection has been up (zero when none is).
+    pub connection_age: Duration,
+}
+
+/// Raw counters of the current connection, for callers that compute rates over
+/// their own windows (the failure detector does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthCounters {
+    /// Packets received.
+    pub packets: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Bad packets and errors.
+    pub errors: u64,
+    /// Packets the sequence numbers say were sent (received + lost).
+    pub expected: u64,
+    /// Packets the sequence numbers say were lost (gaps not filled later).
+    pub lost: u64,
+    /// Packets received twice.
+    pub duplicates: u64,
+}
+
+/// Lock-free health accounting for one stream.
+///
+/// Written by the connection wrapper ([`Monitored`](super::Monitored)) as packets pass;
+/// read by anyone holding a [`HealthHandle`]. Every counter is a relaxed atomic: readers
+/// see a consistent-enough picture without ever slowing the media down.
+#[derive(Debug)]
+pub struct HealthChecker {
+    epoch: Instant,
+    expected_rate: Option<f64>,
+    connected: AtomicBool,
+    connected_at: AtomicU64,
+    last_seen: AtomicU64,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    expected: AtomicU64,
+    lost: AtomicU64,
+    duplicates: AtomicU64,
+    latency: AtomicU64,
+}
+
+impl HealthChecker {
+    /// A checker with no connection yet. `expected_rate` (packets per second), when
+    /// given, measures loss for packets that carry no sequence number.
+    pub fn new(expected_rate: Option<f64>) -> Self {
+        Self {
+            epoch: Instant::now(),
+            expected_rate: expected_rate.filter(|r| r.is_finite() && *r > 0.0),
+            connected: AtomicBool::new(false),
+            connected_at: AtomicU64::new(0),
+            last_seen: AtomicU64::new(NEVER),
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            expected: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            latency: AtomicU64::new(NEVER),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(NEVER - 1)
+    }
+
+    fn instant(&self, nanos: u64) -> Instant {
+        self.epoch + Duration::from_nanos(nanos)
+    }
+
+    /// Start counting a new connection, up since `now`: every counter restarts at zero.
+    pub fn connection_started(&self, now: Instant) {
+        for counter in [
+            &self.packets,
+            &self.bytes,
+            &self.errors,
+            &self.expected,
+            &self.lost,
+            &self.duplicates,
+        ] {
+            counter.store(0, Relaxed);
+        }
+        self.last_seen.store(NEVER, Relaxed);
+        self.latency.store(NEVER, Relaxed);
+        self.connected_at.store(self.nanos(now), Relaxed);
+        self.connected.store(true, Relaxed);
+    }
+
+    /// The connection is gone.
+    pub fn connection_ended(&self) {
+        self.connected.store(false, Relaxed);
+    }
+
+    /// Count one packet of `len` bytes that arrived at `arrival`.
+    #[inline]
+    pub fn record_packet(&self, len: usize, arrival: Instant) {
+        self.packets.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(len as u64, Relaxed);
+        self.last_seen.store(self.nanos(arrival), Relaxed);
+    }
+
+    /// Count one bad packet or error.
+    #[inline]
+    pub fn record_error(&self) {
+        self.errors.fetch_add(1, Relaxed);
+    }
+
+    /// Publish what the sequence tracker measured.
+    #[inline]
+    fn record_sequence(&self, step: SeqStep) {
+        match step {
+            SeqStep::Advanced { gap } => {
+                self.expected.fetch_add(gap + 1, Relaxed);
+                if gap > 0 {
+                    self.lost.fetch_add(gap, Relaxed);
+                }
+            }
+            SeqStep::Recovered => {
+                // A late packet fills a gap counted as lost: never below zero.
+                let _ = self
+                    .lost
+                    .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+            }
+            SeqStep::Duplicate => {
+                self.duplicates.fetch_add(1, Relaxed);
+            }
+            SeqStep::Resynced => {
+                self.expected.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Set the latency (round-trip time) the protocol reports.
+    #[inline]
+    pub fn record_latency(&self, rtt: Duration) {
+        let nanos = u64::try_from(rtt.as_nanos()).unwrap_or(NEVER - 1);
+        self.latency.store(nanos, Relaxed);
+    }
+
+    /// The raw counters of the current connection.
+    pub fn counters(&self) -> HealthCounters {
+        HealthCounters {
+            packets: self.packets.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            expected: self.expected.load(Relaxed),
+            lost: self.lost.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
+        }
+    }
+
+    /// When the current connection came up, if one is up.
+    pub fn connected_since(&self) -> Option<Instant> {
+        self.connected
+            .load(Relaxed)
+            .then(|| self.instant(self.connected_at.load(Relaxed)))
+    }
+
+    /// When the last packet arrived on the current connection.
+    pub fn last_seen(&self) -> Option<Instant> {
+        match self.last_seen.load(Relaxed) {
+            NEVER => None,
+            n => Some(self.instant(n)),
+        }
+    }
+
+    /// The latency the protocol reports, if any.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.latency.load(Relaxed) {
+            NEVER => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    /// The health of the current connection, now.
+    pub fn check_health(&self) -> ConnectionHealth {
+        let now = Instant::now();
+        let counters = self.counters();
+        let is_connected = self.connected.load(Relaxed);
+        let connection_age = if is_connected {
+            now.saturating_duration_since(self.instant(self.connected_at.load(Relaxed)))
+        } else {
+            Duration::ZERO
+        };
+        let packet_loss = if counters.expected > 0 {
+            counters.lost as f64 / counters.expected as f64
+        } else if let Some(rate) = self.expected_rate {
+            let expected = rate * connection_age.as_secs_f64();
+            if expected >= 1.0 {
+                (1.0 - counters.packets as f64 / expected).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        };
+        ConnectionHealth {
+            is_connected,
+            last_seen: self.last_seen(),
+            packet_count: counters.packets,
+            error_count: counters.errors,
+            latency: self.latency(),
+            packet_loss,
+            connection_age,
+        }
+    }
+
+    /// The expected packet rate given at creation.
+    pub fn expected_rate(&self) -> Option<f64> {
+        self.expected_rate
+    }
+}
+
+/// What one numbered packet told the tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeqStep {
+    Advanced { gap: u64 },
+    Recovered,
+    Duplicate,
+    Resynced,
+}
+
+/// A jump this far ahead is a sender restart, not loss (RFC 3550's MAX_DROPOUT).
+const MAX_DROPOUT: i64 = 3000;
+/// A packet this far behind is from before a restart (RFC 3550's MAX_MISORDER).
+const MAX_MISORDER: i64 = 100;
+
+/// Loss, duplicate and reorder tracking over sequence numbers, owned by the
+/// connection wrapper (so it needs no atomics of its own): the highest number seen
+/// and a 64-packet window of which numbers behind it arrived.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SeqTracker {
+    highest: Option<Sequence>,
+    window: u64,
+}
+
+impl SeqTracker {
+    #[inline]
+    pub(crate) fn observe(&mut self, seq: Sequence, checker: &HealthChecker) {
+        let step = self.step(seq);
+        checker.record_sequence(step);
+    }
+
+    #[inline]
+    fn step(&mut self, seq: Sequence) -> SeqStep {
+        let Some(highest) = self.highest else {
+            self.highest = Some(seq);
+            self.window = 1;
+            return SeqStep::Advanced { gap: 0 };
+        };
+        let d = seq.distance_from(highest);
+        if d > MAX_DROPOUT || d < -MAX_MISORDER || seq.bits() != highest.bits() {
+            self.highest = Some(seq);
+            self.window = 1;
+            return SeqStep::Resynced;
+        }
+        if d > 0 {
+            self.window = if d >= 64 { 1 } else { (self.window << d) | 1 };
+            self.highest = Some(seq);
+            return SeqStep::Advanced {
+                gap: (d - 1) as u64,
+            };
+        }
+        let back = (-d) as u32;
+        if back >= 64 {
+            return SeqStep::Duplicate;
+        }
+        let bit = 1u64 << back;
+        if self.window & bit != 0 {
+            SeqStep::Duplicate
+        } else {
+            self.window |= bit;
+            SeqStep::Recovered
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(seqs: &[u16]) -> HealthCounters {
+        let checker = HealthChecker::new(None);
+        checker.connection_started(Instant::now());
+        let mut tracker = SeqTracker::default();
+        for &s in seqs {
+            tracker.observe(Sequence::rtp(s), &checker);
+        }
+        checker.counters()
+    }
+
+    #[test]
+    fn gaps_are_loss() {
+        let c = feed(&[1, 2, 5, 6]);
+        assert_eq!((c.expected, c.lost), (6, 2));
+    }
+
+    #[test]
+    fn wrap_around_is_not_loss() {
+        let c = feed(&[65_534, 65_535, 0, 1]);
+        assert_eq!((c.expected, c.lost), (4, 0));
+        let c = feed(&[65_535, 1]);
+        assert_eq!((c.expected, c.lost), (3, 1));
+    }
+
+    #[test]
+    fn reordered_packet_fills_its_gap() {
+        let c = feed(&[1, 3, 2, 4]);
+        assert_eq!((c.expected, c.lost, c.duplicates), (4, 0, 0));
+    }
+
+    #[test]
+    fn duplicates_are_counted_not_recovered() {
+        let c = feed(&[1, 2, 2, 4, 2]);
+        assert_eq!((c.expected, c.lost, c.duplicates), (4, 1, 2));
+    }
+
+    #[test]
+    fn sender_restart_resyncs_without_loss() {
+        let c = feed(&[100, 101, 40_000, 40_001]);
+        assert_eq!((c.expected, c.lost), (4, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expected_rate_gives_loss_without_sequence_numbers() {
+        let checker = HealthChecker::new(Some(100.0));
+        checker.connection_started(Instant::now());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..90 {
+            checker.record_packet(10, Instant::now());
+        }
+        let h = checker.check_health();
+        assert_eq!(h.connection_age, Duration::from_secs(1));
+        assert!((h.packet_loss - 0.10).abs() < 1e-9, "{}", h.packet_loss);
+    }
+}

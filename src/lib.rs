@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod backoff;
+pub mod config;
+pub mod connection;
+pub mod detect;
+pub mod driver;
+pub mod error;
+pub mod health;
+pub mod restore;
+mod serde_secs;
+
+pub use config::ReconnectionConfig;
+pub use driver::{Events, Reconnecting, ReconnectionEvent};
+pub use error::BoxError;
+
+/// The names most programs need, in one import.
+pub mod prelude {
+    pub use crate::backoff::{
+        Backoff, BackoffRetryLayer, ExponentialBackoff, FixedBackoff, Jitter, LinearBackoff,
+    };
+    pub use crate::config::ReconnectionConfig;
+    pub use crate::connection::{Connection, Packet, Protocol, StreamTarget, Target};
+    pub use crate::detect::{FailureDetectLayer, FailureReason, FailureThresholds};
+    pub use crate::driver::{EventType, Events, Reconnecting, ReconnectionEvent};
+    pub use crate::health::HealthLayer;
+    pub use crate::restore::{MemoryStorage, StateRestoreLayer, StateStorage};
+}

@@ -1,0 +1,20 @@
+//! Saving a stream's state and restoring it across reconnects and restarts.
+//!
+//! [`StateRestoreLayer`] loads the stream's saved [`ConnectionState`] before each connect
+//! and applies it to the target ([`StreamTarget::apply_state`]), restores it onto the
+//! new connection ([`Connection::restore`]), and saves the connection's state as packets
+//! flow (every save interval) and when it ends. A failing store is logged and counted,
+//! never fatal: the media goes on, starting from the configured target when nothing can
+//! be loaded.
+//!
+//! [`ConnectionState`]: crate::connection::ConnectionState
+//! [`StreamTarget::apply_state`]: crate::connection::StreamTarget::apply_state
+//! [`Connection::restore`]: crate::connection::Connection::restore
+
+mod layer;
+mod service;
+mod storage;
+
+pub use layer::StateRestoreLayer;
+pub use service::{Restored, StateRestore};
+pub use storage::{MemoryStorage, StateStorage, StorageError, StorageErrorKind, StorageFuture};

@@ -1,0 +1,231 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::{StateRestoreLayer, StateStorage, StorageError};
+use crate::connection::{Connection, ConnectionError, ConnectionState, Packet, StreamTarget};
+use crate::error::BoxError;
+use crate::health::HealthHandle;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The service [`StateRestoreLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct StateRestore<S> {
+    inner: S,
+    config: StateRestoreLayer,
+}
+
+impl<S> StateRestore<S> {
+    pub(crate) fn new(inner: S, config: StateRestoreLayer) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner connector.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner connector, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Take the inner connector back.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn storage_error(errors: &AtomicU64, op: &'static str, error: &StorageError) {
+    errors.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(stream_id = error.stream_id(), op, %error, "state store failed; media goes on");
+    metrics::counter!(
+        "mirror_reconnect_state_store_errors_total",
+        "stream_id" => error.stream_id().to_owned(),
+        "op" => op
+    )
+    .increment(1);
+}
+
+impl<S, T> Service<T> for StateRestore<S>
+where
+    S: Service<T> + Clone + Send + 'static,
+    S::Response: Connection,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    T: StreamTarget,
+{
+    type Response = Restored<S::Response>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut target: T) -> Self::Future {
+        // The readied service connects once the load is done.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        Box::pin(async move {
+            let saved = match &config.storage {
+                Some(storage) => match storage.load(target.stream_id()).await {
+                    Ok(saved) => saved,
+                    Err(error) => {
+                        storage_error(&config.errors, "load", &error);
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(saved) = &saved {
+                tracing::debug!(stream_id = target.stream_id(), "restoring saved state");
+                target.apply_state(saved);
+            }
+            let mut conn = inner.call(target).await.map_err(Into::into)?;
+            if let Some(saved) = &saved {
+                conn.restore(saved);
+            }
+            Ok(Restored::new(conn, config))
+        })
+    }
+}
+
+/// A connection whose state is saved as it changes.
+pub struct Restored<C: Connection> {
+    inner: C,
+    storage: Option<Arc<dyn StateStorage>>,
+    errors: Arc<AtomicU64>,
+    save_interval: Duration,
+    next_save: Instant,
+    saving: Option<BoxFuture<()>>,
+    ended: bool,
+}
+
+impl<C: Connection> std::fmt::Debug for Restored<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restored")
+            .field("save_interval", &self.save_interval)
+            .field("saving", &self.saving.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connection> Restored<C> {
+    fn new(conn: C, config: StateRestoreLayer) -> Self {
+        let mut this = Self {
+            inner: conn,
+            storage: config.storage,
+            errors: config.errors,
+            save_interval: config.save_interval,
+            next_save: Instant::now(),
+            saving: None,
+            ended: false,
+        };
+        // The first save records the connection as it started.
+        this.start_save();
+        this
+    }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// The wrapped connection, mutably.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
+    fn save_future(&self) -> Option<BoxFuture<()>> {
+        let storage = Arc::clone(self.storage.as_ref()?);
+        let errors = Arc::clone(&self.errors);
+        let state = self.inner.state();
+        Some(Box::pin(async move {
+            if let Err(error) = storage.save(&state).await {
+                storage_error(&errors, "save", &error);
+            }
+        }))
+    }
+
+    fn start_save(&mut self) {
+        self.next_save = Instant::now() + self.save_interval;
+        self.saving = self.save_future();
+    }
+
+    /// Save one last time, detached, so that the state at the end survives this wrapper.
+    fn final_save(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        if let (Some(save), Ok(handle)) =
+            (self.save_future(), tokio::runtime::Handle::try_current())
+        {
+            handle.spawn(save);
+        }
+    }
+}
+
+impl<C: Connection> Drop for Restored<C> {
+    fn drop(&mut self) {
+        // Dropped mid-stream (cancelled, replaced): keep what it knew.
+        self.final_save();
+    }
+}
+
+impl<C: Connection> Stream for Restored<C> {
+    type Item = Result<Packet, ConnectionError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(saving) = &mut this.saving {
+            if saving.as_mut().poll(cx).is_ready() {
+                this.saving = None;
+            }
+        }
+        let item = std::task::ready!(Pin::new(&mut this.inner).poll_next(cx));
+        match &item {
+            Some(Ok(packet)) => {
+                if this.saving.is_none() && packet.arrival >= this.next_save {
+                    this.start_save();
+                    if let Some(saving) = &mut this.saving {
+                        if saving.as_mut().poll(cx).is_ready() {
+                            this.saving = None;
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) if !e.is_fatal() => {}
+            _ => this.final_save(),
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl<C: Connection> Connection for Restored<C> {
+    fn state(&self) -> ConnectionState {
+        self.inner.state()
+    }
+
+    fn restore(&mut self, state: &ConnectionState) {
+        self.inner.restore(state);
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        self.inner.rtt()
+    }
+
+    fn health(&self) -> Option<HealthHandle> {
+        self.inner.health()
+    }
+}
