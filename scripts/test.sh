@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of the crate, all features on. Installs what the tests need from
+# outside Rust (Debian packages) when it is missing, so a fresh machine needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package that provides it
+need=()
+declare -A packages=(
+  [redis-server]=redis-server
+  [srt-live-transmit]=srt-tools
+  [ffmpeg]=ffmpeg
+)
+for cmd in "${!packages[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || need+=("${packages[$cmd]}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo test --all-features --all-targets
+cargo test --all-features --doc
