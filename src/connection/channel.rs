@@ -77,6 +77,11 @@ impl ChannelSender {
         self.rtt.store(nanos, Ordering::Relaxed);
     }
 
+    /// Wait until the connection has been dropped.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     /// Whether the connection has been dropped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()

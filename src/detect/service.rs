@@ -228,6 +228,10 @@ impl<C: Connection> Detected<C> {
 
     /// Check every timer; arm the one wake-up for the earliest deadline.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<FailureEvent> {
+        if self.silence.last_arrival().is_none() {
+            // Nothing to judge before the first packet; its arrival wakes us.
+            return None;
+        }
         loop {
             let now = Instant::now();
             if let Some(event) = self.check_thresholds(now) {
@@ -267,6 +271,18 @@ impl<C: Connection> Stream for Detected<C> {
                 if this.counts_itself {
                     this.health
                         .record_packet(packet.payload.len(), packet.arrival);
+                }
+                if this.silence.last_arrival().is_none() {
+                    // Judging starts with the first packet: until then the connection is
+                    // the driver's to verify (its first-packet timeout).
+                    this.last_check = packet.arrival;
+                    this.next_check = packet.arrival + this.detector.check_interval;
+                    this.last_counters = this.health.counters();
+                    this.last_counters.packets = this.last_counters.packets.saturating_sub(1);
+                    this.last_counters.bytes = this
+                        .last_counters
+                        .bytes
+                        .saturating_sub(packet.payload.len() as u64);
                 }
                 this.silence.observe(packet.arrival);
                 if packet.arrival >= this.next_check {
