@@ -277,12 +277,9 @@ impl<C: Connection> Stream for Detected<C> {
                     // the driver's to verify (its first-packet timeout).
                     this.last_check = packet.arrival;
                     this.next_check = packet.arrival + this.detector.check_interval;
-                    this.last_counters = this.health.counters();
-                    this.last_counters.packets = this.last_counters.packets.saturating_sub(1);
-                    this.last_counters.bytes = this
-                        .last_counters
-                        .bytes
-                        .saturating_sub(packet.payload.len() as u64);
+                    // Everything counted so far (this packet, errors before it) is in
+                    // the first window.
+                    this.last_counters = HealthCounters::default();
                 }
                 this.silence.observe(packet.arrival);
                 if packet.arrival >= this.next_check {
