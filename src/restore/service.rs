@@ -108,6 +108,8 @@ pub struct Restored<C: Connection> {
     save_interval: Duration,
     next_save: Instant,
     saving: Option<BoxFuture<()>>,
+    /// The last save, which the end of the stream waits for.
+    final_save: Option<(BoxFuture<()>, Option<<Self as Stream>::Item>)>,
     ended: bool,
 }
 
@@ -129,6 +131,7 @@ impl<C: Connection> Restored<C> {
             save_interval: config.save_interval,
             next_save: Instant::now(),
             saving: None,
+            final_save: None,
             ended: false,
         };
         // The first save records the connection as it started.
@@ -162,19 +165,51 @@ impl<C: Connection> Restored<C> {
         self.saving = self.save_future();
     }
 
-    /// Save one last time, detached, so that the state at the end survives this wrapper.
+    /// Save one last time, detached, so that the state survives this wrapper.
     fn final_save(&mut self) {
         if self.ended {
             return;
         }
         self.ended = true;
-        if let (Some(save), Ok(handle)) =
-            (self.save_future(), tokio::runtime::Handle::try_current())
-        {
+        if let (Some(save), Ok(handle)) = (self.save_future(), tokio::runtime::Handle::try_current()) {
             handle.spawn(save);
         }
     }
+
+    /// The stream ends: save the state it ends with before saying so, so that the next
+    /// connection starts from it. The wait is bounded; a store that does not answer in
+    /// time is logged like any store error.
+    fn end_with(&mut self, item: Option<<Self as Stream>::Item>) {
+        self.ended = true;
+        let Some(save) = self.save_future() else {
+            self.final_save = Some((Box::pin(std::future::ready(())), item));
+            return;
+        };
+        let earlier = self.saving.take();
+        let stream_id = self.inner.state().stream_id;
+        let errors = Arc::clone(&self.errors);
+        let last = async move {
+            if let Some(earlier) = earlier {
+                earlier.await;
+            }
+            save.await;
+        };
+        let bounded = async move {
+            if tokio::time::timeout(FINAL_SAVE_TIMEOUT, last).await.is_err() {
+                let error = StorageError::new(
+                    super::StorageErrorKind::Unavailable,
+                    stream_id,
+                    format!("final save took longer than {FINAL_SAVE_TIMEOUT:?}"),
+                );
+                storage_error(&errors, "save", &error);
+            }
+        };
+        self.final_save = Some((Box::pin(bounded), item));
+    }
 }
+
+/// How long the end of a stream waits for its last save.
+const FINAL_SAVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl<C: Connection> Drop for Restored<C> {
     fn drop(&mut self) {
@@ -188,6 +223,14 @@ impl<C: Connection> Stream for Restored<C> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some((save, _)) = &mut this.final_save {
+            std::task::ready!(save.as_mut().poll(cx));
+            let (_, item) = this.final_save.take().expect("checked above");
+            return Poll::Ready(item);
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
         if let Some(saving) = &mut this.saving {
             if saving.as_mut().poll(cx).is_ready() {
                 this.saving = None;
@@ -204,11 +247,14 @@ impl<C: Connection> Stream for Restored<C> {
                         }
                     }
                 }
+                Poll::Ready(item)
             }
-            Some(Err(e)) if !e.is_fatal() => {}
-            _ => this.final_save(),
+            Some(Err(e)) if !e.is_fatal() => Poll::Ready(item),
+            _ => {
+                this.end_with(item);
+                self.poll_next(cx)
+            }
         }
-        Poll::Ready(item)
     }
 }
 

@@ -1,0 +1,234 @@
+//! State saved before a failure is the state the next connection starts with; a
+//! failing store never stops the media.
+
+mod common;
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use common::{payload_number, serve, End, Scripted};
+use futures_util::{Stream, StreamExt};
+use mirror_reconnect::connection::{
+    ChannelConnection, Connection, ConnectionError, ConnectionState, Packet, Protocol, Secret,
+    Target,
+};
+use mirror_reconnect::restore::{
+    MemoryStorage, StateStorage, StorageError, StorageErrorKind, StorageFuture,
+};
+use mirror_reconnect::{BoxError, ReconnectionConfig};
+use tower::Service;
+
+/// A connection that keeps, as protocols do, a parameter worth resuming from: the
+/// last packet number it delivered. It remembers what it was restored with.
+struct Resumable {
+    inner: ChannelConnection,
+    last: Option<u32>,
+    restored_from: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Stream for Resumable {
+    type Item = Result<Packet, ConnectionError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
+        if let Some(Ok(packet)) = &item {
+            self.last = Some(payload_number(packet));
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Connection for Resumable {
+    fn state(&self) -> ConnectionState {
+        let mut state = self.inner.state();
+        if let Some(last) = self.last {
+            state.parameters.insert("last_packet".into(), last.to_string());
+        }
+        state
+    }
+    fn restore(&mut self, state: &ConnectionState) {
+        self.restored_from
+            .lock()
+            .unwrap()
+            .push(state.parameters.get("last_packet").cloned());
+    }
+}
+
+#[derive(Clone)]
+struct ResumableConnector {
+    scripted: Scripted,
+    restored_from: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Service<Target> for ResumableConnector {
+    type Response = Resumable;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Resumable, BoxError>> + Send>>;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.scripted.poll_ready(cx)
+    }
+    fn call(&mut self, target: Target) -> Self::Future {
+        let connect = self.scripted.call(target);
+        let restored_from = Arc::clone(&self.restored_from);
+        Box::pin(async move {
+            Ok(Resumable {
+                inner: connect.await?,
+                last: None,
+                restored_from,
+            })
+        })
+    }
+}
+
+fn target() -> Target {
+    Target::new("cam1", Protocol::InProcess)
+        .parameter("latency", "120")
+        .passphrase(Secret::new("correct horse battery"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_connection_starts_from_the_state_saved_before_the_failure() {
+    let storage = Arc::new(MemoryStorage::new());
+    // What an earlier run left: its codec, its latency, and a parameter of its own.
+    let mut earlier = ConnectionState::new("cam1", Protocol::InProcess);
+    earlier.codec = Some("h264".into());
+    earlier.parameters.insert("latency".into(), "999".into());
+    earlier.parameters.insert("profile".into(), "high".into());
+    storage.save(&earlier).await.unwrap();
+
+    let connector = ResumableConnector {
+        scripted: Scripted::new([serve(0..50, End::Close), serve(50..60, End::Silent)]),
+        restored_from: Arc::default(),
+    };
+    let config = ReconnectionConfig::default();
+    let mut packets = Box::pin(config.reconnecting_with(connector.clone(), target(), storage.clone()));
+    for n in 0..60 {
+        assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
+    }
+
+    let targets = connector.scripted.targets.lock().unwrap().clone();
+    assert_eq!(targets.len(), 2);
+    // The first connect: configured values win, saved ones fill the gaps.
+    assert_eq!(targets[0].codec.as_deref(), Some("h264"));
+    assert_eq!(targets[0].parameters["latency"], "120");
+    assert_eq!(targets[0].parameters["profile"], "high");
+    // The second connect starts where the first connection ended.
+    assert_eq!(targets[1].parameters["last_packet"], "49");
+    assert_eq!(targets[1].codec.as_deref(), Some("h264"));
+    assert_eq!(
+        *connector.restored_from.lock().unwrap(),
+        [None, Some("49".to_owned())]
+    );
+
+    // And the saved state never holds the passphrase.
+    let saved = storage.load("cam1").await.unwrap().unwrap();
+    let json = serde_json::to_string(&saved).unwrap();
+    assert!(!json.contains("correct horse"), "{json}");
+    assert!(!format!("{saved:?}").contains("correct horse"));
+    assert!(!format!("{:?}", target()).contains("correct horse"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_is_saved_as_packets_flow() {
+    let storage = Arc::new(MemoryStorage::new());
+    let connector = ResumableConnector {
+        scripted: Scripted::new([serve(0..1_000, End::Silent)]),
+        restored_from: Arc::default(),
+    };
+    let config = ReconnectionConfig {
+        save_interval: Duration::from_millis(500),
+        ..ReconnectionConfig::default()
+    };
+    let mut packets = Box::pin(config.reconnecting_with(connector, target(), storage.clone()));
+    // Packets every 10 ms: packet 149 arrives at 1.5 s, when the third save is due.
+    for _ in 0..150 {
+        packets.next().await.unwrap().unwrap();
+    }
+    let saved = storage.load("cam1").await.unwrap().unwrap();
+    assert_eq!(saved.parameters["last_packet"], "149");
+    assert_eq!(saved.statistics.packets_received, 150);
+    assert_eq!(saved.statistics.bytes_received, 600);
+}
+
+/// A store that is always down, and counts how often it was asked.
+#[derive(Default)]
+struct Down {
+    calls: AtomicUsize,
+}
+
+impl StateStorage for Down {
+    fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let e = StorageError::new(StorageErrorKind::Unavailable, &state.stream_id, "store down");
+        Box::pin(async move { Err(e) })
+    }
+    fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move { Err(StorageError::new(StorageErrorKind::Unavailable, stream_id, "store down")) })
+    }
+    fn delete<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, ()> {
+        Box::pin(async move { Err(StorageError::new(StorageErrorKind::Unavailable, stream_id, "store down")) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_never_stops_the_media() {
+    let storage = Arc::new(Down::default());
+    let connector = Scripted::new([serve(0..100, End::Close), serve(100..200, End::Silent)]);
+    let restore = mirror_reconnect::restore::StateRestoreLayer::new(storage.clone())
+        .save_interval(Duration::from_millis(100));
+    let stack = tower::ServiceBuilder::new()
+        .layer(restore.clone())
+        .layer(mirror_reconnect::health::HealthLayer::new())
+        .service(connector.clone());
+    let mut packets = Box::pin(mirror_reconnect::Reconnecting::new(stack, target()));
+    for n in 0..200 {
+        assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
+    }
+    // Two loads, and saves at connect, every 100 ms and at the end: all failed, all counted.
+    let calls = storage.calls.load(Ordering::Relaxed) as u64;
+    assert!(calls >= 2 + 20, "{calls}");
+    assert_eq!(restore.error_count(), calls);
+    // With nothing loaded, the connects used the configured target as it was.
+    let targets = connector.targets.lock().unwrap();
+    assert!(targets.iter().all(|t| t.codec.is_none() && t.parameters.len() == 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_storage_honours_its_ttl() {
+    let storage = MemoryStorage::with_ttl(Duration::from_secs(60));
+    storage.save(&ConnectionState::new("cam1", Protocol::Srt)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert!(storage.load("cam1").await.unwrap().is_some());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(storage.load("cam1").await.unwrap().is_none());
+}
+
+#[test]
+fn connection_state_json_uses_snake_case_and_round_trips() {
+    let mut state = ConnectionState::new("cam1", Protocol::Srt);
+    state.codec = Some("h264".into());
+    state.remote_addr = Some("127.0.0.1:9000".parse().unwrap());
+    state.statistics.uptime = Duration::from_millis(1_500);
+    let json = serde_json::to_value(&state).unwrap();
+    for key in [
+        "stream_id", "protocol", "codec", "remote_addr", "local_addr", "parameters",
+        "statistics", "start_time", "last_activity",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing in {json}");
+    }
+    for key in ["packets_received", "bytes_received", "packet_errors", "uptime"] {
+        assert!(json["statistics"].get(key).is_some(), "{key}");
+    }
+    assert_eq!(json["protocol"], "srt");
+    assert_eq!(json["statistics"]["uptime"], 1.5);
+    let back: ConnectionState = serde_json::from_value(json).unwrap();
+    // Times round-trip at the second precision RFC 3339 text keeps.
+    assert_eq!(back.stream_id, state.stream_id);
+    assert_eq!(back.statistics, state.statistics);
+    assert_eq!(back.remote_addr, state.remote_addr);
+    let bad = serde_json::from_str::<ConnectionState>(r#"{"stream_id": 5}"#);
+    assert!(bad.is_err());
+}
