@@ -1,0 +1,168 @@
+//! Configuration: YAML with durations, defaults, unknown keys, validation.
+
+use std::time::Duration;
+
+use mirror_reconnect::backoff::{Backoff, Jitter};
+use mirror_reconnect::config::{BackoffType, ConfigError};
+use mirror_reconnect::ReconnectionConfig;
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = ReconnectionConfig::default();
+    assert_eq!(c.max_retries, 5);
+    assert_eq!(c.initial_delay, Duration::from_secs(1));
+    assert_eq!(c.max_delay, Duration::from_secs(30));
+    assert_eq!(c.multiplier, 2.0);
+    assert_eq!(c.backoff_type, BackoffType::Exponential);
+    assert!(c.use_jitter);
+    assert_eq!(c.jitter_mode(), Jitter::Proportional);
+    assert_eq!(c.health_thresholds.max_packet_loss, 0.05);
+    assert_eq!(c.health_thresholds.max_latency, Duration::from_secs(1));
+    assert_eq!(c.health_thresholds.max_error_rate, 0.1);
+    assert_eq!(c.health_thresholds.timeout_duration, Duration::from_secs(30));
+    assert_eq!(c.first_packet_timeout, Duration::from_secs(10));
+    assert!(c.persist_state);
+    assert!(c.srt.retry_on_close);
+    c.validate().unwrap();
+}
+
+#[test]
+fn an_empty_document_is_all_defaults() {
+    assert_eq!(ReconnectionConfig::from_yaml_str("").unwrap(), ReconnectionConfig::default());
+    assert_eq!(ReconnectionConfig::from_yaml_str("{}").unwrap(), ReconnectionConfig::default());
+}
+
+#[test]
+fn every_key_parses_with_human_durations() {
+    let yaml = r#"
+max_retries: 8
+check_interval: 250ms
+backoff_type: linear
+initial_delay: 500ms
+max_delay: 1m 30s
+multiplier: 1.5
+increment: 250ms
+use_jitter: true
+jitter: decorrelated
+max_elapsed: 5m
+first_packet_timeout: 4s
+health_thresholds:
+  max_packet_loss: 0.02
+  max_latency: 800ms
+  max_error_rate: 0.05
+  timeout_duration: 10s
+  min_packet_rate: 2
+  min_samples: 50
+silence:
+  enabled: true
+  phi_threshold: 10
+  max_gap_margin: 3
+  max_gap_half_life: 1m
+  floor: 20ms
+  ceiling: 2s
+  min_samples: 32
+persist_state: false
+state_ttl: 2h
+save_interval: 5s
+srt:
+  connect_timeout: 2s
+  retry_on_close: false
+rtp:
+  session_timeout: 15s
+  retry_on_timeout: false
+"#;
+    let c = ReconnectionConfig::from_yaml_str(yaml).unwrap();
+    assert_eq!(c.max_retries, 8);
+    assert_eq!(c.check_interval, Duration::from_millis(250));
+    assert_eq!(c.backoff_type, BackoffType::Linear);
+    assert_eq!(c.max_delay, Duration::from_secs(90));
+    assert_eq!(c.increment, Some(Duration::from_millis(250)));
+    assert_eq!(c.jitter_mode(), Jitter::Decorrelated);
+    assert_eq!(c.max_elapsed, Some(Duration::from_secs(300)));
+    assert_eq!(c.health_thresholds.min_packet_rate, 2.0);
+    assert_eq!(c.silence.floor, Duration::from_millis(20));
+    assert_eq!(c.state_ttl, Duration::from_secs(7_200));
+    assert!(!c.srt.retry_on_close);
+    assert_eq!(c.rtp.session_timeout, Duration::from_secs(15));
+    assert!(!c.persist_state);
+    // It round-trips through YAML.
+    let text = serde_yaml_ng::to_string(&c).unwrap();
+    assert_eq!(ReconnectionConfig::from_yaml_str(&text).unwrap(), c);
+}
+
+#[test]
+fn the_backoff_follows_the_config() {
+    let c = ReconnectionConfig::from_yaml_str(
+        "backoff_type: linear\ninitial_delay: 1s\nincrement: 2s\nmax_delay: 6s\nuse_jitter: false",
+    )
+    .unwrap();
+    let mut b = c.backoff();
+    let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_secs()).collect();
+    assert_eq!(delays, [1, 3, 5, 6, 6]);
+
+    let c = ReconnectionConfig::from_yaml_str("backoff_type: fixed\ninitial_delay: 2s\nuse_jitter: false").unwrap();
+    let mut b = c.backoff();
+    assert_eq!(b.next_delay(), Duration::from_secs(2));
+    assert_eq!(b.next_delay(), Duration::from_secs(2));
+}
+
+fn error_of(yaml: &str) -> String {
+    ReconnectionConfig::from_yaml_str(yaml).unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    assert!(error_of("max_retires: 3").contains("max_retires"));
+    assert!(error_of("health_thresholds:\n  max_loss: 0.1").contains("max_loss"));
+    assert!(error_of("srt:\n  conect_timeout: 1s").contains("conect_timeout"));
+}
+
+#[test]
+fn bad_values_are_errors_naming_the_field_and_the_rule() {
+    let cases = [
+        ("initial_delay: 0s", "initial_delay", "greater than zero"),
+        ("initial_delay: -1s", "initial_delay", ""),
+        ("max_delay: 500ms", "max_delay", "at least initial_delay"),
+        ("multiplier: 0.5", "multiplier", "at least 1"),
+        ("check_interval: 0ms", "check_interval", "greater than zero"),
+        ("backoff_type: quadratic", "quadratic", "exponential"),
+        ("jitter: sometimes", "sometimes", "decorrelated"),
+        ("use_jitter: false\njitter: full", "jitter", "use_jitter is false"),
+        ("health_thresholds:\n  max_packet_loss: 1.5", "health_thresholds.max_packet_loss", "at most 1"),
+        ("health_thresholds:\n  max_error_rate: 0", "health_thresholds.max_error_rate", "above 0"),
+        ("health_thresholds:\n  min_packet_rate: -1", "health_thresholds.min_packet_rate", "zero (off) or more"),
+        ("health_thresholds:\n  timeout_duration: 0s", "health_thresholds.timeout_duration", "greater than zero"),
+        ("silence:\n  floor: 5s\n  ceiling: 1s", "silence.floor", "silence.ceiling"),
+        ("state_ttl: 0s", "state_ttl", "greater than zero"),
+        ("max_retries: many", "max_retries", ""),
+        ("initial_delay: soon", "initial_delay", ""),
+    ];
+    for (yaml, field, rule) in cases {
+        let message = error_of(yaml);
+        assert!(message.contains(field), "{yaml:?}: {message}");
+        assert!(message.contains(rule), "{yaml:?}: {message}");
+    }
+}
+
+#[test]
+fn invalid_is_a_typed_error() {
+    match ReconnectionConfig::from_yaml_str("multiplier: 0.1") {
+        Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "multiplier"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_file_names_the_file() {
+    let e = ReconnectionConfig::from_yaml_file("/nonexistent/reconnect.yaml").unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/reconnect.yaml"), "{e}");
+}
+
+#[test]
+fn a_parse_error_names_the_file() {
+    let path = std::env::temp_dir().join(format!("mirror-reconnect-bad-{}.yaml", std::process::id()));
+    std::fs::write(&path, "max_retries: [\n").unwrap();
+    let e = ReconnectionConfig::from_yaml_file(&path).unwrap_err().to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert!(e.contains(&path.display().to_string()), "{e}");
+}
