@@ -11,6 +11,8 @@ pub mod error;
 pub mod health;
 pub mod restore;
 mod serde_secs;
+#[cfg(feature = "network-simulation")]
+pub mod sim;
 
 pub use config::ReconnectionConfig;
 pub use driver::{Events, Reconnecting, ReconnectionEvent};
