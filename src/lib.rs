@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod backoff;
@@ -9,6 +10,8 @@ pub mod detect;
 pub mod driver;
 pub mod error;
 pub mod health;
+#[cfg(any(feature = "srt", feature = "rtp"))]
+pub mod protocol;
 pub mod restore;
 mod serde_secs;
 #[cfg(feature = "network-simulation")]

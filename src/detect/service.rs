@@ -228,10 +228,8 @@ impl<C: Connection> Detected<C> {
 
     /// Check every timer; arm the one wake-up for the earliest deadline.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<FailureEvent> {
-        if self.silence.last_arrival().is_none() {
-            // Nothing to judge before the first packet; its arrival wakes us.
-            return None;
-        }
+        // Nothing to judge before the first packet; its arrival wakes us.
+        self.silence.last_arrival()?;
         loop {
             let now = Instant::now();
             if let Some(event) = self.check_thresholds(now) {

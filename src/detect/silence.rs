@@ -89,7 +89,6 @@ pub struct SilenceDetector {
     mean: f64,
     var: f64,
     max_gap: f64,
-    limit: Duration,
 }
 
 impl SilenceDetector {
@@ -103,7 +102,6 @@ impl SilenceDetector {
             mean: 0.0,
             var: 0.0,
             max_gap: 0.0,
-            limit: config.ceiling,
         }
     }
 
@@ -131,9 +129,15 @@ impl SilenceDetector {
         }
         self.samples = self.samples.saturating_add(1);
         let half_life = self.config.max_gap_half_life.as_secs_f64().max(1e-3);
-        let decayed = self.max_gap * 0.5_f64.powf(gap / half_life);
-        self.max_gap = decayed.max(gap);
-        self.limit = self.compute_limit();
+        let ratio = gap / half_life;
+        // 2^-r, to first order for the tiny ratios of a live stream (a gap is
+        // milliseconds, the half-life tens of seconds): this runs for every packet.
+        let decay = if ratio < 1e-3 {
+            1.0 - ratio * std::f64::consts::LN_2
+        } else {
+            0.5_f64.powf(ratio)
+        };
+        self.max_gap = (self.max_gap * decay).max(gap);
     }
 
     fn compute_limit(&self) -> Duration {
@@ -156,7 +160,7 @@ impl SilenceDetector {
 
     /// How long a silence may last before it is suspected, as learned so far.
     pub fn limit(&self) -> Duration {
-        self.limit
+        self.compute_limit()
     }
 
     /// When the last packet arrived.
