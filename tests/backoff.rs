@@ -27,16 +27,30 @@ fn exponential_sequence_is_exact() {
     let mut b = ExponentialBackoff::new(ms(100), ms(2_000), 2.0).jitter(Jitter::None);
     assert_eq!(
         take(&mut b, 7),
-        [ms(100), ms(200), ms(400), ms(800), ms(1_600), ms(2_000), ms(2_000)]
+        [
+            ms(100),
+            ms(200),
+            ms(400),
+            ms(800),
+            ms(1_600),
+            ms(2_000),
+            ms(2_000)
+        ]
     );
     let mut b = ExponentialBackoff::new(ms(100), ms(1_000), 1.5).jitter(Jitter::None);
-    assert_eq!(take(&mut b, 4), [ms(100), ms(150), ms(225), Duration::from_micros(337_500)]);
+    assert_eq!(
+        take(&mut b, 4),
+        [ms(100), ms(150), ms(225), Duration::from_micros(337_500)]
+    );
 }
 
 #[test]
 fn linear_sequence_is_exact() {
     let mut b = LinearBackoff::new(ms(500), ms(250), ms(1_200));
-    assert_eq!(take(&mut b, 5), [ms(500), ms(750), ms(1_000), ms(1_200), ms(1_200)]);
+    assert_eq!(
+        take(&mut b, 5),
+        [ms(500), ms(750), ms(1_000), ms(1_200), ms(1_200)]
+    );
 }
 
 #[test]
@@ -137,9 +151,11 @@ type Log = Arc<Mutex<Vec<(Instant, Attempt)>>>;
 fn retry_layer(max_retries: u32) -> (BackoffRetryLayer<ExponentialBackoff>, Log) {
     let log: Log = Arc::default();
     let sink = Arc::clone(&log);
-    let layer = BackoffRetryLayer::new(ExponentialBackoff::new(ms(100), ms(1_000), 2.0).jitter(Jitter::None))
-        .max_retries(max_retries)
-        .on_attempt(move |a| sink.lock().unwrap().push((Instant::now(), a.clone())));
+    let layer = BackoffRetryLayer::new(
+        ExponentialBackoff::new(ms(100), ms(1_000), 2.0).jitter(Jitter::None),
+    )
+    .max_retries(max_retries)
+    .on_attempt(move |a| sink.lock().unwrap().push((Instant::now(), a.clone())));
     (layer, log)
 }
 
@@ -169,7 +185,10 @@ async fn retries_on_the_backoff_schedule_then_succeeds() {
     assert_eq!(at, [ms(0), ms(100), ms(300), ms(700)]);
     let delays: Vec<_> = log.iter().map(|(_, a)| a.delay).collect();
     assert_eq!(delays, [ms(0), ms(100), ms(200), ms(400)]);
-    assert_eq!(log[1].1.last_error.as_deref(), Some("peer unreachable: refused"));
+    assert_eq!(
+        log[1].1.last_error.as_deref(),
+        Some("peer unreachable: refused")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,7 +229,11 @@ async fn gives_up_after_max_retries() {
 
 #[tokio::test(start_paused = true)]
 async fn a_non_retryable_error_stops_at_once() {
-    for kind in [ConnectErrorKind::Unauthorized, ConnectErrorKind::Rejected, ConnectErrorKind::InvalidTarget] {
+    for kind in [
+        ConnectErrorKind::Unauthorized,
+        ConnectErrorKind::Rejected,
+        ConnectErrorKind::InvalidTarget,
+    ] {
         let (layer, log) = retry_layer(10);
         let (mut service, mut handle) = mock::spawn_layer::<&str, u32, _>(layer);
         tokio_test::assert_ready_ok!(service.poll_ready());
@@ -228,7 +251,9 @@ async fn a_non_retryable_error_stops_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn max_elapsed_stops_before_a_wait_that_would_pass_it() {
-    let layer = BackoffRetryLayer::new(FixedBackoff::new(ms(400))).max_retries(100).max_elapsed(ms(1_000));
+    let layer = BackoffRetryLayer::new(FixedBackoff::new(ms(400)))
+        .max_retries(100)
+        .max_elapsed(ms(1_000));
     let (mut service, mut handle) = mock::spawn_layer::<&str, u32, _>(layer);
     let start = Instant::now();
     tokio_test::assert_ready_ok!(service.poll_ready());
@@ -251,8 +276,18 @@ async fn custom_classifier_decides_what_is_retried() {
     let (mut service, mut handle) = mock::spawn_layer::<&str, u32, _>(layer);
     tokio_test::assert_ready_ok!(service.poll_ready());
     let response = tokio::spawn(service.call("x"));
-    handle.next_request().await.unwrap().1.send_error(std::io::Error::other("transient"));
-    handle.next_request().await.unwrap().1.send_error(std::io::Error::other("fatal"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_error(std::io::Error::other("transient"));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_error(std::io::Error::other("fatal"));
     let error = response.await.unwrap().unwrap_err();
     assert_eq!(error.downcast_ref::<RetryError>().unwrap().attempts(), 2);
 }

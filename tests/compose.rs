@@ -20,7 +20,12 @@ fn ms(n: u64) -> Duration {
 /// A connector that records when it is called and never answers.
 fn hanging(
     calls: Arc<Mutex<Vec<Instant>>>,
-) -> impl tower::Service<u32, Response = (), Error = BoxError, Future = std::future::Pending<Result<(), BoxError>>> + Clone {
+) -> impl tower::Service<
+    u32,
+    Response = (),
+    Error = BoxError,
+    Future = std::future::Pending<Result<(), BoxError>>,
+> + Clone {
     service_fn(move |_: u32| {
         calls.lock().unwrap().push(Instant::now());
         std::future::pending::<Result<(), BoxError>>()
@@ -30,7 +35,12 @@ fn hanging(
 /// A connector that records when it is called and fails at once.
 fn refusing(
     calls: Arc<Mutex<Vec<Instant>>>,
-) -> impl tower::Service<u32, Response = (), Error = BoxError, Future = std::future::Ready<Result<(), BoxError>>> + Clone {
+) -> impl tower::Service<
+    u32,
+    Response = (),
+    Error = BoxError,
+    Future = std::future::Ready<Result<(), BoxError>>,
+> + Clone {
     service_fn(move |_: u32| {
         calls.lock().unwrap().push(Instant::now());
         std::future::ready(Err::<(), BoxError>(
@@ -40,7 +50,12 @@ fn refusing(
 }
 
 fn offsets(calls: &Mutex<Vec<Instant>>, start: Instant) -> Vec<Duration> {
-    calls.lock().unwrap().iter().map(|t| t.duration_since(start)).collect()
+    calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| t.duration_since(start))
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -58,7 +73,10 @@ async fn timeout_inside_retry_bounds_each_attempt() {
     assert_eq!(start.elapsed(), ms(1_700));
     let retry = error.downcast_ref::<RetryError>().unwrap();
     assert_eq!(retry.kind(), RetryErrorKind::Exhausted);
-    assert!(retry.last_error().is::<Elapsed>(), "a timeout is retried, and is the last error");
+    assert!(
+        retry.last_error().is::<Elapsed>(),
+        "a timeout is retried, and is the last error"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,7 +19,10 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.health_thresholds.max_packet_loss, 0.05);
     assert_eq!(c.health_thresholds.max_latency, Duration::from_secs(1));
     assert_eq!(c.health_thresholds.max_error_rate, 0.1);
-    assert_eq!(c.health_thresholds.timeout_duration, Duration::from_secs(30));
+    assert_eq!(
+        c.health_thresholds.timeout_duration,
+        Duration::from_secs(30)
+    );
     assert_eq!(c.first_packet_timeout, Duration::from_secs(10));
     assert!(c.persist_state);
     assert!(c.srt.retry_on_close);
@@ -28,8 +31,14 @@ fn defaults_are_the_documented_ones() {
 
 #[test]
 fn an_empty_document_is_all_defaults() {
-    assert_eq!(ReconnectionConfig::from_yaml_str("").unwrap(), ReconnectionConfig::default());
-    assert_eq!(ReconnectionConfig::from_yaml_str("{}").unwrap(), ReconnectionConfig::default());
+    assert_eq!(
+        ReconnectionConfig::from_yaml_str("").unwrap(),
+        ReconnectionConfig::default()
+    );
+    assert_eq!(
+        ReconnectionConfig::from_yaml_str("{}").unwrap(),
+        ReconnectionConfig::default()
+    );
 }
 
 #[test]
@@ -100,14 +109,19 @@ fn the_backoff_follows_the_config() {
     let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_secs()).collect();
     assert_eq!(delays, [1, 3, 5, 6, 6]);
 
-    let c = ReconnectionConfig::from_yaml_str("backoff_type: fixed\ninitial_delay: 2s\nuse_jitter: false").unwrap();
+    let c = ReconnectionConfig::from_yaml_str(
+        "backoff_type: fixed\ninitial_delay: 2s\nuse_jitter: false",
+    )
+    .unwrap();
     let mut b = c.backoff();
     assert_eq!(b.next_delay(), Duration::from_secs(2));
     assert_eq!(b.next_delay(), Duration::from_secs(2));
 }
 
 fn error_of(yaml: &str) -> String {
-    ReconnectionConfig::from_yaml_str(yaml).unwrap_err().to_string()
+    ReconnectionConfig::from_yaml_str(yaml)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -127,12 +141,36 @@ fn bad_values_are_errors_naming_the_field_and_the_rule() {
         ("check_interval: 0ms", "check_interval", "greater than zero"),
         ("backoff_type: quadratic", "quadratic", "exponential"),
         ("jitter: sometimes", "sometimes", "decorrelated"),
-        ("use_jitter: false\njitter: full", "jitter", "use_jitter is false"),
-        ("health_thresholds:\n  max_packet_loss: 1.5", "health_thresholds.max_packet_loss", "at most 1"),
-        ("health_thresholds:\n  max_error_rate: 0", "health_thresholds.max_error_rate", "above 0"),
-        ("health_thresholds:\n  min_packet_rate: -1", "health_thresholds.min_packet_rate", "zero (off) or more"),
-        ("health_thresholds:\n  timeout_duration: 0s", "health_thresholds.timeout_duration", "greater than zero"),
-        ("silence:\n  floor: 5s\n  ceiling: 1s", "silence.floor", "silence.ceiling"),
+        (
+            "use_jitter: false\njitter: full",
+            "jitter",
+            "use_jitter is false",
+        ),
+        (
+            "health_thresholds:\n  max_packet_loss: 1.5",
+            "health_thresholds.max_packet_loss",
+            "at most 1",
+        ),
+        (
+            "health_thresholds:\n  max_error_rate: 0",
+            "health_thresholds.max_error_rate",
+            "above 0",
+        ),
+        (
+            "health_thresholds:\n  min_packet_rate: -1",
+            "health_thresholds.min_packet_rate",
+            "zero (off) or more",
+        ),
+        (
+            "health_thresholds:\n  timeout_duration: 0s",
+            "health_thresholds.timeout_duration",
+            "greater than zero",
+        ),
+        (
+            "silence:\n  floor: 5s\n  ceiling: 1s",
+            "silence.floor",
+            "silence.ceiling",
+        ),
         ("state_ttl: 0s", "state_ttl", "greater than zero"),
         ("max_retries: many", "max_retries", ""),
         ("initial_delay: soon", "initial_delay", ""),
@@ -160,9 +198,12 @@ fn a_missing_file_names_the_file() {
 
 #[test]
 fn a_parse_error_names_the_file() {
-    let path = std::env::temp_dir().join(format!("mirror-reconnect-bad-{}.yaml", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("mirror-reconnect-bad-{}.yaml", std::process::id()));
     std::fs::write(&path, "max_retries: [\n").unwrap();
-    let e = ReconnectionConfig::from_yaml_file(&path).unwrap_err().to_string();
+    let e = ReconnectionConfig::from_yaml_file(&path)
+        .unwrap_err()
+        .to_string();
     std::fs::remove_file(&path).unwrap();
     assert!(e.contains(&path.display().to_string()), "{e}");
 }

@@ -80,7 +80,11 @@ fn packet(seq: u16) -> Packet {
 }
 
 /// Send `seqs` one every `gap`, starting now.
-fn send_seqs(tx: ChannelSender, seqs: Vec<u16>, gap: Duration) -> tokio::task::JoinHandle<ChannelSender> {
+fn send_seqs(
+    tx: ChannelSender,
+    seqs: Vec<u16>,
+    gap: Duration,
+) -> tokio::task::JoinHandle<ChannelSender> {
     tokio::spawn(async move {
         for (i, seq) in seqs.into_iter().enumerate() {
             if i > 0 {
@@ -95,10 +99,15 @@ fn send_seqs(tx: ChannelSender, seqs: Vec<u16>, gap: Duration) -> tokio::task::J
 }
 
 async fn loss_case(missing: usize) -> Option<FailureEvent> {
-    let t = FailureThresholds { max_packet_loss: 0.05, ..quiet() };
+    let t = FailureThresholds {
+        max_packet_loss: 0.05,
+        ..quiet()
+    };
     let (tx, mut conn) = watched(t, no_silence()).await;
     // 100 numbered packets in the first second, `missing` of them never sent.
-    let seqs: Vec<u16> = (0..100u16).filter(|s| !(1..=missing as u16).map(|k| k * 10).any(|m| m == *s)).collect();
+    let seqs: Vec<u16> = (0..100u16)
+        .filter(|s| !(1..=missing as u16).map(|k| k * 10).any(|m| m == *s))
+        .collect();
     let start = Instant::now();
     let _tx = send_seqs(tx, seqs, ms(9));
     watch(&mut conn, start + ms(1_500)).await.map(|(_, e)| e)
@@ -114,7 +123,10 @@ async fn packet_loss_trips_at_its_threshold_and_not_below() {
 }
 
 async fn latency_case(rtt: Duration) -> Option<(Instant, FailureEvent)> {
-    let t = FailureThresholds { max_latency: Duration::from_secs(1), ..quiet() };
+    let t = FailureThresholds {
+        max_latency: Duration::from_secs(1),
+        ..quiet()
+    };
     let (tx, mut conn) = watched(t, no_silence()).await;
     tx.set_rtt(rtt);
     let start = Instant::now();
@@ -125,14 +137,23 @@ async fn latency_case(rtt: Duration) -> Option<(Instant, FailureEvent)> {
 #[tokio::test(start_paused = true)]
 async fn high_latency_trips_at_its_threshold_and_not_below() {
     let start = Instant::now();
-    let (at, event) = latency_case(Duration::from_secs(1)).await.expect("1 s RTT trips");
+    let (at, event) = latency_case(Duration::from_secs(1))
+        .await
+        .expect("1 s RTT trips");
     assert_eq!(event.reason, FailureReason::HighLatency);
-    assert_eq!(at - start, Duration::from_secs(1), "judged at the first check");
+    assert_eq!(
+        at - start,
+        Duration::from_secs(1),
+        "judged at the first check"
+    );
     assert!(latency_case(ms(999)).await.is_none());
 }
 
 async fn error_case(errors: u32) -> Option<FailureEvent> {
-    let t = FailureThresholds { max_error_rate: 0.1, ..quiet() };
+    let t = FailureThresholds {
+        max_error_rate: 0.1,
+        ..quiet()
+    };
     let (tx, mut conn) = watched(t, no_silence()).await;
     let start = Instant::now();
     let _tx = tokio::spawn(async move {
@@ -161,7 +182,10 @@ async fn error_rate_trips_at_its_threshold_and_not_below() {
 }
 
 async fn rate_case(packets: u16) -> Option<FailureEvent> {
-    let t = FailureThresholds { min_packet_rate: 10.0, ..quiet() };
+    let t = FailureThresholds {
+        min_packet_rate: 10.0,
+        ..quiet()
+    };
     let (tx, mut conn) = watched(t, no_silence()).await;
     let start = Instant::now();
     let _tx = send_seqs(tx, (0..packets).collect(), ms(90));
@@ -170,7 +194,9 @@ async fn rate_case(packets: u16) -> Option<FailureEvent> {
 
 #[tokio::test(start_paused = true)]
 async fn low_packet_rate_trips_at_its_threshold_and_not_above() {
-    let event = rate_case(10).await.expect("10 packets/s trips a 10 packets/s minimum");
+    let event = rate_case(10)
+        .await
+        .expect("10 packets/s trips a 10 packets/s minimum");
     assert_eq!(event.reason, FailureReason::LowPacketRate);
     assert_eq!(event.value, Some(10.0));
     assert!(rate_case(11).await.is_none());
@@ -181,7 +207,9 @@ async fn low_packet_rate_is_checked_by_default() {
     let (tx, mut conn) = watched(FailureThresholds::default(), no_silence()).await;
     let start = Instant::now();
     let tx = send_seqs(tx, vec![0], ms(0)).await.unwrap();
-    let (at, event) = watch(&mut conn, start + ms(5_000)).await.expect("one packet then nothing");
+    let (at, event) = watch(&mut conn, start + ms(5_000))
+        .await
+        .expect("one packet then nothing");
     assert_eq!(event.reason, FailureReason::LowPacketRate);
     // The first window holds the packet (1/s); the second holds none.
     assert_eq!(at - start, Duration::from_secs(2));
@@ -190,7 +218,10 @@ async fn low_packet_rate_is_checked_by_default() {
 
 #[tokio::test(start_paused = true)]
 async fn timeout_trips_exactly_at_timeout_duration() {
-    let t = FailureThresholds { timeout_duration: ms(2_000), ..quiet() };
+    let t = FailureThresholds {
+        timeout_duration: ms(2_000),
+        ..quiet()
+    };
     let (tx, mut conn) = watched(t, no_silence()).await;
     let start = Instant::now();
     let _tx = send_seqs(tx, (0..50).collect(), ms(10));
@@ -205,16 +236,27 @@ async fn a_fatal_error_is_a_network_error_failure() {
     let (tx, mut conn) = watched(quiet(), no_silence()).await;
     tx.send(packet(0)).await.unwrap();
     let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-    tx.send_error(ConnectionError::Network(reset.into())).await.unwrap();
+    tx.send_error(ConnectionError::Network(reset.into()))
+        .await
+        .unwrap();
     let (_, event) = watch(&mut conn, Instant::now() + ms(100)).await.unwrap();
     assert_eq!(event.reason, FailureReason::NetworkError);
     assert!(event.details.contains("reset by peer"));
-    assert!(conn.next().await.is_none(), "the stream ends after the failure");
+    assert!(
+        conn.next().await.is_none(),
+        "the stream ends after the failure"
+    );
 }
 
 /// A source at `rate` packets/s with ±20 % jitter and `loss` random loss, for `run`,
 /// then silent. Returns when the last packet was sent.
-fn smooth_source(tx: ChannelSender, rate: f64, loss: f64, run: Duration, seed: u64) -> tokio::task::JoinHandle<(Instant, ChannelSender)> {
+fn smooth_source(
+    tx: ChannelSender,
+    rate: f64,
+    loss: f64,
+    run: Duration,
+    seed: u64,
+) -> tokio::task::JoinHandle<(Instant, ChannelSender)> {
     tokio::spawn(async move {
         let mut rng = fastrand::Rng::with_seed(seed);
         let gap = Duration::from_secs_f64(1.0 / rate);
@@ -239,17 +281,28 @@ fn smooth_source(tx: ChannelSender, rate: f64, loss: f64, run: Duration, seed: u
 #[tokio::test(start_paused = true)]
 async fn silence_is_detected_within_ten_gaps() {
     for (rate, seed) in [(30.0, 1), (100.0, 2), (300.0, 3)] {
-        let t = FailureThresholds { max_packet_loss: 1.0, ..FailureThresholds::default() };
+        let t = FailureThresholds {
+            max_packet_loss: 1.0,
+            ..FailureThresholds::default()
+        };
         let (tx, mut conn) = watched(t, SilenceConfig::default()).await;
         let source = smooth_source(tx, rate, 0.05, Duration::from_secs(60), seed);
-        let (at, event) = watch(&mut conn, Instant::now() + Duration::from_secs(120)).await.expect("silence");
+        let (at, event) = watch(&mut conn, Instant::now() + Duration::from_secs(120))
+            .await
+            .expect("silence");
         let (last, _tx) = source.await.unwrap();
         let gap = Duration::from_secs_f64(1.0 / rate);
         let latency = at - last;
-        println!("{rate} packets/s: silence detected after {latency:?} = {:.1} gaps", latency.as_secs_f64() / gap.as_secs_f64());
+        println!(
+            "{rate} packets/s: silence detected after {latency:?} = {:.1} gaps",
+            latency.as_secs_f64() / gap.as_secs_f64()
+        );
         assert_eq!(event.reason, FailureReason::Timeout, "{}", event.details);
         assert!(event.details.contains("silence"), "{}", event.details);
-        assert!(last >= Instant::now() - Duration::from_secs(1), "no false alarm before the source stopped");
+        assert!(
+            last >= Instant::now() - Duration::from_secs(1),
+            "no false alarm before the source stopped"
+        );
         assert!(latency <= gap * 10, "{rate}/s: {latency:?} > 10 gaps");
     }
 }
@@ -259,7 +312,10 @@ async fn no_false_alarm_on_an_hour_of_bursty_lossy_vbr() {
     // 30 frames/s, frames of 3–12 packets and a 40-packet keyframe every 2 s, frame
     // times jittered by ±3 ms, 5 % of packets lost at random; a packet-loss limit above
     // that, so only the silence detector is on trial.
-    let t = FailureThresholds { max_packet_loss: 0.5, ..FailureThresholds::default() };
+    let t = FailureThresholds {
+        max_packet_loss: 0.5,
+        ..FailureThresholds::default()
+    };
     let (tx, mut conn) = watched(t, SilenceConfig::default()).await;
     let hour = Duration::from_secs(3_600);
     let source = tokio::spawn(async move {
@@ -282,11 +338,21 @@ async fn no_false_alarm_on_an_hour_of_bursty_lossy_vbr() {
         }
         (last, tx)
     });
-    let (at, event) = watch(&mut conn, Instant::now() + hour * 2).await.expect("the end of the stream is detected");
+    let (at, event) = watch(&mut conn, Instant::now() + hour * 2)
+        .await
+        .expect("the end of the stream is detected");
     let (last, _tx) = source.await.unwrap();
-    assert!(at > last, "false alarm at {:?}: {}", at.elapsed(), event.details);
+    assert!(
+        at > last,
+        "false alarm at {:?}: {}",
+        at.elapsed(),
+        event.details
+    );
     let latency = at - last;
-    println!("bursty VBR: silence detected {latency:?} after the last packet ({})", event.details);
+    println!(
+        "bursty VBR: silence detected {latency:?} after the last packet ({})",
+        event.details
+    );
     assert_eq!(event.reason, FailureReason::Timeout);
     assert!(latency <= ms(500), "{latency:?}");
 }

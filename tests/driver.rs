@@ -62,7 +62,10 @@ async fn every_packet_in_order_across_failures_with_the_exact_events() {
             None => panic!("the stream ended without the give-up error"),
         }
     };
-    assert!(driver.next().await.is_none(), "the stream ends after its error");
+    assert!(
+        driver.next().await.is_none(),
+        "the stream ends after its error"
+    );
 
     assert_eq!(numbers, (0..200).collect::<Vec<_>>());
     assert!(error.to_string().contains("rejected"), "{error}");
@@ -101,11 +104,17 @@ async fn gives_up_after_max_retries_with_reconnection_failed() {
 
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10);
     let error = results.last().unwrap().as_ref().unwrap_err();
-    assert!(error.to_string().contains("gave up after 4 attempts"), "{error}");
+    assert!(
+        error.to_string().contains("gave up after 4 attempts"),
+        "{error}"
+    );
     let summary = recorder.summary();
     assert_eq!(summary.last().unwrap(), "reconnection_failed:4");
     assert_eq!(
-        summary.iter().filter(|s| s.starts_with("reconnection_attempt")).count(),
+        summary
+            .iter()
+            .filter(|s| s.starts_with("reconnection_attempt"))
+            .count(),
         1 + 4
     );
     // 1 + max_retries connects for the reconnection, after the first connection.
@@ -167,7 +176,10 @@ async fn a_connection_without_a_first_packet_is_not_a_success() {
     // The silent connect: the detector does not judge before a first packet, so the
     // 2 s first-packet deadline trips; 100 ms pause; the closing connect; 100 ms pause;
     // the good connect's first packet 10 ms in.
-    assert_eq!(start.elapsed(), Duration::from_millis(2_000 + 100 + 100 + 10));
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(2_000 + 100 + 100 + 10)
+    );
     for n in 1..3 {
         assert_eq!(payload_number(&driver.next().await.unwrap().unwrap()), n);
     }
@@ -221,7 +233,10 @@ async fn events_reach_subscribers_and_serialize_to_json() {
     while let Ok(event) = rx.try_recv() {
         json.push(serde_json::to_value(&event).unwrap());
     }
-    let types: Vec<_> = json.iter().map(|v| v["type"].as_str().unwrap().to_owned()).collect();
+    let types: Vec<_> = json
+        .iter()
+        .map(|v| v["type"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
         types,
         [
@@ -253,7 +268,10 @@ async fn health_is_readable_through_the_driver() {
     for _ in 0..20 {
         driver.next().await.unwrap().unwrap();
     }
-    let health = driver.health().expect("a health layer counts").check_health();
+    let health = driver
+        .health()
+        .expect("a health layer counts")
+        .check_health();
     assert!(health.is_connected);
     assert_eq!(health.packet_count, 20);
     assert_eq!(health.packet_loss, 0.0);

@@ -44,7 +44,9 @@ impl Connection for Resumable {
     fn state(&self) -> ConnectionState {
         let mut state = self.inner.state();
         if let Some(last) = self.last {
-            state.parameters.insert("last_packet".into(), last.to_string());
+            state
+                .parameters
+                .insert("last_packet".into(), last.to_string());
         }
         state
     }
@@ -103,7 +105,8 @@ async fn the_next_connection_starts_from_the_state_saved_before_the_failure() {
         restored_from: Arc::default(),
     };
     let config = ReconnectionConfig::default();
-    let mut packets = Box::pin(config.reconnecting_with(connector.clone(), target(), storage.clone()));
+    let mut packets =
+        Box::pin(config.reconnecting_with(connector.clone(), target(), storage.clone()));
     for n in 0..60 {
         assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
     }
@@ -161,15 +164,31 @@ struct Down {
 impl StateStorage for Down {
     fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let e = StorageError::new(StorageErrorKind::Unavailable, &state.stream_id, "store down");
+        let e = StorageError::new(
+            StorageErrorKind::Unavailable,
+            &state.stream_id,
+            "store down",
+        );
         Box::pin(async move { Err(e) })
     }
     fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async move { Err(StorageError::new(StorageErrorKind::Unavailable, stream_id, "store down")) })
+        Box::pin(async move {
+            Err(StorageError::new(
+                StorageErrorKind::Unavailable,
+                stream_id,
+                "store down",
+            ))
+        })
     }
     fn delete<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, ()> {
-        Box::pin(async move { Err(StorageError::new(StorageErrorKind::Unavailable, stream_id, "store down")) })
+        Box::pin(async move {
+            Err(StorageError::new(
+                StorageErrorKind::Unavailable,
+                stream_id,
+                "store down",
+            ))
+        })
     }
 }
 
@@ -193,13 +212,18 @@ async fn a_failing_store_never_stops_the_media() {
     assert_eq!(restore.error_count(), calls);
     // With nothing loaded, the connects used the configured target as it was.
     let targets = connector.targets.lock().unwrap();
-    assert!(targets.iter().all(|t| t.codec.is_none() && t.parameters.len() == 1));
+    assert!(targets
+        .iter()
+        .all(|t| t.codec.is_none() && t.parameters.len() == 1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn memory_storage_honours_its_ttl() {
     let storage = MemoryStorage::with_ttl(Duration::from_secs(60));
-    storage.save(&ConnectionState::new("cam1", Protocol::Srt)).await.unwrap();
+    storage
+        .save(&ConnectionState::new("cam1", Protocol::Srt))
+        .await
+        .unwrap();
     tokio::time::advance(Duration::from_secs(59)).await;
     assert!(storage.load("cam1").await.unwrap().is_some());
     tokio::time::advance(Duration::from_secs(1)).await;
@@ -214,12 +238,24 @@ fn connection_state_json_uses_snake_case_and_round_trips() {
     state.statistics.uptime = Duration::from_millis(1_500);
     let json = serde_json::to_value(&state).unwrap();
     for key in [
-        "stream_id", "protocol", "codec", "remote_addr", "local_addr", "parameters",
-        "statistics", "start_time", "last_activity",
+        "stream_id",
+        "protocol",
+        "codec",
+        "remote_addr",
+        "local_addr",
+        "parameters",
+        "statistics",
+        "start_time",
+        "last_activity",
     ] {
         assert!(json.get(key).is_some(), "{key} missing in {json}");
     }
-    for key in ["packets_received", "bytes_received", "packet_errors", "uptime"] {
+    for key in [
+        "packets_received",
+        "bytes_received",
+        "packet_errors",
+        "uptime",
+    ] {
         assert!(json["statistics"].get(key).is_some(), "{key}");
     }
     assert_eq!(json["protocol"], "srt");

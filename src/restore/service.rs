@@ -171,7 +171,9 @@ impl<C: Connection> Restored<C> {
             return;
         }
         self.ended = true;
-        if let (Some(save), Ok(handle)) = (self.save_future(), tokio::runtime::Handle::try_current()) {
+        if let (Some(save), Ok(handle)) =
+            (self.save_future(), tokio::runtime::Handle::try_current())
+        {
             handle.spawn(save);
         }
     }
@@ -195,7 +197,10 @@ impl<C: Connection> Restored<C> {
             save.await;
         };
         let bounded = async move {
-            if tokio::time::timeout(FINAL_SAVE_TIMEOUT, last).await.is_err() {
+            if tokio::time::timeout(FINAL_SAVE_TIMEOUT, last)
+                .await
+                .is_err()
+            {
                 let error = StorageError::new(
                     super::StorageErrorKind::Unavailable,
                     stream_id,

@@ -92,7 +92,8 @@ impl tower::Service<Target> for Scripted {
                 None => Err(ConnectError::new(ConnectErrorKind::Unreachable, "script over").into()),
                 Some(Step::Fail(kind)) => Err(ConnectError::new(kind, "scripted failure").into()),
                 Some(Step::Serve { packets, gap, end }) => {
-                    let mut state = ConnectionState::new(target.stream_id.clone(), Protocol::InProcess);
+                    let mut state =
+                        ConnectionState::new(target.stream_id.clone(), Protocol::InProcess);
                     state.codec = target.codec.clone();
                     state.parameters = target.parameters.clone();
                     let (tx, conn) = channel(state, 1024);
@@ -108,7 +109,10 @@ impl tower::Service<Target> for Scripted {
                         match end {
                             End::Close => {}
                             End::Error => {
-                                let error = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+                                let error = std::io::Error::new(
+                                    std::io::ErrorKind::ConnectionReset,
+                                    "reset",
+                                );
                                 let _ = tx.send_error(ConnectionError::Network(error.into())).await;
                             }
                             End::Silent => tx.closed().await,
