@@ -1,0 +1,259 @@
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use srt_tokio::options::SocketOptions;
+use srt_tokio::SrtSocket;
+use tower_service::Service;
+
+use super::connection::SrtConnection;
+use super::error::connect_error;
+use super::listener::Listeners;
+use super::params::{Defaults, SrtParams};
+use super::SrtMode;
+use crate::connection::Target;
+use crate::error::{BoxError, ConnectError, ConnectErrorKind};
+
+/// How often srt-tokio publishes a connection's statistics. Fine enough to tell a
+/// vanished peer from a closed one, cheap enough to ignore.
+const STATISTICS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Slack over the handshake's own timeout before the connector gives up itself.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(500);
+
+/// The SRT connector: a [`Service`] that turns a [`Target`] into a live
+/// [`SrtConnection`].
+///
+/// Target parameters override the connector's defaults; see the
+/// [module docs](super) for the parameter names. Clones share their listeners, so every
+/// stream listening on one port shares one socket.
+///
+/// ```
+/// use std::time::Duration;
+/// use mirror_reconnect::protocol::srt::{SrtConnector, SrtMode};
+///
+/// let connector = SrtConnector::new()
+///     .mode(SrtMode::Listener)
+///     .latency(Duration::from_millis(120))
+///     .peer_idle_timeout(Duration::from_secs(4));
+/// # drop(connector);
+/// ```
+#[derive(Clone, Default)]
+pub struct SrtConnector {
+    defaults: Defaults,
+    listeners: Arc<Listeners>,
+}
+
+impl fmt::Debug for SrtConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtConnector")
+            .field("mode", &self.defaults.mode)
+            .field("latency", &self.defaults.latency)
+            .field("connect_timeout", &self.defaults.connect_timeout)
+            .field("listen_timeout", &self.defaults.listen_timeout)
+            .field("peer_idle_timeout", &self.defaults.peer_idle_timeout)
+            .field("listeners", &self.listeners)
+            .finish()
+    }
+}
+
+impl SrtConnector {
+    /// A connector with SRT's defaults: caller, 120 ms latency (srt-tokio's default
+    /// unless set), 3 s connect timeout, 5 s peer-idle timeout, listeners wait for
+    /// their caller without limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The mode of targets that set none.
+    #[must_use]
+    pub fn mode(mut self, mode: SrtMode) -> Self {
+        self.defaults.mode = mode;
+        self
+    }
+
+    /// The latency of targets that set none (SRTO_LATENCY, both directions).
+    #[must_use]
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.defaults.latency = Some(latency);
+        self
+    }
+
+    /// How long a caller or rendezvous handshake may take (SRTO_CONNTIMEO).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a listener waits for its caller before the connect fails with
+    /// [`TimedOut`](ConnectErrorKind::TimedOut). Default: no limit (the stack's
+    /// `TimeoutLayer`, when there is one, still bounds it).
+    #[must_use]
+    pub fn listen_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.listen_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a connection may go without a packet from the peer before SRT ends
+    /// it (SRTO_PEERIDLETIMEO).
+    #[must_use]
+    pub fn peer_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.peer_idle_timeout = timeout;
+        self
+    }
+
+    /// Bind the listener for `address` now, with the connector's defaults, and return
+    /// the address it is bound to (useful with port 0). Listener targets for either
+    /// address then accept on it.
+    pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, ConnectError> {
+        let options = self.base_options(self.defaults.latency, self.defaults.peer_idle_timeout);
+        let listener = self
+            .listeners
+            .get_or_bind(address, options)
+            .await
+            .map_err(|e| connect_error(SrtMode::Listener, address, None, e))?;
+        Ok(listener.local_addr())
+    }
+
+    fn base_options(&self, latency: Option<Duration>, peer_idle: Duration) -> SocketOptions {
+        let mut options = SocketOptions::default();
+        if let Some(latency) = latency {
+            options.sender.peer_latency = latency;
+            options.receiver.latency = latency;
+        }
+        options.session.peer_idle_timeout = peer_idle;
+        options.session.statistics_interval = STATISTICS_INTERVAL;
+        options
+    }
+
+    fn options(&self, params: &SrtParams) -> Result<SocketOptions, ConnectError> {
+        let mut options = self.base_options(params.latency, params.peer_idle_timeout);
+        if let Some(timeout) = params.connect_timeout {
+            options.connect.timeout = timeout;
+        }
+        if let Some(passphrase) = params.srt_passphrase()? {
+            options.encryption.passphrase = Some(passphrase);
+            options.encryption.key_size = params.key_size;
+        }
+        let unspecified: IpAddr = if params.address.is_ipv6() {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        let local_port = match params.mode {
+            SrtMode::Rendezvous => params.local_port.unwrap_or(params.address.port()),
+            _ => params.local_port.unwrap_or(0),
+        };
+        options.connect.local = SocketAddr::new(unspecified, local_port);
+        Ok(options)
+    }
+
+    async fn connect(self, target: Target) -> Result<SrtConnection, ConnectError> {
+        let params = SrtParams::from_target(&target, &self.defaults)?;
+        let fail = |e: io::Error| {
+            connect_error(params.mode, params.address, params.stream_id.as_deref(), e)
+        };
+        let timed_out = || {
+            ConnectError::new(
+                ConnectErrorKind::TimedOut,
+                format!(
+                    "SRT {} {}: no peer within {:?}",
+                    params.mode,
+                    params.address,
+                    params.connect_timeout.unwrap_or_default()
+                ),
+            )
+        };
+        let options = self.options(&params)?;
+        match params.mode {
+            SrtMode::Listener => {
+                let mut listener_options = options;
+                // The passphrase is given per caller, when accepting.
+                listener_options.encryption.passphrase = None;
+                listener_options.encryption.key_size = Default::default();
+                let listener = self
+                    .listeners
+                    .get_or_bind(params.address, listener_options)
+                    .await
+                    .map_err(fail)?;
+                let accept = listener.accept(&params);
+                let socket = match params.connect_timeout {
+                    Some(limit) => tokio::time::timeout(limit, accept)
+                        .await
+                        .map_err(|_| timed_out())??,
+                    None => accept.await?,
+                };
+                Ok(SrtConnection::new(
+                    socket,
+                    &target,
+                    params.mode,
+                    Some(listener.local_addr()),
+                ))
+            }
+            SrtMode::Caller | SrtMode::Rendezvous => {
+                let udp = srt_tokio::bind_socket(&options).await.map_err(fail)?;
+                let local_addr = udp.local_addr().ok();
+                let limit = options.connect.timeout + TIMEOUT_SLACK;
+                let builder = SrtSocket::builder().set(|o| *o = options).socket(udp);
+                let handshake = async {
+                    match params.mode {
+                        SrtMode::Rendezvous => builder.rendezvous(params.address).await,
+                        _ => {
+                            builder
+                                .call(params.address, params.stream_id.as_deref())
+                                .await
+                        }
+                    }
+                };
+                let socket = tokio::time::timeout(limit, handshake)
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(fail)?;
+                Ok(SrtConnection::new(socket, &target, params.mode, local_addr))
+            }
+        }
+    }
+}
+
+/// The future of [`SrtConnector`]: the handshake (or the wait for a caller).
+#[must_use = "futures do nothing unless polled"]
+pub struct SrtConnecting {
+    inner: Pin<Box<dyn Future<Output = Result<SrtConnection, BoxError>> + Send>>,
+}
+
+impl fmt::Debug for SrtConnecting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtConnecting").finish_non_exhaustive()
+    }
+}
+
+impl Future for SrtConnecting {
+    type Output = Result<SrtConnection, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl Service<Target> for SrtConnector {
+    type Response = SrtConnection;
+    type Error = BoxError;
+    type Future = SrtConnecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, target: Target) -> Self::Future {
+        let this = self.clone();
+        SrtConnecting {
+            inner: Box::pin(async move { this.connect(target).await.map_err(BoxError::from) }),
+        }
+    }
+}
