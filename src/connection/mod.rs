@@ -2,7 +2,7 @@
 //!
 //! A *connector* is a [`tower::Service`] that takes a target (anything that is a
 //! [`StreamTarget`], usually [`Target`]) and returns a live [`Connection`]: a
-//! [`Stream`](futures_core::Stream) of [`Packet`]s that also knows its
+//! `Stream` of [`Packet`]s that also knows its
 //! [`ConnectionState`].
 //!
 //! A connection's stream yields `Err(ConnectionError)` items of two kinds: a
