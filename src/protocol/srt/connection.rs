@@ -2,6 +2,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use srt_tokio::{SocketStatistics, SrtSocket};
 use tokio::time::Instant;
 
 use super::error::PeerVanished;
+use super::listener::SharedListener;
 use super::SrtMode;
 use crate::connection::{
     Connection, ConnectionError, ConnectionState, Packet, Protocol, Sequence, Target,
@@ -85,6 +87,8 @@ impl SrtStatistics {
 ///   two are told apart.
 pub struct SrtConnection {
     socket: SrtSocket,
+    /// Keeps the shared listener (and so this connection's UDP socket) alive.
+    _listener: Option<Arc<SharedListener>>,
     state: ConnectionState,
     mode: SrtMode,
     rtt: Duration,
@@ -125,6 +129,7 @@ impl SrtConnection {
         target: &Target,
         mode: SrtMode,
         local_addr: Option<SocketAddr>,
+        listener: Option<Arc<SharedListener>>,
     ) -> Self {
         let settings = socket.settings();
         let rtt = settings.rtt;
@@ -146,6 +151,7 @@ impl SrtConnection {
         let now = Instant::now();
         let mut conn = Self {
             socket,
+            _listener: listener,
             state,
             mode,
             rtt,
@@ -363,6 +369,10 @@ fn closed(error: impl fmt::Debug) -> io::Error {
 /// Sending to the peer: each item is one SRT message, stamped with the current time as
 /// its origin. Keep items to at most 1316 bytes (seven MPEG-TS packets), SRT's live
 /// payload size, so each travels as one SRT packet.
+///
+/// Closing sends SRT's shutdown once the peer has acknowledged what was sent. A
+/// receiver may drop what it has received but not yet released (srt-tokio 0.4 does):
+/// when the last packets matter, wait the latency before closing.
 impl Sink<Bytes> for SrtConnection {
     type Error = io::Error;
 

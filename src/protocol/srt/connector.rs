@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use srt_tokio::options::SocketOptions;
+use srt_tokio::options::{ByteCount, SocketOptions};
 use srt_tokio::SrtSocket;
 use tower_service::Service;
 
@@ -22,6 +22,10 @@ use crate::error::{BoxError, ConnectError, ConnectErrorKind};
 /// How often srt-tokio publishes a connection's statistics. Fine enough to tell a
 /// vanished peer from a closed one, cheap enough to ignore.
 const STATISTICS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// UDP socket buffers. srt-tokio's 64 KiB overflow on a burst of fifty packets (an
+/// I-frame); libsrt asks for 12 MB. The kernel caps this at `net.core.rmem_max`.
+const UDP_BUFFER: u64 = 4 * 1024 * 1024;
 
 /// Slack over the handshake's own timeout before the connector gives up itself.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(500);
@@ -129,6 +133,8 @@ impl SrtConnector {
         }
         options.session.peer_idle_timeout = peer_idle;
         options.session.statistics_interval = STATISTICS_INTERVAL;
+        options.connect.udp_recv_buffer_size = ByteCount(UDP_BUFFER);
+        options.connect.udp_send_buffer_size = ByteCount(UDP_BUFFER);
         options
     }
 
@@ -189,11 +195,13 @@ impl SrtConnector {
                         .map_err(|_| timed_out())??,
                     None => accept.await?,
                 };
+                let local_addr = Some(listener.local_addr());
                 Ok(SrtConnection::new(
                     socket,
                     &target,
                     params.mode,
-                    Some(listener.local_addr()),
+                    local_addr,
+                    Some(listener),
                 ))
             }
             SrtMode::Caller | SrtMode::Rendezvous => {
@@ -215,7 +223,13 @@ impl SrtConnector {
                     .await
                     .map_err(|_| timed_out())?
                     .map_err(fail)?;
-                Ok(SrtConnection::new(socket, &target, params.mode, local_addr))
+                Ok(SrtConnection::new(
+                    socket,
+                    &target,
+                    params.mode,
+                    local_addr,
+                    None,
+                ))
             }
         }
     }

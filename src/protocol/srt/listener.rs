@@ -142,11 +142,14 @@ impl Listeners {
         map.retain(|_, l| l.is_running());
         let mut options = options;
         options.connect.local = address;
+        // Bound before validating, so that port 0 (srt-tokio refuses it) becomes a
+        // real port first.
+        let udp = srt_tokio::bind_socket(&options).await?;
+        let local_addr = udp.local_addr()?;
+        options.connect.local = local_addr;
         let options = ListenerOptions { socket: options }
             .try_validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let udp = srt_tokio::bind_socket(&options.socket).await?;
-        let local_addr = udp.local_addr()?;
         let (listener, incoming) = SrtListener::bind_with_socket(options, udp).await?;
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(listener, incoming, rx, local_addr));

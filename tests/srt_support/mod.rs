@@ -1,0 +1,160 @@
+//! Helpers shared by the SRT tests: a fast config, free ports, numbered payloads,
+//! event recording, and a guard that kills child processes.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mirror_reconnect::config::ReconnectionConfig;
+use mirror_reconnect::driver::{EventType, Events, ReconnectionEvent};
+use mirror_reconnect::error::ConnectError;
+
+/// The default config, tuned so that tests reconnect in tens of milliseconds.
+pub fn fast_config() -> ReconnectionConfig {
+    let mut config = ReconnectionConfig {
+        max_retries: 40,
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(300),
+        use_jitter: false,
+        check_interval: Duration::from_millis(100),
+        first_packet_timeout: Duration::from_secs(5),
+        ..ReconnectionConfig::default()
+    };
+    config.srt.connect_timeout = Duration::from_secs(3);
+    config
+}
+
+/// A UDP port nobody uses right now on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// A loopback address with a free UDP port.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_udp_port()))
+}
+
+/// A payload carrying `round` and `index`, padded to `len` bytes.
+pub fn numbered(round: u32, index: u32, len: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(len.max(8));
+    b.put_u32(round);
+    b.put_u32(index);
+    b.resize(len.max(8), 0xab);
+    b.freeze()
+}
+
+/// The `(round, index)` of a numbered payload.
+pub fn number_of(payload: &[u8]) -> Option<(u32, u32)> {
+    if payload.len() < 8 {
+        return None;
+    }
+    let round = u32::from_be_bytes(payload[0..4].try_into().ok()?);
+    let index = u32::from_be_bytes(payload[4..8].try_into().ok()?);
+    Some((round, index))
+}
+
+/// Every event of `events`, as they happen.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<(std::time::Instant, ReconnectionEvent)>>>);
+
+impl Recorder {
+    pub fn attach(events: &Events) -> Self {
+        let recorder = Self::default();
+        let inner = Arc::clone(&recorder.0);
+        events.on_event(move |e| {
+            inner
+                .lock()
+                .unwrap()
+                .push((std::time::Instant::now(), e.clone()));
+        });
+        recorder
+    }
+
+    pub fn all(&self) -> Vec<ReconnectionEvent> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    pub fn timed(&self) -> Vec<(std::time::Instant, ReconnectionEvent)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, kind: EventType) -> usize {
+        self.all().iter().filter(|e| e.event_type == kind).count()
+    }
+
+    pub fn of(&self, kind: EventType) -> Vec<ReconnectionEvent> {
+        self.all()
+            .into_iter()
+            .filter(|e| e.event_type == kind)
+            .collect()
+    }
+}
+
+/// The [`ConnectError`] somewhere in `error`'s source chain.
+pub fn connect_error_in<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a ConnectError> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(c) = e.downcast_ref::<ConnectError>() {
+            return Some(c);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Kills (SIGKILL) and reaps its child when dropped, even when the test fails.
+pub struct ChildGuard {
+    pub name: String,
+    pub child: Option<Child>,
+}
+
+impl ChildGuard {
+    pub fn new(name: impl Into<String>, child: Child) -> Self {
+        Self {
+            name: name.into(),
+            child: Some(child),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether a program is on the PATH (tests that need it say so and fail without it).
+pub fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
