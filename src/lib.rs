@@ -10,6 +10,7 @@ pub mod detect;
 pub mod driver;
 pub mod error;
 pub mod health;
+pub mod metrics;
 #[cfg(any(feature = "srt", feature = "rtp"))]
 pub mod protocol;
 pub mod restore;

@@ -11,10 +11,20 @@
 //! [`StreamTarget::apply_state`]: crate::connection::StreamTarget::apply_state
 //! [`Connection::restore`]: crate::connection::Connection::restore
 
+mod file;
 mod layer;
+#[cfg(feature = "redis")]
+mod lease;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 mod storage;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisOpenError, RedisStorage, RedisStorageBuilder};
+pub use file::FileStorage;
 pub use layer::StateRestoreLayer;
+#[cfg(feature = "redis")]
+pub use lease::{LeaseError, LeaseManager, LeaseManagerBuilder, LeaseWatch, StreamLease};
 pub use service::{Restored, StateRestore};
 pub use storage::{MemoryStorage, StateStorage, StorageError, StorageErrorKind, StorageFuture};

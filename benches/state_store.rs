@@ -1,0 +1,3 @@
+//! Save and load latency of the state stores.
+
+fn main() {}

@@ -1,0 +1,607 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, FromRedisValue};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{StateStorage, StorageError, StorageErrorKind, StorageFuture};
+use crate::connection::ConnectionState;
+
+/// A Redis URL that cannot be used, or no Tokio runtime to use it from.
+///
+/// The message never repeats the URL, which may hold a password.
+#[derive(Debug)]
+pub struct RedisOpenError {
+    message: String,
+}
+
+impl RedisOpenError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RedisOpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RedisOpenError {}
+
+/// What [`RedisStorage`] and [`LeaseManager`](super::LeaseManager) share: a client that
+/// connects lazily and reconnects by itself, each command bounded in time.
+#[derive(Clone)]
+pub(crate) struct Redis {
+    manager: ConnectionManager,
+    endpoint: Arc<str>,
+    op_timeout: Duration,
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: only the endpoint is shown.
+        f.debug_struct("Redis")
+            .field("endpoint", &self.endpoint)
+            .field("op_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one Redis command did not succeed.
+#[derive(Debug)]
+pub(crate) enum CommandError {
+    /// No answer within the operation timeout.
+    TimedOut(Duration),
+    /// Redis (or the way to it) answered with an error.
+    Failed(::redis::RedisError),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut(after) => write!(f, "no answer within {after:?}"),
+            Self::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::TimedOut(_) => None,
+            Self::Failed(e) => Some(e),
+        }
+    }
+}
+
+impl Redis {
+    /// A client for `url` that has not connected yet. Must run inside a Tokio runtime.
+    pub(crate) fn open(url: &str, op_timeout: Duration) -> Result<Self, RedisOpenError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisOpenError::new(
+                "a Redis store must be opened inside a Tokio runtime",
+            ));
+        }
+        if url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
+            return Err(RedisOpenError::new(
+                "rediss:// (Redis over TLS) needs the `redis-tls` feature of mirror-reconnect",
+            ));
+        }
+        let client = Client::open(url)
+            .map_err(|e| RedisOpenError::new(format!("invalid Redis URL: {e}")))?;
+        let endpoint: Arc<str> = client.get_connection_info().addr().to_string().into();
+        // Each connect and each answer is bounded by the operation timeout too, so that
+        // a dead Redis fails commands quickly instead of queueing them.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            RedisOpenError::new(format!(
+                "cannot set up the Redis client for {endpoint}: {e}"
+            ))
+        })?;
+        Ok(Self {
+            manager,
+            endpoint,
+            op_timeout,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// Run `cmd`, giving up after the operation timeout.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, CommandError> {
+        self.query_within(cmd, self.op_timeout).await
+    }
+
+    /// Run `cmd`, giving up after `timeout`.
+    pub(crate) async fn query_within<T: FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+        timeout: Duration,
+    ) -> Result<T, CommandError> {
+        let mut conn = self.manager.clone();
+        match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(result) => result.map_err(CommandError::Failed),
+            Err(_) => Err(CommandError::TimedOut(timeout)),
+        }
+    }
+
+    /// Run a Lua script, giving up after `timeout`.
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        invocation: &::redis::ScriptInvocation<'_>,
+        timeout: Duration,
+    ) -> Result<T, CommandError> {
+        let mut conn = self.manager.clone();
+        match tokio::time::timeout(timeout, invocation.invoke_async::<T>(&mut conn)).await {
+            Ok(result) => result.map_err(CommandError::Failed),
+            Err(_) => Err(CommandError::TimedOut(timeout)),
+        }
+    }
+}
+
+/// A save that has not reached Redis yet.
+#[derive(Debug)]
+struct Pending {
+    generation: u64,
+    state: ConnectionState,
+    since: Instant,
+}
+
+struct Inner {
+    redis: Redis,
+    prefix: String,
+    ttl: Option<Duration>,
+    retry_interval: Duration,
+    /// The latest unsaved state of each stream whose last save failed.
+    pending: Mutex<HashMap<String, Pending>>,
+    /// One writer per stream at a time, so that a retried old state never lands after
+    /// a newer one.
+    writers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    generation: AtomicU64,
+    retrying: AtomicBool,
+    wake_retry: Arc<Notify>,
+}
+
+/// States kept in Redis: survives restarts, and is shared by every process (and
+/// machine) that points at the same Redis.
+///
+/// Each stream's [`ConnectionState`] is one JSON string at `{prefix}:{stream_id}`,
+/// written with `SET … PX <ttl>` so Redis itself forgets states older than the TTL.
+/// The URL is the redis crate's: `redis://[user][:password@]host[:port][/db]`, or
+/// `rediss://` for TLS with the `redis-tls` feature.
+///
+/// A Redis that is down or slow never holds the media up:
+///
+/// - the client connects lazily and reconnects by itself; every command is bounded
+///   by a short [operation timeout](RedisStorageBuilder::op_timeout) (500 ms by
+///   default) and fails as [`StorageErrorKind::Unavailable`] past it;
+/// - a save that failed is kept (the latest per stream) and written again by a
+///   background task every [retry interval](RedisStorageBuilder::retry_interval), and
+///   at once after any command succeeds, so the state is in Redis again soon after
+///   Redis is back;
+/// - a load while a stream's save is still pending returns that pending state, the
+///   newest there is; a load that fails or finds something unreadable is an error
+///   ([`Unavailable`](StorageErrorKind::Unavailable) or
+///   [`Corrupt`](StorageErrorKind::Corrupt), naming the key), and
+///   [`StateRestoreLayer`](super::StateRestoreLayer) then starts the stream from its
+///   configured target.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use mirror_reconnect::prelude::*;
+/// use mirror_reconnect::restore::RedisStorage;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ReconnectionConfig::default();
+/// let storage = RedisStorage::builder("redis://:s3cret@127.0.0.1:6379/0")
+///     .prefix("mirror:state")
+///     .ttl(config.state_ttl)
+///     .op_timeout(Duration::from_millis(300))
+///     .build()?;
+/// let storage: Arc<dyn StateStorage> = Arc::new(storage);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStorage {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorage")
+            .field("endpoint", &self.inner.redis.endpoint())
+            .field("prefix", &self.inner.prefix)
+            .field("ttl", &self.inner.ttl)
+            .field("pending", &self.pending_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of a [`RedisStorage`], from [`RedisStorage::builder`].
+#[must_use]
+pub struct RedisStorageBuilder {
+    url: String,
+    prefix: String,
+    ttl: Option<Duration>,
+    op_timeout: Duration,
+    retry_interval: Duration,
+}
+
+impl fmt::Debug for RedisStorageBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may hold a password.
+        f.debug_struct("RedisStorageBuilder")
+            .field("prefix", &self.prefix)
+            .field("ttl", &self.ttl)
+            .field("op_timeout", &self.op_timeout)
+            .field("retry_interval", &self.retry_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStorageBuilder {
+    /// Keys are `{prefix}:{stream_id}`. Default `mirror_reconnect:state`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// States expire this long after they were saved (usually the config's
+    /// `state_ttl`). Default: never.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The longest any one command (connecting included) may take before it fails.
+    /// Default 500 ms.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// How often failed saves are tried again while Redis is unreachable. Default 1 s.
+    pub fn retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// The store. Nothing connects yet: the first command does, so a Redis that is
+    /// down at start-up does not keep the streams from starting.
+    ///
+    /// Must be called inside a Tokio runtime. Fails when the URL is invalid, or is
+    /// `rediss://` without the `redis-tls` feature.
+    pub fn build(self) -> Result<RedisStorage, RedisOpenError> {
+        if self.op_timeout.is_zero() {
+            return Err(RedisOpenError::new(
+                "the Redis operation timeout must be greater than zero",
+            ));
+        }
+        if self.ttl.is_some_and(|ttl| ttl < Duration::from_millis(1)) {
+            return Err(RedisOpenError::new(
+                "the Redis state TTL must be at least 1 ms",
+            ));
+        }
+        let redis = Redis::open(&self.url, self.op_timeout)?;
+        Ok(RedisStorage {
+            inner: Arc::new(Inner {
+                redis,
+                prefix: self.prefix,
+                ttl: self.ttl,
+                retry_interval: self.retry_interval.max(Duration::from_millis(10)),
+                pending: Mutex::default(),
+                writers: Mutex::default(),
+                generation: AtomicU64::new(0),
+                retrying: AtomicBool::new(false),
+                wake_retry: Arc::default(),
+            }),
+        })
+    }
+}
+
+impl RedisStorage {
+    /// A store at `url` with the default settings (see [`builder`](Self::builder)).
+    pub fn open(url: &str) -> Result<Self, RedisOpenError> {
+        Self::builder(url).build()
+    }
+
+    /// Settings for a store at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisStorageBuilder {
+        RedisStorageBuilder {
+            url: url.into(),
+            prefix: "mirror_reconnect:state".into(),
+            ttl: None,
+            op_timeout: Duration::from_millis(500),
+            retry_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The key `stream_id`'s state is saved under.
+    pub fn key(&self, stream_id: &str) -> String {
+        format!("{}:{stream_id}", self.inner.prefix)
+    }
+
+    /// How many streams have a save that has not reached Redis yet.
+    pub fn pending_count(&self) -> usize {
+        self.inner.pending().len()
+    }
+
+    /// Try to write every pending save now. Returns how many are still pending.
+    pub async fn flush(&self) -> usize {
+        Inner::flush(&self.inner).await
+    }
+}
+
+fn unavailable(stream_id: &str, endpoint: &str, what: &str, e: CommandError) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Unavailable,
+        stream_id,
+        format!("Redis at {endpoint}: {what}"),
+    )
+    .with_source(e)
+}
+
+impl Inner {
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn writer(&self, stream_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut writers = self
+            .writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(writers.entry(stream_id.to_owned()).or_default())
+    }
+
+    fn key(&self, stream_id: &str) -> String {
+        format!("{}:{stream_id}", self.prefix)
+    }
+
+    /// A pending state that is older than the TTL would have expired in Redis too.
+    fn expired(&self, pending: &Pending) -> bool {
+        self.ttl.is_some_and(|ttl| pending.since.elapsed() >= ttl)
+    }
+
+    /// Write the pending state of `stream_id`, if it has one. The caller holds its writer.
+    async fn write_pending(&self, stream_id: &str) -> Result<(), StorageError> {
+        let (generation, json, ttl_left) = {
+            let mut pending = self.pending();
+            let Some(entry) = pending.get(stream_id) else {
+                return Ok(());
+            };
+            if self.expired(entry) {
+                pending.remove(stream_id);
+                return Ok(());
+            }
+            let json = serde_json::to_string(&entry.state).map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Other,
+                    stream_id,
+                    "cannot encode the state as JSON",
+                )
+                .with_source(e)
+            })?;
+            let ttl_left = self
+                .ttl
+                .map(|ttl| ttl.saturating_sub(entry.since.elapsed()));
+            (entry.generation, json, ttl_left)
+        };
+        let key = self.key(stream_id);
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(&key).arg(json);
+        if let Some(ttl) = ttl_left {
+            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            cmd.arg("PX").arg(millis);
+        }
+        match self.redis.query::<()>(&cmd).await {
+            Ok(()) => {
+                let mut pending = self.pending();
+                if pending
+                    .get(stream_id)
+                    .is_some_and(|p| p.generation == generation)
+                {
+                    pending.remove(stream_id);
+                }
+                Ok(())
+            }
+            Err(e) => Err(unavailable(
+                stream_id,
+                self.redis.endpoint(),
+                &format!("cannot save {key}"),
+                e,
+            )),
+        }
+    }
+
+    /// Write every pending state; stop at the first failure (Redis is still away).
+    /// Returns how many are still pending.
+    async fn flush(self: &Arc<Self>) -> usize {
+        let streams: Vec<String> = self.pending().keys().cloned().collect();
+        for stream_id in streams {
+            let writer = self.writer(&stream_id);
+            let _writing = writer.lock().await;
+            if let Err(error) = self.write_pending(&stream_id).await {
+                tracing::debug!(%error, "pending state still not saved");
+                break;
+            }
+            tracing::debug!(stream_id, "pending state saved");
+        }
+        self.pending().len()
+    }
+
+    /// A command succeeded: Redis is reachable, so pending saves can go now.
+    fn succeeded(&self) {
+        if !self.pending().is_empty() {
+            self.wake_retry.notify_one();
+        }
+    }
+
+    /// Make sure a task retries the pending saves until there are none.
+    fn ensure_retrying(self: &Arc<Self>) {
+        if self.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(retry_pending(
+            Arc::downgrade(self),
+            Arc::clone(&self.wake_retry),
+            self.retry_interval,
+        ));
+    }
+}
+
+/// The background retry of pending saves. Ends when nothing is pending, or when the
+/// store is dropped (it holds the store only while flushing).
+async fn retry_pending(store: Weak<Inner>, wake: Arc<Notify>, interval: Duration) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = wake.notified() => {}
+        }
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        if inner.flush().await == 0 {
+            inner.retrying.store(false, Ordering::Release);
+            // A save that failed between the flush and the flag is ours to retry,
+            // unless its own call already started another task.
+            if inner.pending().is_empty() || inner.retrying.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+}
+
+impl StateStorage for RedisStorage {
+    fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let stream_id = state.stream_id.as_str();
+            let writer = inner.writer(stream_id);
+            let _writing = writer.lock().await;
+            // The newest state replaces any older one still pending, and is what a
+            // failed save leaves to be retried.
+            inner.pending().insert(
+                stream_id.to_owned(),
+                Pending {
+                    generation: inner.generation.fetch_add(1, Ordering::Relaxed),
+                    state: state.clone(),
+                    since: Instant::now(),
+                },
+            );
+            match inner.write_pending(stream_id).await {
+                Ok(()) => {
+                    inner.succeeded();
+                    Ok(())
+                }
+                Err(error) => {
+                    inner.ensure_retrying();
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            {
+                let mut pending = inner.pending();
+                match pending.get(stream_id) {
+                    Some(entry) if inner.expired(entry) => {
+                        pending.remove(stream_id);
+                    }
+                    Some(entry) => return Ok(Some(entry.state.clone())),
+                    None => {}
+                }
+            }
+            let key = inner.key(stream_id);
+            let value: Option<String> = inner
+                .redis
+                .query(::redis::cmd("GET").arg(&key))
+                .await
+                .map_err(|e| {
+                    unavailable(
+                        stream_id,
+                        inner.redis.endpoint(),
+                        &format!("cannot load {key}"),
+                        e,
+                    )
+                })?;
+            inner.succeeded();
+            let Some(json) = value else {
+                return Ok(None);
+            };
+            let state: ConnectionState = serde_json::from_str(&json).map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Corrupt,
+                    stream_id,
+                    format!(
+                        "Redis key {key} at {}: not a saved stream state: {e}",
+                        inner.redis.endpoint()
+                    ),
+                )
+            })?;
+            if state.stream_id != stream_id {
+                return Err(StorageError::new(
+                    StorageErrorKind::Corrupt,
+                    stream_id,
+                    format!(
+                        "Redis key {key} holds the state of stream {:?}",
+                        state.stream_id
+                    ),
+                ));
+            }
+            Ok(Some(state))
+        })
+    }
+
+    fn delete<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let writer = inner.writer(stream_id);
+            let _writing = writer.lock().await;
+            inner.pending().remove(stream_id);
+            let key = inner.key(stream_id);
+            inner
+                .redis
+                .query::<()>(::redis::cmd("DEL").arg(&key))
+                .await
+                .map_err(|e| {
+                    unavailable(
+                        stream_id,
+                        inner.redis.endpoint(),
+                        &format!("cannot delete {key}"),
+                        e,
+                    )
+                })?;
+            inner.succeeded();
+            Ok(())
+        })
+    }
+}
