@@ -11,7 +11,7 @@ pub mod driver;
 pub mod error;
 pub mod health;
 pub mod metrics;
-#[cfg(any(feature = "srt", feature = "rtp"))]
+#[cfg(any(feature = "srt", feature = "rtp", feature = "udp"))]
 pub mod protocol;
 pub mod restore;
 mod serde_secs;
