@@ -49,10 +49,15 @@ impl RedisServer {
 
     /// A server with extra arguments (`["--requirepass", "pw"]`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// A server on `port` with extra arguments.
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for redis-server");
         let mut server = Self {
             child: None,
-            port: free_port(),
+            port,
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
