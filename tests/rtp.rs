@@ -690,3 +690,39 @@ async fn ffmpeg_killed_and_restarted_resumes_through_the_stack() {
         "{worst_jitter:?}"
     );
 }
+
+/// A multicast target joins its group; the sender's packets stay on the host
+/// (loopback interface, TTL 0).
+#[tokio::test]
+async fn a_multicast_target_joins_its_group() {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    let group = Ipv4Addr::new(239, 255, 77, 31);
+    let port = free_port();
+    let mut conn = RtpConnector::new()
+        .oneshot(
+            Target::new("mcast", Protocol::Rtp)
+                .address(SocketAddrV4::new(group, port).into())
+                .parameter("multicast_interface", "127.0.0.1"),
+        )
+        .await
+        .expect("bind and join");
+
+    let sender =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).expect("socket");
+    sender
+        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+        .expect("loopback interface");
+    sender.set_multicast_ttl_v4(0).expect("ttl 0");
+    sender.set_multicast_loop_v4(true).expect("loop");
+    let to = socket2::SockAddr::from(SocketAddrV4::new(group, port));
+    for seq in 0..3u16 {
+        sender
+            .send_to(&rtp(0x77, 96, seq, 0, b"group"), &to)
+            .expect("send to group");
+    }
+    for seq in 0..3u32 {
+        let packet = next_item(&mut conn).await.expect("a group packet");
+        assert_eq!(packet.sequence.map(|s| s.value()), Some(seq));
+    }
+}
