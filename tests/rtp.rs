@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{Connection, ConnectionError, Packet, Protocol, Target};
-use mirror_reconnect::health::HealthLayer;
 use mirror_reconnect::protocol::rtp::{
     keys, RtpConnection, RtpConnector, RtpPacketError, RtpStatistics, SessionTimedOut,
 };
 use mirror_reconnect::ReconnectionConfig;
 use tokio::net::UdpSocket;
 use tokio::time::{sleep, timeout, Instant};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 
 /// An RTP packet: version 2, no padding, extension or CSRC.
 fn rtp(ssrc: u32, pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
@@ -396,7 +395,9 @@ async fn bad_targets_are_not_retryable() {
 #[cfg(feature = "network-simulation")]
 #[tokio::test]
 async fn loss_through_the_simulator_matches_what_it_dropped() {
+    use mirror_reconnect::health::HealthLayer;
     use mirror_reconnect::sim::NetworkSimulator;
+    use tower::ServiceBuilder;
 
     let health = HealthLayer::new();
     let handle = health.handle();
