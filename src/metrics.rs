@@ -3,9 +3,8 @@
 //!
 //! Everything is recorded through the [`metrics`](::metrics) facade, so any recorder
 //! works; with the `prometheus` feature, [`install_prometheus`] serves them on
-//! `/metrics`. The full list of names, types, labels and units is in
-//! [`docs/metrics.md`](https://docs.rs/crate/mirror-reconnect/latest/source/docs/metrics.md)
-//! and in [`describe`].
+//! `/metrics`. The full list of names, types, labels and units is in the repository's
+//! `docs/metrics.md`, and in [`names`] and [`describe`].
 //!
 //! Two kinds of metrics:
 //!
