@@ -1,7 +1,7 @@
 //! Operator metrics: what the crate records, a per-stream reporter, and a Prometheus
 //! endpoint.
 //!
-//! Everything is recorded through the [`metrics`](::metrics) facade, so any recorder
+//! Everything is recorded through the [`metrics`](https://docs.rs/metrics) facade, so any recorder
 //! works; with the `prometheus` feature, [`install_prometheus`] serves them on
 //! `/metrics`. The full list of names, types, labels and units is in the repository's
 //! `docs/metrics.md`, and in [`names`] and [`describe`].
@@ -13,7 +13,7 @@
 //!   itself as they happen.
 //! - **Per-stream gauges and traffic counters** (state, uptime, packets, bytes,
 //!   loss, latency) are read from the stream's
-//!   [`HealthHandle`](crate::health::HealthHandle) by a [`StreamMetrics`] reporter
+//!   [`HealthHandle`] by a [`StreamMetrics`] reporter
 //!   that runs beside the stream on an interval, so the hot path pays nothing for
 //!   them.
 //!
@@ -451,5 +451,190 @@ mod prometheus {
         });
         super::describe();
         Ok(handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use ::metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+
+    use super::*;
+    use crate::health::HealthChecker;
+
+    type Values = Arc<Mutex<HashMap<String, f64>>>;
+
+    /// A recorder that keeps the last value of every counter and gauge.
+    #[derive(Default)]
+    struct Capture {
+        values: Values,
+    }
+
+    struct Cell {
+        key: String,
+        values: Values,
+    }
+
+    impl Cell {
+        fn update(&self, f: impl FnOnce(&mut f64)) {
+            let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+            f(values.entry(self.key.clone()).or_default());
+        }
+    }
+
+    impl CounterFn for Cell {
+        fn increment(&self, value: u64) {
+            self.update(|v| *v += value as f64);
+        }
+        fn absolute(&self, value: u64) {
+            self.update(|v| *v = value as f64);
+        }
+    }
+
+    impl GaugeFn for Cell {
+        fn increment(&self, value: f64) {
+            self.update(|v| *v += value);
+        }
+        fn decrement(&self, value: f64) {
+            self.update(|v| *v -= value);
+        }
+        fn set(&self, value: f64) {
+            self.update(|v| *v = value);
+        }
+    }
+
+    /// `name{label=value,…}`, labels in the order given.
+    fn render(key: &Key) -> String {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Cell {
+                key: render(key),
+                values: Arc::clone(&self.values),
+            }))
+        }
+
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(Cell {
+                key: render(key),
+                values: Arc::clone(&self.values),
+            }))
+        }
+
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    impl Capture {
+        fn get(&self, key: &str) -> Option<f64> {
+            self.values
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+                .copied()
+        }
+
+        fn state(&self) -> Vec<&'static str> {
+            StreamState::ALL
+                .into_iter()
+                .filter(|s| {
+                    self.get(&format!(
+                        "mirror_reconnect_stream_state{{stream_id=cam,state={s}}}"
+                    )) == Some(1.0)
+                })
+                .map(StreamState::as_str)
+                .collect()
+        }
+    }
+
+    const PACKETS: &str = "mirror_reconnect_packets_received_total{stream_id=cam}";
+    const BYTES: &str = "mirror_reconnect_bytes_received_total{stream_id=cam}";
+
+    #[tokio::test(start_paused = true)]
+    async fn counters_add_up_over_connections_and_state_follows() {
+        let capture = Capture::default();
+        let checker = Arc::new(HealthChecker::new(None));
+        let mut reporter = Reporter::new("cam".into(), Arc::clone(&checker));
+        let mut report =
+            |from_events| ::metrics::with_local_recorder(&capture, || reporter.report(from_events));
+
+        assert_eq!(report(FROM_EVENTS_NONE), StreamState::Connecting);
+        checker.connection_started(Instant::now());
+        assert_eq!(report(FROM_EVENTS_NONE), StreamState::Connecting);
+        for _ in 0..5 {
+            checker.record_packet(10, Instant::now());
+        }
+        assert_eq!(report(FROM_EVENTS_NONE), StreamState::Streaming);
+        for _ in 0..3 {
+            checker.record_packet(10, Instant::now());
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(report(FROM_EVENTS_NONE), StreamState::Streaming);
+        assert_eq!(capture.get(PACKETS), Some(8.0));
+        assert_eq!(
+            capture.get("mirror_reconnect_connection_uptime_seconds{stream_id=cam}"),
+            Some(2.0)
+        );
+
+        // The connection fails after two more packets; the counts freeze until the
+        // next one starts, which restarts them at zero.
+        checker.record_packet(10, Instant::now());
+        checker.record_packet(10, Instant::now());
+        checker.connection_ended();
+        assert_eq!(report(FROM_EVENTS_RECONNECTING), StreamState::Reconnecting);
+        assert_eq!(report(FROM_EVENTS_NONE), StreamState::Reconnecting);
+        assert_eq!(capture.get(PACKETS), Some(10.0));
+        tokio::time::advance(Duration::from_millis(300)).await;
+        checker.connection_started(Instant::now());
+        checker.record_packet(100, Instant::now());
+        assert_eq!(report(FROM_EVENTS_RECONNECTING), StreamState::Reconnecting);
+        assert_eq!(report(FROM_EVENTS_NONE), StreamState::Streaming);
+        assert_eq!(capture.get(PACKETS), Some(11.0));
+        assert_eq!(capture.get(BYTES), Some(200.0));
+        assert_eq!(capture.state(), ["streaming"]);
+
+        checker.connection_ended();
+        assert_eq!(report(FROM_EVENTS_FAILED), StreamState::Failed);
+        assert_eq!(capture.state(), ["failed"]);
+        assert_eq!(capture.get(PACKETS), Some(11.0), "nothing counted twice");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reporter_ends_with_the_stream() {
+        let capture = Capture::default();
+        // The test runs on one thread: the reporter and the checks share the recorder.
+        let _recorder = ::metrics::set_default_local_recorder(&capture);
+        let events = Events::new("cam");
+        let checker = Arc::new(HealthChecker::new(None));
+        let reporter = StreamMetrics::new("cam", checker)
+            .events(&events)
+            .interval(Duration::from_millis(100));
+        let script = async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert_eq!(capture.state(), ["connecting"]);
+            events.emit(events.event(EventType::ReconnectionAborted, 1));
+        };
+        let (ended, ()) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(1), reporter.run()),
+            script
+        );
+        ended.expect("the reporter ends");
+        assert_eq!(capture.state(), ["stopped"]);
     }
 }
