@@ -130,6 +130,49 @@ async fn keep_alive_holds_the_lease_past_its_ttl_until_released() {
 }
 
 #[tokio::test]
+async fn an_unhealthy_owner_hands_the_stream_over_at_once() {
+    let server = RedisServer::start();
+    let ttl = Duration::from_secs(3);
+    let a = manager(&server, "relay-a", ttl);
+    let b = manager(&server, "relay-b", ttl);
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watch = {
+        let healthy = Arc::clone(&healthy);
+        a.try_acquire("cam1")
+            .await
+            .expect("redis")
+            .expect("free")
+            .keep_alive_while(move || healthy.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    tokio::time::sleep(ttl / 2).await;
+    assert!(watch.is_held(), "renewed while healthy");
+    healthy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::timeout(ttl, watch.lost())
+        .await
+        .expect("gives the lease up at the next renewal");
+    assert!(!watch.is_held());
+    println!(
+        "unhealthy owner let go after {:?}: {:?}",
+        started.elapsed(),
+        watch.lost_reason()
+    );
+    // Released, not left to expire: the other relay gets it well within the TTL.
+    let taken = loop {
+        if let Some(lease) = b.try_acquire("cam1").await.expect("redis") {
+            break lease;
+        }
+        assert!(started.elapsed() < ttl, "the lease was left to expire");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "taken over {:?} after the owner turned unhealthy",
+        started.elapsed()
+    );
+    assert_eq!(taken.token(), 2);
+}
+
+#[tokio::test]
 async fn an_owner_that_cannot_reach_redis_stops_within_the_lease_time() {
     let mut server = RedisServer::start();
     let ttl = Duration::from_millis(600);

@@ -421,6 +421,24 @@ impl StreamLease {
     ///
     /// Must be called inside a Tokio runtime.
     pub fn keep_alive(self) -> LeaseWatch {
+        self.watch(None)
+    }
+
+    /// As [`keep_alive`](Self::keep_alive), but renew only while `healthy()` says
+    /// so: the first renewal that finds the stream unhealthy releases the lease
+    /// instead, so that another process can take the stream over at once, and the
+    /// watch reports it lost.
+    ///
+    /// `healthy` runs on the renewing task before each renewal; keep it cheap (read a
+    /// [`HealthHandle`](crate::health::HealthHandle), a flag).
+    pub fn keep_alive_while<F>(self, healthy: F) -> LeaseWatch
+    where
+        F: Fn() -> bool + Send + 'static,
+    {
+        self.watch(Some(Box::new(healthy)))
+    }
+
+    fn watch(self, healthy: Option<Healthy>) -> LeaseWatch {
         let shared = Arc::new(Shared {
             token: self.token,
             stream_id: self.stream_id.clone(),
@@ -429,7 +447,7 @@ impl StreamLease {
             error: Mutex::new(None),
         });
         let stop = CancellationToken::new();
-        let task = tokio::spawn(keep_alive(self, Arc::clone(&shared), stop.clone()));
+        let task = tokio::spawn(keep_alive(self, Arc::clone(&shared), stop.clone(), healthy));
         LeaseWatch {
             shared,
             stop,
@@ -437,6 +455,9 @@ impl StreamLease {
         }
     }
 }
+
+/// Whether the owner is fit to keep its stream.
+type Healthy = Box<dyn Fn() -> bool + Send>;
 
 #[derive(Debug)]
 struct Shared {
@@ -476,6 +497,7 @@ async fn keep_alive(
     mut lease: StreamLease,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    healthy: Option<Healthy>,
 ) -> Option<StreamLease> {
     let ttl = lease.manager.ttl;
     let mut next = Instant::now() + ttl / 3;
@@ -487,6 +509,15 @@ async fn keep_alive(
                 return None;
             }
             () = tokio::time::sleep_until(next) => {}
+        }
+        if healthy.as_ref().is_some_and(|healthy| !healthy()) {
+            // Stop claiming the stream first, then hand it over.
+            shared.set_valid_until(Instant::now());
+            shared.lose("released: the stream is not healthy".into());
+            if let Err(error) = lease.release().await {
+                tracing::warn!(%error, "cannot release the lease; it expires by itself");
+            }
+            return None;
         }
         match lease.renew().await {
             Ok(()) => {
