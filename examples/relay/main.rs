@@ -1,0 +1,379 @@
+//! A reconnecting relay: receive a live stream over SRT, RTP or UDP, keep it connected
+//! through failures with the full `mirror-reconnect` layer stack, and pass it on.
+//!
+//! ```sh
+//! # The self-contained demo: a local SRT sender, scripted network trouble, a report.
+//! cargo run --release --example relay -- --demo
+//!
+//! # A real SRT ingest (listening for an encoder) relayed to UDP, with metrics:
+//! cargo run --release --example relay -- --metrics-addr 127.0.0.1:9184 \
+//!     'srt://:9000?mode=listener&streamid=cam1&latency=200' udp://127.0.0.1:5000
+//! ```
+//!
+//! Built on the crate's public API only. Exit status: 0 on a clean stop (Ctrl-C,
+//! SIGTERM, `--duration`), 1 when the stream gave up, 2 on a bad command line or config.
+
+mod cli;
+mod demo;
+mod output;
+mod status;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mirror_reconnect::config::Stack;
+use mirror_reconnect::connection::{Connection, Protocol, Target};
+use mirror_reconnect::health::HealthLayer;
+use mirror_reconnect::metrics::StreamMetrics;
+use mirror_reconnect::protocol::rtp::RtpConnector;
+use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
+use mirror_reconnect::protocol::udp::UdpConnector;
+use mirror_reconnect::restore::{
+    FileStorage, LeaseManager, MemoryStorage, RedisStorage, StateStorage,
+};
+use mirror_reconnect::{BoxError, Events, Reconnecting, ReconnectionConfig};
+use tokio_util::sync::CancellationToken;
+use tower::timeout::TimeoutLayer;
+use tower::{Service, ServiceBuilder};
+
+/// Why the relay stopped other than cleanly.
+enum Failure {
+    /// Bad command line, config or setup: exit 2.
+    Usage(String),
+    /// The stream gave up or an output failed: exit 1.
+    Runtime(String),
+}
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure::Usage(e.to_string())
+}
+
+fn main() -> ExitCode {
+    let args = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("relay: {e} (try --help)");
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        print!("{}", cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("relay: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        if let Some((addr, epoch)) = args.demo_sender {
+            demo::sender_main(addr, epoch).await
+        } else if args.demo {
+            demo::run(&args).await
+        } else {
+            run(&args).await
+        }
+    });
+    // Detached saves and closes get a moment to finish; nothing waits longer.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("relay: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("relay: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Cancelled by Ctrl-C, SIGTERM or the end of `--duration`.
+fn stop_token(duration: Option<Duration>) -> Result<CancellationToken, Failure> {
+    let token = CancellationToken::new();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::Runtime(format!("cannot watch SIGTERM: {e}")))?;
+    let stop = token.clone();
+    tokio::spawn(async move {
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+            _ = deadline => {}
+        }
+        stop.cancel();
+    });
+    Ok(token)
+}
+
+async fn open_storage(
+    spec: &cli::StateSpec,
+    config: &ReconnectionConfig,
+) -> Result<Arc<dyn StateStorage>, Failure> {
+    Ok(match spec {
+        cli::StateSpec::Memory => Arc::new(MemoryStorage::with_ttl(config.state_ttl)),
+        cli::StateSpec::File(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| usage(format!("--state file:{}: {e}", dir.display())))?;
+            Arc::new(FileStorage::new(dir).with_ttl(config.state_ttl))
+        }
+        cli::StateSpec::Redis(url) => Arc::new(
+            RedisStorage::builder(url.clone())
+                .ttl(config.state_ttl)
+                .build()
+                .map_err(|e| usage(format!("--state {url}: {e}")))?,
+        ),
+    })
+}
+
+/// Who this process is, in lease records.
+fn owner_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("relay@{host}:{}", std::process::id())
+}
+
+/// Everything a stream's relay loop needs besides its connector.
+struct Relay {
+    config: ReconnectionConfig,
+    storage: Arc<dyn StateStorage>,
+    stop: CancellationToken,
+    events_json: bool,
+    status_line: bool,
+    metrics: bool,
+    /// With a shared (Redis) store, the stream is owned through a lease.
+    leases: Option<LeaseManager>,
+    output: output::Output,
+}
+
+async fn run(args: &cli::Args) -> Result<(), Failure> {
+    let config = match &args.config {
+        Some(path) => ReconnectionConfig::from_yaml_file(path).map_err(usage)?,
+        None => ReconnectionConfig::default(),
+    };
+    let storage = open_storage(&args.state, &config).await?;
+    if let Some(addr) = args.metrics_addr {
+        mirror_reconnect::metrics::install_prometheus(addr)
+            .map_err(|e| usage(format!("--metrics-addr {addr}: {e}")))?;
+    }
+    let stop = stop_token(args.duration)?;
+    let (Some(input), Some(output)) = (&args.input, &args.output) else {
+        return Err(usage("missing INPUT or OUTPUT"));
+    };
+    let output = output::Output::open(output, &stop)
+        .await
+        .map_err(|e| usage(format!("output: {e}")))?;
+    let relay = Relay {
+        config,
+        storage,
+        stop,
+        events_json: args.events_json,
+        status_line: !args.events_json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        metrics: args.metrics_addr.is_some(),
+        leases: match &args.state {
+            cli::StateSpec::Redis(url) => Some(
+                LeaseManager::builder(url.clone(), owner_name())
+                    .build()
+                    .map_err(|e| usage(format!("--state {url}: {e}")))?,
+            ),
+            _ => None,
+        },
+        output,
+    };
+    match input {
+        cli::Input::Srt(url) => {
+            let target = srt_target(url).map_err(|e| usage(format!("input: {e}")))?;
+            let passive = target.parameters.get("mode").map(String::as_str) == Some("listener");
+            relay.stream(SrtConnector::new(), target, passive).await
+        }
+        cli::Input::Rtp(addr) => {
+            let target = Target::new(format!("rtp://{addr}"), Protocol::Rtp).address(*addr);
+            relay.stream(RtpConnector::new(), target, true).await
+        }
+        cli::Input::Udp(addr) => {
+            let target = Target::new(format!("udp://{addr}"), Protocol::Udp).address(*addr);
+            relay.stream(UdpConnector::new(), target, true).await
+        }
+    }
+}
+
+/// The full stack around `connector`, and the driver over it. `passive` inputs
+/// (listening for a caller, or for RTP/UDP senders) wait for their sender as long as it
+/// takes: no per-attempt limit, no limit on connections without a first packet.
+fn reconnecting<C>(
+    config: &ReconnectionConfig,
+    storage: Arc<dyn StateStorage>,
+    events: &Events,
+    health: HealthLayer,
+    connector: C,
+    target: Target,
+    passive: bool,
+) -> Reconnecting<Stack<C>, Target>
+where
+    C: Service<Target> + Clone + Send + Unpin + 'static,
+    C::Response: Connection,
+    C::Error: Into<BoxError>,
+    C::Future: Send + Unpin + 'static,
+{
+    let attempt_timeout = if passive {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        config.srt.connect_timeout
+    };
+    let stack = ServiceBuilder::new()
+        .layer(config.retry_layer(events))
+        .layer(TimeoutLayer::new(attempt_timeout))
+        .layer(config.restore_layer(storage))
+        .layer(config.detect_layer())
+        .layer(health)
+        .service(connector);
+    let packets = Reconnecting::new(stack, target)
+        .events(events.clone())
+        .first_packet_timeout(config.first_packet_timeout)
+        .retry_on_close(config.srt.retry_on_close)
+        .unverified_backoff(config.backoff());
+    if passive {
+        packets.max_unverified(u32::MAX)
+    } else {
+        packets
+    }
+}
+
+impl Relay {
+    /// Relay one stream until stopped or given up. `passive` inputs (listening for a
+    /// caller, or for RTP/UDP senders) wait for their sender as long as it takes.
+    async fn stream<C>(mut self, connector: C, target: Target, passive: bool) -> Result<(), Failure>
+    where
+        C: Service<Target> + Clone + Send + Unpin + 'static,
+        C::Response: Connection,
+        C::Error: Into<BoxError>,
+        C::Future: Send + Unpin + 'static,
+    {
+        let stream_id = target.stream_id.clone();
+        // One owner per stream across relays sharing a store: wait for the lease, and
+        // stop producing the moment it is lost.
+        let lease = match &self.leases {
+            Some(leases) => {
+                let acquire = leases.acquire(&stream_id);
+                let lease = tokio::select! {
+                    lease = acquire => lease,
+                    _ = self.stop.cancelled() => return Ok(()),
+                };
+                let watch = lease.keep_alive();
+                let stop = self.stop.clone();
+                let lost = watch.lost_token();
+                tokio::spawn(async move {
+                    lost.cancelled().await;
+                    stop.cancel();
+                });
+                Some(watch)
+            }
+            None => None,
+        };
+        let events = Events::new(stream_id.clone());
+        if self.events_json {
+            events.on_event(|event| match serde_json::to_string(event) {
+                Ok(line) => eprintln!("{line}"),
+                Err(e) => eprintln!("relay: event not printable: {e}"),
+            });
+        }
+        let tally = status::Tally::watch(&events);
+        let health = HealthLayer::new();
+        let handle = health.handle();
+        let mut packets = reconnecting(
+            &self.config,
+            Arc::clone(&self.storage),
+            &events,
+            health,
+            connector,
+            target,
+            passive,
+        )
+        .cancel_token(self.stop.clone());
+        if self.metrics {
+            let reporter =
+                StreamMetrics::new(stream_id.clone(), Arc::clone(&handle)).events(&events);
+            tokio::spawn(reporter.run());
+        }
+
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        let mut bytes_this_second = 0u64;
+        let mut outcome = Ok(());
+        loop {
+            tokio::select! {
+                item = packets.next() => match item {
+                    Some(Ok(packet)) => {
+                        tally.streaming();
+                        bytes_this_second += packet.payload.len() as u64;
+                        if let Err(e) = self.output.send(&packet.payload).await {
+                            outcome = Err(Failure::Runtime(format!("output: {e}")));
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        outcome = Err(Failure::Runtime(e.to_string()));
+                        break;
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    if self.status_line {
+                        let bits = bytes_this_second as f64 * 8.0;
+                        status::show(&status::line(&stream_id, &tally, &handle, bits, &self.output.describe()));
+                    }
+                    bytes_this_second = 0;
+                }
+            }
+        }
+        if self.status_line {
+            status::finish();
+        }
+        // Stopping cleanly: the state the stream ends with is saved before exit.
+        if self.config.persist_state {
+            if let Some(state) = packets.connection_state() {
+                if let Err(e) = self.storage.save(&state).await {
+                    eprintln!("relay: state not saved: {e}");
+                }
+            }
+        }
+        let dropped = self.output.dropped();
+        if dropped > 0 {
+            eprintln!("relay: the output dropped {dropped} packets while its receiver was away");
+        }
+        if let Err(e) = self.output.close().await {
+            eprintln!("relay: closing the output: {e}");
+        }
+        if let Some(lease) = lease {
+            if let Some(why) = lease.lost_reason() {
+                return Err(Failure::Runtime(format!(
+                    "stream {stream_id}: lease lost: {why}"
+                )));
+            }
+            if let Err(e) = lease.release().await {
+                eprintln!("relay: lease not released (it expires by itself): {e}");
+            }
+        }
+        outcome
+    }
+}

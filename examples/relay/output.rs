@@ -1,0 +1,223 @@
+//! Where relayed packets go.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use mirror_reconnect::backoff::{Backoff, ExponentialBackoff, Jitter};
+use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
+use mirror_reconnect::BoxError;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::cli;
+
+/// Packets an SRT output keeps while its receiver is away; the oldest go first.
+pub(crate) const SRT_BUFFER_PACKETS: usize = 4096;
+
+pub(crate) enum Output {
+    Udp { socket: UdpSocket, to: SocketAddr },
+    File(tokio::io::BufWriter<tokio::fs::File>),
+    Stdout(tokio::io::Stdout),
+    Srt(SrtOutput),
+}
+
+impl Output {
+    pub(crate) async fn open(
+        spec: &cli::Output,
+        cancel: &CancellationToken,
+    ) -> Result<Self, BoxError> {
+        Ok(match spec {
+            cli::Output::Udp(to) => {
+                let bind: SocketAddr = if to.is_ipv4() {
+                    "0.0.0.0:0".parse()?
+                } else {
+                    "[::]:0".parse()?
+                };
+                Self::Udp {
+                    socket: UdpSocket::bind(bind).await?,
+                    to: *to,
+                }
+            }
+            cli::Output::File(path) => {
+                let file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await
+                    .map_err(|e| format!("cannot open output {}: {e}", path.display()))?;
+                Self::File(tokio::io::BufWriter::new(file))
+            }
+            cli::Output::Stdout => Self::Stdout(tokio::io::stdout()),
+            cli::Output::Srt(url) => Self::Srt(SrtOutput::start(url, cancel.clone())?),
+        })
+    }
+
+    pub(crate) async fn send(&mut self, payload: &Bytes) -> Result<(), BoxError> {
+        match self {
+            Self::Udp { socket, to } => {
+                // A receiver that is not there yet is not our failure: UDP forgets.
+                if let Err(e) = socket.send_to(payload, *to).await {
+                    tracing::debug!(%e, "udp output send failed");
+                }
+            }
+            Self::File(file) => file.write_all(payload).await?,
+            Self::Stdout(out) => out.write_all(payload).await?,
+            Self::Srt(srt) => srt.push(payload.clone()),
+        }
+        Ok(())
+    }
+
+    /// Packets dropped because the output could not keep them.
+    pub(crate) fn dropped(&self) -> u64 {
+        match self {
+            Self::Srt(srt) => srt.shared.dropped.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Srt(srt) => {
+                let up = srt.shared.connected.load(Ordering::Relaxed);
+                format!(
+                    "out {} dropped {}",
+                    if up { "up" } else { "down" },
+                    self.dropped()
+                )
+            }
+            _ => String::new(),
+        }
+    }
+
+    pub(crate) async fn close(self) -> Result<(), BoxError> {
+        match self {
+            Self::File(mut file) => file.flush().await?,
+            Self::Stdout(mut out) => out.flush().await?,
+            Self::Srt(srt) => srt.close().await,
+            Self::Udp { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+struct Shared {
+    buffer: Mutex<VecDeque<Bytes>>,
+    ready: Notify,
+    dropped: AtomicU64,
+    connected: AtomicBool,
+}
+
+/// An SRT output that keeps itself connected: a receiver that goes away is re-dialled
+/// (or, in listener mode, waited for) with backoff, and packets that arrive meanwhile
+/// wait in a bounded buffer, oldest dropped first.
+pub(crate) struct SrtOutput {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl SrtOutput {
+    fn start(url: &str, cancel: CancellationToken) -> Result<Self, BoxError> {
+        let target = srt_target(url)?;
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(VecDeque::with_capacity(SRT_BUFFER_PACKETS)),
+            ready: Notify::new(),
+            dropped: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+        });
+        let stop = cancel.child_token();
+        let task = tokio::spawn(run_srt_output(target, Arc::clone(&shared), stop.clone()));
+        Ok(Self { shared, task, stop })
+    }
+
+    fn push(&self, payload: Bytes) {
+        let mut buffer = self.shared.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        if buffer.len() >= SRT_BUFFER_PACKETS {
+            buffer.pop_front();
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        buffer.push_back(payload);
+        drop(buffer);
+        self.shared.ready.notify_one();
+    }
+
+    async fn close(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn run_srt_output(
+    target: mirror_reconnect::connection::Target,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let mut backoff =
+        ExponentialBackoff::new(Duration::from_millis(250), Duration::from_secs(5), 2.0)
+            .jitter(Jitter::Full);
+    let connector = SrtConnector::new();
+    loop {
+        let connect = connector.clone().oneshot(target.clone());
+        let mut conn = tokio::select! {
+            _ = stop.cancelled() => return,
+            result = connect => match result {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%e, ?delay, "srt output: connect failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            }
+        };
+        backoff.reset();
+        shared.connected.store(true, Ordering::Relaxed);
+        tracing::info!("srt output: connected");
+        loop {
+            let next = shared
+                .buffer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            if let Some(payload) = next {
+                if let Err(e) = conn.send(payload.clone()).await {
+                    tracing::warn!(%e, "srt output: receiver gone; re-dialling");
+                    // Not delivered: keep it for the next receiver, at the front.
+                    shared
+                        .buffer
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_front(payload);
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    let _ = conn.close().await;
+                    return;
+                }
+                _ = shared.ready.notified() => {}
+                // The receiver side: its end means the receiver went away.
+                item = conn.next() => match item {
+                    Some(Ok(_)) => {}
+                    _ => {
+                        tracing::warn!("srt output: receiver gone; re-dialling");
+                        break;
+                    }
+                },
+            }
+        }
+        shared.connected.store(false, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,442 @@
+//! The relay program, run as a user runs it.
+#![cfg(all(
+    feature = "srt",
+    feature = "rtp",
+    feature = "udp",
+    feature = "redis",
+    feature = "prometheus",
+    feature = "network-simulation"
+))]
+
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The relay example, built beside this test by `cargo test --all-targets`.
+fn relay_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = dir.join("examples").join("relay");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo test --all-targets` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process killed when dropped, whatever happens to the test.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the relay did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut err) = self.0.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+fn relay(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(relay_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the relay"),
+    )
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn need(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").map(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.exists())
+    });
+    found
+        .flatten()
+        .unwrap_or_else(|| panic!("{tool} is not installed: scripts/test.sh installs it"))
+}
+
+/// Receive numbered datagrams until `count` arrived or `limit` passed.
+fn receive(sink: &UdpSocket, count: usize, limit: Duration) -> Vec<u32> {
+    sink.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < count && start.elapsed() < limit {
+        if let Ok(n) = sink.recv(&mut buf) {
+            if n >= 4 {
+                got.push(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+            }
+        }
+    }
+    got
+}
+
+fn numbered(n: u32, size: usize) -> Vec<u8> {
+    let mut payload = vec![0x47u8; size];
+    payload[..4].copy_from_slice(&n.to_be_bytes());
+    payload
+}
+
+#[test]
+fn bad_command_lines_exit_2_with_one_line() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["udp://127.0.0.1:5000"],
+        &["http://x", "-"],
+        &["udp://127.0.0.1:5000", "tcp://127.0.0.1:1"],
+        &["udp://nohost", "-"],
+        &["--state", "sqlite:x", "udp://127.0.0.1:5000", "-"],
+        &["--duration", "-3", "udp://127.0.0.1:5000", "-"],
+        &["--events", "xml", "udp://127.0.0.1:5000", "-"],
+        &["--bogus", "udp://127.0.0.1:5000", "-"],
+        &[
+            "--config",
+            "/nonexistent/reconnect.yaml",
+            "udp://127.0.0.1:5000",
+            "-",
+        ],
+        &["srt://127.0.0.1:9000?mode=sideways", "-"],
+        &["srt://127.0.0.1:9000?passphrase=short", "-"],
+    ];
+    for args in cases {
+        let mut child = relay(args);
+        let status = child.wait_exit(Duration::from_secs(20));
+        let stderr = child.stderr();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
+        assert!(stderr.starts_with("relay: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_config_file_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reconnect.yaml");
+    std::fs::write(&config, "max_retires: 3\n").unwrap();
+    let mut child = relay(&[
+        "--config",
+        config.to_str().unwrap(),
+        "udp://127.0.0.1:5000",
+        "-",
+    ]);
+    assert_eq!(child.wait_exit(Duration::from_secs(20)).code(), Some(2));
+    let stderr = child.stderr();
+    assert!(stderr.contains("max_retires"), "{stderr}");
+}
+
+#[test]
+fn help_exits_0() {
+    let mut child = relay(&["--help"]);
+    assert!(child.wait_exit(Duration::from_secs(20)).success());
+}
+
+#[test]
+fn udp_in_udp_out_and_sigterm_stops_cleanly_with_state_saved() {
+    let input = free_udp();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = format!("file:{}", state.path().display());
+    let mut child = relay(&[
+        "--state",
+        &state_arg,
+        "--events",
+        "json",
+        &format!("udp://{input}"),
+        &format!("udp://{}", sink.local_addr().unwrap()),
+    ]);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    let mut n = 0u32;
+    while got.len() < 200 && start.elapsed() < Duration::from_secs(20) {
+        sender.send_to(&numbered(n, 188), input).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_millis(2));
+        got.extend(receive(&sink, 1, Duration::from_millis(1)));
+    }
+    assert!(got.len() >= 200, "relayed {} of {n}", got.len());
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+
+    child.signal("-TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(status.success(), "SIGTERM: {status:?}\n{stderr}");
+    for line in stderr.lines().filter(|l| l.starts_with('{')) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            event["type"].is_string() && event["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    let saved: Vec<_> = std::fs::read_dir(state.path()).unwrap().collect();
+    assert_eq!(saved.len(), 1, "one state file for the stream");
+}
+
+#[test]
+fn rtp_in_survives_a_sender_restart() {
+    let input = free_udp();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut child = relay(&[
+        "--duration",
+        "30",
+        &format!("rtp://{input}"),
+        &format!("udp://{}", sink.local_addr().unwrap()),
+    ]);
+    let rtp = |seq: u16, ssrc: u32| {
+        let mut p = vec![0u8; 12 + 160];
+        p[0] = 0x80;
+        p[1] = 96;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    };
+    for (round, ssrc) in [(0u16, 0x1111_1111u32), (1, 0x2222_2222)] {
+        // A new sender (new socket, new SSRC, new sequence base) each round.
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let base = round * 20_000;
+        let mut relayed = 0;
+        let start = Instant::now();
+        let mut seq = base;
+        while relayed < 100 && start.elapsed() < Duration::from_secs(15) {
+            sender.send_to(&rtp(seq, ssrc), input).unwrap();
+            seq = seq.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(5));
+            relayed += receive(&sink, 1, Duration::from_millis(1)).len();
+        }
+        assert!(
+            relayed >= 100,
+            "round {round}: {relayed} RTP packets relayed"
+        );
+        drop(sender);
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    child.signal("-TERM");
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// srt-live-transmit, libsrt's own tool, as the peer.
+fn srt_live_transmit(from: &str, to: &str) -> Proc {
+    Proc(
+        Command::new(need("srt-live-transmit"))
+            .args(["-q", from, to])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("srt-live-transmit"),
+    )
+}
+
+#[test]
+fn srt_in_udp_out_with_the_sender_killed_and_restarted() {
+    let srt_port = free_udp().port();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut child = relay(&[
+        "--events",
+        "json",
+        &format!("srt://127.0.0.1:{srt_port}?mode=listener&streamid=cam1&latency=80"),
+        &format!("udp://{}", sink.local_addr().unwrap()),
+    ]);
+    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut n = 0u32;
+    for round in 0..3 {
+        let feed_port = free_udp().port();
+        let sender = srt_live_transmit(
+            &format!("udp://127.0.0.1:{feed_port}"),
+            &format!("srt://127.0.0.1:{srt_port}?mode=caller&streamid=cam1&latency=80"),
+        );
+        let start = Instant::now();
+        let mut relayed = Vec::new();
+        while relayed.len() < 100 && start.elapsed() < Duration::from_secs(20) {
+            feed.send_to(&numbered(n, 1316), ("127.0.0.1", feed_port))
+                .unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(4));
+            relayed.extend(receive(&sink, 10, Duration::from_millis(1)));
+        }
+        assert!(
+            relayed.len() >= 100,
+            "round {round}: {} relayed",
+            relayed.len()
+        );
+        assert!(
+            relayed.windows(2).all(|w| w[0] < w[1]),
+            "round {round}: in order"
+        );
+        // An encoder crash: SIGKILL, no goodbye.
+        sender.signal("-KILL");
+        drop(sender);
+    }
+    child.signal("-TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(status.success(), "{stderr}");
+    let succeeded = stderr
+        .lines()
+        .filter(|l| l.contains(r#""type":"reconnection_succeeded""#))
+        .count();
+    assert!(succeeded >= 2, "a reconnection for each restart:\n{stderr}");
+}
+
+#[test]
+fn srt_out_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
+    let input = free_udp();
+    let srt_port = free_udp().port();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let receiver = |port: u16| {
+        srt_live_transmit(
+            &format!("srt://127.0.0.1:{port}?mode=listener&latency=80"),
+            &format!("udp://{sink_addr}"),
+        )
+    };
+    let mut rx = receiver(srt_port);
+    let mut child = relay(&[
+        &format!("udp://{input}"),
+        &format!("srt://127.0.0.1:{srt_port}?mode=caller&latency=80"),
+    ]);
+    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
+
+    // Flowing.
+    let mut n = 0u32;
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < 50 && start.elapsed() < Duration::from_secs(20) {
+        feed.send_to(&numbered(n, 1316), input).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_millis(4));
+        got.extend(receive(&sink, 10, Duration::from_millis(1)));
+    }
+    assert!(
+        got.len() >= 50,
+        "{} relayed before the receiver restart",
+        got.len()
+    );
+
+    // The receiver dies; the relay notices (SRT's peer-idle timeout is 5 s) and
+    // buffers what arrives meanwhile: 5 000 packets, of which the last 4 096 are kept.
+    rx.signal("-KILL");
+    drop(rx);
+    std::thread::sleep(Duration::from_secs(8));
+    let first_buffered = n;
+    for _ in 0..5_000 {
+        feed.send_to(&numbered(n, 1316), input).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    rx = receiver(srt_port);
+    let after = receive(&sink, 4_096, Duration::from_secs(20));
+    assert!(
+        !after.is_empty(),
+        "nothing arrived after the receiver came back"
+    );
+    let oldest_kept = first_buffered + 5_000 - 4_096;
+    assert!(
+        after.iter().all(|&x| x >= oldest_kept),
+        "a dropped (oldest) packet arrived: min {:?}",
+        after.iter().min()
+    );
+    child.signal("-TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("dropped 904 packets"), "{stderr}");
+    drop(rx);
+}
+
+#[test]
+fn the_demo_runs_to_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Proc(
+        Command::new(relay_bin())
+            .args(["--demo", "--report-dir", dir.path().to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let status = child.wait_exit(Duration::from_secs(120));
+    let mut stdout = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("| # | trouble injected |"), "{stdout}");
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
+            .count(),
+        5,
+        "{report}"
+    );
+    let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("failure_detected"),
+        "timeline"
+    );
+}
