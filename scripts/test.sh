@@ -23,5 +23,8 @@ if [ "${#need[@]}" -gt 0 ]; then
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The relay tests run the example programs as a user does: build them as programs
+# (`cargo test --all-targets` builds examples only as test harnesses).
+cargo build --all-features --examples
 cargo test --all-features --all-targets
 cargo test --all-features --doc

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use mirror_reconnect::backoff::{Backoff, ExponentialBackoff, Jitter};
 use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
 use mirror_reconnect::BoxError;
@@ -21,6 +21,13 @@ use crate::cli;
 
 /// Packets an SRT output keeps while its receiver is away; the oldest go first.
 pub(crate) const SRT_BUFFER_PACKETS: usize = 4096;
+/// How long a receiver may send nothing at all (SRT ACKs at least every 10 ms, and
+/// keep-alives every second) before it counts as gone.
+const RECEIVER_SILENCE: Duration = Duration::from_secs(2);
+/// Packets of a backlog sent back to back before a millisecond's pause.
+const BACKLOG_BURST: usize = 8;
+/// How long one send may wait for room before the receiver counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) enum Output {
     Udp { socket: UdpSocket, to: SocketAddr },
@@ -183,15 +190,31 @@ async fn run_srt_output(
         backoff.reset();
         shared.connected.store(true, Ordering::Relaxed);
         tracing::info!("srt output: connected");
+        // A receiver that died sends nothing more, not even SRT's ACKs and keep-alives,
+        // long before SRT's own idle timeout ends the connection on the sending side:
+        // that silence is what tells us to re-dial.
+        let mut heard = conn.statistics().received_packets;
+        let mut last_heard = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut burst = 0usize;
         loop {
+            let now_heard = conn.statistics().received_packets;
+            if now_heard != heard {
+                heard = now_heard;
+                last_heard = tokio::time::Instant::now();
+            } else if last_heard.elapsed() > RECEIVER_SILENCE {
+                tracing::warn!("srt output: receiver silent; re-dialling");
+                break;
+            }
             let next = shared
                 .buffer
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop_front();
             if let Some(payload) = next {
-                if let Err(e) = conn.send(payload.clone()).await {
-                    tracing::warn!(%e, "srt output: receiver gone; re-dialling");
+                let sent = tokio::time::timeout(SEND_TIMEOUT, conn.send(payload.clone())).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    tracing::warn!("srt output: receiver gone; re-dialling");
                     // Not delivered: keep it for the next receiver, at the front.
                     shared
                         .buffer
@@ -200,15 +223,30 @@ async fn run_srt_output(
                         .push_front(payload);
                     break;
                 }
-                continue;
+                // A backlog goes out paced, a few packets a millisecond: SRT has no
+                // use for a burst of thousands, and srt-tokio loses packets sent in one.
+                burst += 1;
+                if burst >= BACKLOG_BURST {
+                    burst = 0;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                // Keep the receive side (and SRT's statistics) moving while sending.
+                match conn.next().now_or_never() {
+                    None | Some(Some(Ok(_))) => continue,
+                    Some(_) => {
+                        tracing::warn!("srt output: receiver gone; re-dialling");
+                        break;
+                    }
+                }
             }
+            burst = 0;
             tokio::select! {
                 _ = stop.cancelled() => {
                     let _ = conn.close().await;
                     return;
                 }
                 _ = shared.ready.notified() => {}
-                // The receiver side: its end means the receiver went away.
+                _ = tick.tick() => {}
                 item = conn.next() => match item {
                     Some(Ok(_)) => {}
                     _ => {
