@@ -51,7 +51,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-use tokio::time::Instant;
 
 use crate::driver::{EventType, Events};
 use crate::health::{HealthCounters, HealthHandle};
@@ -229,10 +228,8 @@ const FROM_EVENTS_STOPPED: u8 = 3;
 /// when the events say the stream ended (failed or stopped); without events it runs
 /// until dropped. See the [module docs](self) for an example.
 ///
-/// Traffic counters are rebuilt from the per-connection counters of the health
-/// handle: packets that arrive on a connection after the last report and before
-/// that connection is replaced are not counted, so report often (1 s is plenty)
-/// where the figures must be close.
+/// Traffic counters follow the health handle's totals over every connection of the
+/// stream, so they count each packet once, whenever its connection was replaced.
 #[derive(Debug)]
 #[must_use = "a reporter does nothing until run"]
 pub struct StreamMetrics {
@@ -315,8 +312,7 @@ pub async fn report_stream_metrics(
 struct Reporter {
     stream_id: String,
     health: HealthHandle,
-    /// The connection whose counters were read last (its start time), and what they were.
-    connection: Option<Instant>,
+    /// The stream's totals as last reported.
     last: HealthCounters,
     streamed: bool,
     state: Option<StreamState>,
@@ -327,7 +323,6 @@ impl Reporter {
         Self {
             stream_id,
             health,
-            connection: None,
             last: HealthCounters::default(),
             streamed: false,
             state: None,
@@ -338,25 +333,19 @@ impl Reporter {
     fn report(&mut self, from_events: u8) -> StreamState {
         let id = self.stream_id.clone();
         let health = self.health.check_health();
-        let counters = self.health.counters();
-
-        // Counters restart with each connection: add what is new since the last read.
-        let since = self.health.connected_since();
-        let base = match since {
-            Some(started) if Some(started) != self.connection => {
-                self.connection = Some(started);
-                HealthCounters::default()
-            }
-            _ => self.last,
-        };
+        // Totals over every connection: nothing a replaced connection counted after
+        // the last report is lost.
+        let totals = self.health.totals();
         let delta = |now: u64, before: u64| now.saturating_sub(before);
         ::metrics::counter!(names::PACKETS_RECEIVED, "stream_id" => id.clone())
-            .increment(delta(counters.packets, base.packets));
+            .increment(delta(totals.packets, self.last.packets));
         ::metrics::counter!(names::BYTES_RECEIVED, "stream_id" => id.clone())
-            .increment(delta(counters.bytes, base.bytes));
+            .increment(delta(totals.bytes, self.last.bytes));
         ::metrics::counter!(names::PACKET_ERRORS, "stream_id" => id.clone())
-            .increment(delta(counters.errors, base.errors));
-        self.last = counters;
+            .increment(delta(totals.errors, self.last.errors));
+        self.last.packets = self.last.packets.max(totals.packets);
+        self.last.bytes = self.last.bytes.max(totals.bytes);
+        self.last.errors = self.last.errors.max(totals.errors);
 
         ::metrics::gauge!(names::CONNECTION_UPTIME, "stream_id" => id.clone())
             .set(health.connection_age.as_secs_f64());
@@ -563,6 +552,8 @@ mod tests {
         }
     }
 
+    use tokio::time::Instant;
+
     const PACKETS: &str = "mirror_reconnect_packets_received_total{stream_id=cam}";
     const BYTES: &str = "mirror_reconnect_bytes_received_total{stream_id=cam}";
 
@@ -609,10 +600,19 @@ mod tests {
         assert_eq!(capture.get(BYTES), Some(200.0));
         assert_eq!(capture.state(), ["streaming"]);
 
+        // Packets of a connection replaced between two reports still count.
+        checker.record_packet(10, Instant::now());
+        checker.record_packet(10, Instant::now());
+        checker.connection_ended();
+        checker.connection_started(Instant::now());
+        checker.record_packet(10, Instant::now());
+        assert_eq!(report(FROM_EVENTS_NONE), StreamState::Streaming);
+        assert_eq!(capture.get(PACKETS), Some(14.0));
+
         checker.connection_ended();
         assert_eq!(report(FROM_EVENTS_FAILED), StreamState::Failed);
         assert_eq!(capture.state(), ["failed"]);
-        assert_eq!(capture.get(PACKETS), Some(11.0), "nothing counted twice");
+        assert_eq!(capture.get(PACKETS), Some(14.0), "nothing counted twice");
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,6 +70,10 @@ pub struct HealthChecker {
     lost: AtomicU64,
     duplicates: AtomicU64,
     latency: AtomicU64,
+    /// What the connections before the current one counted.
+    earlier_packets: AtomicU64,
+    earlier_bytes: AtomicU64,
+    earlier_errors: AtomicU64,
 }
 
 impl HealthChecker {
@@ -89,6 +93,9 @@ impl HealthChecker {
             lost: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             latency: AtomicU64::new(NEVER),
+            earlier_packets: AtomicU64::new(0),
+            earlier_bytes: AtomicU64::new(0),
+            earlier_errors: AtomicU64::new(0),
         }
     }
 
@@ -107,8 +114,13 @@ impl HealthChecker {
         self.epoch + Duration::from_nanos(nanos)
     }
 
-    /// Start counting a new connection, up since `now`: every counter restarts at zero.
+    /// Start counting a new connection, up since `now`: every counter restarts at zero
+    /// (what the last connection counted moves into the stream's [`totals`](Self::totals)).
     pub fn connection_started(&self, now: Instant) {
+        // Reset first, then carry over: a reader in between sees a total briefly too
+        // low, never one counted twice, so totals read over time never go backwards
+        // for good.
+        let before = self.counters();
         for counter in [
             &self.packets,
             &self.bytes,
@@ -119,6 +131,9 @@ impl HealthChecker {
         ] {
             counter.store(0, Relaxed);
         }
+        bump(&self.earlier_packets, before.packets);
+        bump(&self.earlier_bytes, before.bytes);
+        bump(&self.earlier_errors, before.errors);
         self.last_seen.store(NEVER, Relaxed);
         self.latency.store(NEVER, Relaxed);
         self.connected_at.store(self.nanos(now), Relaxed);
@@ -187,6 +202,16 @@ impl HealthChecker {
             lost: self.lost.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
         }
+    }
+
+    /// Packets, bytes and errors over every connection of the stream so far, the
+    /// current one included (the other fields are the current connection's).
+    pub fn totals(&self) -> HealthCounters {
+        let mut totals = self.counters();
+        totals.packets += self.earlier_packets.load(Relaxed);
+        totals.bytes += self.earlier_bytes.load(Relaxed);
+        totals.errors += self.earlier_errors.load(Relaxed);
+        totals
     }
 
     /// When the current connection came up, if one is up.
@@ -333,6 +358,19 @@ mod tests {
             tracker.observe(Sequence::rtp(s), &checker);
         }
         checker.counters()
+    }
+
+    #[test]
+    fn totals_span_connections() {
+        let checker = HealthChecker::new(None);
+        checker.connection_started(Instant::now());
+        checker.record_packet(100, Instant::now());
+        checker.record_error();
+        checker.connection_started(Instant::now());
+        checker.record_packet(50, Instant::now());
+        let (now, all) = (checker.counters(), checker.totals());
+        assert_eq!((now.packets, now.bytes, now.errors), (1, 50, 0));
+        assert_eq!((all.packets, all.bytes, all.errors), (2, 150, 1));
     }
 
     #[test]
