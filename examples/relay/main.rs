@@ -209,7 +209,8 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         }
         cli::Input::Rtp(addr) => {
             let target = Target::new(format!("rtp://{addr}"), Protocol::Rtp).address(*addr);
-            relay.stream(RtpConnector::new(), target, true).await
+            let connector = RtpConnector::from_config(&relay.config.rtp);
+            relay.stream(connector, target, true).await
         }
         cli::Input::Udp(addr) => {
             let target = Target::new(format!("udp://{addr}"), Protocol::Udp).address(*addr);
