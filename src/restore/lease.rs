@@ -442,6 +442,8 @@ impl StreamLease {
         let shared = Arc::new(Shared {
             token: self.token,
             stream_id: self.stream_id.clone(),
+            lease_key: self.manager.lease_key(&self.stream_id),
+            value: self.value.clone(),
             valid_until: Mutex::new(self.valid_until),
             lost: CancellationToken::new(),
             error: Mutex::new(None),
@@ -463,6 +465,10 @@ type Healthy = Box<dyn Fn() -> bool + Send>;
 struct Shared {
     token: u64,
     stream_id: String,
+    /// Where the lease lives, and the value it holds while it is ours: what a fenced
+    /// save compares.
+    lease_key: String,
+    value: String,
     valid_until: Mutex<Instant>,
     lost: CancellationToken,
     error: Mutex<Option<String>>,
@@ -538,6 +544,26 @@ async fn keep_alive(
     }
 }
 
+/// The lease a write of a stream's state must still find in Redis: the lease key
+/// holding this owner's value `{owner}#{token}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub(crate) stream_id: String,
+    pub(crate) lease_key: String,
+    pub(crate) value: String,
+    pub(crate) token: u64,
+}
+
+impl Fence {
+    /// The error of a write this fence refused.
+    pub(crate) fn lost(&self) -> LeaseError {
+        LeaseError::Lost {
+            stream_id: self.stream_id.clone(),
+            token: self.token,
+        }
+    }
+}
+
 /// A lease kept alive in the background, from [`StreamLease::keep_alive`].
 ///
 /// Produce the stream only while [`is_held`](Self::is_held); stop when
@@ -560,6 +586,16 @@ impl LeaseWatch {
     /// The stream owned.
     pub fn stream_id(&self) -> &str {
         &self.shared.stream_id
+    }
+
+    /// What a save must find in Redis to be made by this owner.
+    pub(crate) fn fence(&self) -> Fence {
+        Fence {
+            stream_id: self.shared.stream_id.clone(),
+            lease_key: self.shared.lease_key.clone(),
+            value: self.shared.value.clone(),
+            token: self.shared.token,
+        }
     }
 
     /// Until when this process may act as the owner, unless renewed in between.

@@ -21,7 +21,7 @@ mod service;
 mod storage;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisOpenError, RedisStorage, RedisStorageBuilder};
+pub use self::redis::{FencedStorage, RedisOpenError, RedisStorage, RedisStorageBuilder};
 pub use file::FileStorage;
 pub use layer::StateRestoreLayer;
 #[cfg(feature = "redis")]

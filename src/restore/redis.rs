@@ -1,16 +1,45 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, FromRedisValue};
+use ::redis::{Client, FromRedisValue, Script};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{StateStorage, StorageError, StorageErrorKind, StorageFuture};
+use super::lease::Fence;
+use super::{LeaseWatch, StateStorage, StorageError, StorageErrorKind, StorageFuture};
 use crate::connection::ConnectionState;
+
+/// Save a state only if the stream's lease still holds the saving owner's value.
+/// KEYS: lease, state. ARGV: owner value, state JSON, expiry in ms (0: none).
+static FENCED_SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[2], ARGV[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+",
+    )
+});
+
+/// Delete a state only if the stream's lease still holds the deleting owner's value.
+/// KEYS: lease, state. ARGV: owner value.
+static FENCED_DEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+",
+    )
+});
 
 /// A Redis URL that cannot be used, or no Tokio runtime to use it from.
 ///
@@ -167,6 +196,16 @@ struct Pending {
     generation: u64,
     state: ConnectionState,
     since: Instant,
+    /// The lease the save must still find when it is written, retries included.
+    fence: Option<Arc<Fence>>,
+}
+
+/// Why a pending save did not reach Redis.
+enum WriteError {
+    /// Redis did not take it: it stays pending and is tried again.
+    Retry(StorageError),
+    /// The stream's lease is not the saver's any more: the save is dropped for good.
+    FencedOut(StorageError),
 }
 
 struct Inner {
@@ -353,6 +392,147 @@ impl RedisStorage {
     pub async fn flush(&self) -> usize {
         Inner::flush(&self.inner).await
     }
+
+    /// This store as seen by the owner of `lease`: saves (and deletes) of the leased
+    /// stream's state land only while the lease is still this owner's. See
+    /// [`FencedStorage`].
+    ///
+    /// The lease must live in the same Redis (and database) as the states; if it
+    /// does not, every save of the stream is refused.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use mirror_reconnect::restore::{LeaseManager, RedisStorage, StateStorage};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "redis://127.0.0.1:6379";
+    /// let storage = RedisStorage::open(url)?;
+    /// let leases = LeaseManager::builder(url, "relay-a").build()?;
+    /// let lease = leases.acquire("cam1").await.keep_alive();
+    /// // Give this one to the layer stack of cam1.
+    /// let storage: Arc<dyn StateStorage> = Arc::new(storage.fenced(&lease));
+    /// # Ok(()) }
+    /// ```
+    pub fn fenced(&self, lease: &LeaseWatch) -> FencedStorage {
+        FencedStorage {
+            storage: self.clone(),
+            fence: Arc::new(lease.fence()),
+        }
+    }
+}
+
+/// A [`RedisStorage`] whose saves of one stream are fenced by that stream's lease,
+/// from [`RedisStorage::fenced`].
+///
+/// Each save of the leased stream's state is one Lua script in Redis that reads the
+/// lease key and writes the state (with its expiry) only if the lease still holds this
+/// owner's value, `{owner}#{fencing token}`. An owner that lost its lease (it was
+/// paused past the TTL, or cut off from Redis while another process took the stream
+/// over) can then never write over the state of the new owner: its periodic saves,
+/// its final save, and any save still pending from before are all refused. Deletes of
+/// the stream's state are fenced the same way.
+///
+/// A refused save is a [`StorageError`] of kind [`StorageErrorKind::Other`] ("fenced
+/// out") whose [`source`](std::error::Error::source) is
+/// [`LeaseError::Lost`](super::LeaseError::Lost) with the stream and the fencing
+/// token. [`StateRestoreLayer`](super::StateRestoreLayer) counts it like any store
+/// error; it is never retried, and a pending save that a retry finds fenced out is
+/// dropped. A save while Redis is unreachable fails fast and is kept pending as with
+/// [`RedisStorage`], and is checked against the lease again when it is retried.
+///
+/// Loads, and saves of other streams, are those of the plain store. Saves made
+/// through the plain [`RedisStorage`] are not fenced.
+///
+/// ```no_run
+/// use std::error::Error as _;
+/// use mirror_reconnect::connection::{ConnectionState, Protocol};
+/// use mirror_reconnect::restore::{LeaseError, LeaseManager, RedisStorage, StateStorage};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = "redis://127.0.0.1:6379";
+/// let leases = LeaseManager::builder(url, "relay-a").build()?;
+/// let lease = leases.acquire("cam1").await.keep_alive();
+/// let storage = RedisStorage::open(url)?.fenced(&lease);
+/// match storage.save(&ConnectionState::new("cam1", Protocol::Srt)).await {
+///     Ok(()) => {}
+///     Err(error)
+///         if error
+///             .source()
+///             .and_then(|e| e.downcast_ref::<LeaseError>())
+///             .is_some_and(LeaseError::is_lost) =>
+///     {
+///         // Another process owns cam1 now: stop producing it.
+///     }
+///     Err(error) => eprintln!("not saved yet, retried in the background: {error}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct FencedStorage {
+    storage: RedisStorage,
+    fence: Arc<Fence>,
+}
+
+impl fmt::Debug for FencedStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FencedStorage")
+            .field("storage", &self.storage)
+            .field("stream_id", &self.fence.stream_id)
+            .field("token", &self.fence.token)
+            .finish()
+    }
+}
+
+impl FencedStorage {
+    /// The stream whose saves are fenced.
+    ///
+    /// ```no_run
+    /// # use mirror_reconnect::restore::{LeaseManager, RedisStorage};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let url = "redis://127.0.0.1:6379";
+    /// let lease = LeaseManager::builder(url, "relay-a").build()?.acquire("cam1").await.keep_alive();
+    /// let storage = RedisStorage::open(url)?.fenced(&lease);
+    /// assert_eq!(storage.stream_id(), "cam1");
+    /// # Ok(()) }
+    /// ```
+    pub fn stream_id(&self) -> &str {
+        &self.fence.stream_id
+    }
+
+    /// The fencing token of the lease the saves must still find.
+    ///
+    /// ```no_run
+    /// # use mirror_reconnect::restore::{LeaseManager, RedisStorage};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let url = "redis://127.0.0.1:6379";
+    /// let lease = LeaseManager::builder(url, "relay-a").build()?.acquire("cam1").await.keep_alive();
+    /// let storage = RedisStorage::open(url)?.fenced(&lease);
+    /// assert_eq!(storage.token(), lease.token());
+    /// # Ok(()) }
+    /// ```
+    pub fn token(&self) -> u64 {
+        self.fence.token
+    }
+
+    /// The plain store underneath (whose saves are not fenced).
+    ///
+    /// ```no_run
+    /// # use mirror_reconnect::restore::{LeaseManager, RedisStorage};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let url = "redis://127.0.0.1:6379";
+    /// let lease = LeaseManager::builder(url, "relay-a").build()?.acquire("cam1").await.keep_alive();
+    /// let storage = RedisStorage::open(url)?.fenced(&lease);
+    /// println!("{} saves waiting for Redis", storage.get_ref().pending_count());
+    /// # Ok(()) }
+    /// ```
+    pub fn get_ref(&self) -> &RedisStorage {
+        &self.storage
+    }
+
+    /// The fence for `stream_id`, if its saves are fenced.
+    fn fence_for(&self, stream_id: &str) -> Option<&Arc<Fence>> {
+        (stream_id == self.fence.stream_id).then_some(&self.fence)
+    }
 }
 
 fn unavailable(stream_id: &str, endpoint: &str, what: &str, e: CommandError) -> StorageError {
@@ -362,6 +542,15 @@ fn unavailable(stream_id: &str, endpoint: &str, what: &str, e: CommandError) -> 
         format!("Redis at {endpoint}: {what}"),
     )
     .with_source(e)
+}
+
+fn fenced_out(fence: &Fence, what: &str) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Other,
+        &fence.stream_id,
+        format!("fenced out (lease lost), {what}"),
+    )
+    .with_source(fence.lost())
 }
 
 impl Inner {
@@ -388,9 +577,23 @@ impl Inner {
         self.ttl.is_some_and(|ttl| pending.since.elapsed() >= ttl)
     }
 
+    /// Forget the pending save `generation` of `stream_id`, unless a newer one replaced it.
+    fn settle(&self, stream_id: &str, generation: u64) {
+        let mut pending = self.pending();
+        if pending
+            .get(stream_id)
+            .is_some_and(|p| p.generation == generation)
+        {
+            pending.remove(stream_id);
+        }
+    }
+
     /// Write the pending state of `stream_id`, if it has one. The caller holds its writer.
-    async fn write_pending(&self, stream_id: &str) -> Result<(), StorageError> {
-        let (generation, json, ttl_left) = {
+    ///
+    /// A fenced save is one script that checks the lease and sets the state, so that no
+    /// other owner can take the lease between the check and the write.
+    async fn write_pending(&self, stream_id: &str) -> Result<(), WriteError> {
+        let (generation, json, ttl_left, fence) = {
             let mut pending = self.pending();
             let Some(entry) = pending.get(stream_id) else {
                 return Ok(());
@@ -400,57 +603,84 @@ impl Inner {
                 return Ok(());
             }
             let json = serde_json::to_string(&entry.state).map_err(|e| {
-                StorageError::new(
-                    StorageErrorKind::Other,
-                    stream_id,
-                    "cannot encode the state as JSON",
+                WriteError::Retry(
+                    StorageError::new(
+                        StorageErrorKind::Other,
+                        stream_id,
+                        "cannot encode the state as JSON",
+                    )
+                    .with_source(e),
                 )
-                .with_source(e)
             })?;
             let ttl_left = self
                 .ttl
                 .map(|ttl| ttl.saturating_sub(entry.since.elapsed()));
-            (entry.generation, json, ttl_left)
+            (entry.generation, json, ttl_left, entry.fence.clone())
         };
         let key = self.key(stream_id);
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(&key).arg(json);
-        if let Some(ttl) = ttl_left {
-            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-            cmd.arg("PX").arg(millis);
-        }
-        match self.redis.query::<()>(&cmd).await {
-            Ok(()) => {
-                let mut pending = self.pending();
-                if pending
-                    .get(stream_id)
-                    .is_some_and(|p| p.generation == generation)
-                {
-                    pending.remove(stream_id);
+        let millis = ttl_left.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let written = match &fence {
+            None => {
+                let mut cmd = ::redis::cmd("SET");
+                cmd.arg(&key).arg(json);
+                if let Some(millis) = millis {
+                    cmd.arg("PX").arg(millis);
                 }
+                self.redis.query::<()>(&cmd).await.map(|()| true)
+            }
+            Some(fence) => {
+                let mut invocation = FENCED_SET.prepare_invoke();
+                invocation
+                    .key(&fence.lease_key)
+                    .key(&key)
+                    .arg(&fence.value)
+                    .arg(json)
+                    .arg(millis.unwrap_or(0));
+                self.redis
+                    .script::<i64>(&invocation, self.redis.op_timeout())
+                    .await
+                    .map(|set| set == 1)
+            }
+        };
+        match (written, fence) {
+            (Ok(true), _) | (Ok(false), None) => {
+                self.settle(stream_id, generation);
                 Ok(())
             }
-            Err(e) => Err(unavailable(
+            (Ok(false), Some(fence)) => {
+                // Retrying cannot help: the lease never comes back to this token.
+                self.settle(stream_id, generation);
+                Err(WriteError::FencedOut(fenced_out(
+                    &fence,
+                    &format!("{key} not saved"),
+                )))
+            }
+            (Err(e), _) => Err(WriteError::Retry(unavailable(
                 stream_id,
                 self.redis.endpoint(),
                 &format!("cannot save {key}"),
                 e,
-            )),
+            ))),
         }
     }
 
     /// Write every pending state; stop at the first failure (Redis is still away).
-    /// Returns how many are still pending.
+    /// Saves found fenced out are dropped. Returns how many are still pending.
     async fn flush(self: &Arc<Self>) -> usize {
         let streams: Vec<String> = self.pending().keys().cloned().collect();
         for stream_id in streams {
             let writer = self.writer(&stream_id);
             let _writing = writer.lock().await;
-            if let Err(error) = self.write_pending(&stream_id).await {
-                tracing::debug!(%error, "pending state still not saved");
-                break;
+            match self.write_pending(&stream_id).await {
+                Ok(()) => tracing::debug!(stream_id, "pending state saved"),
+                Err(WriteError::FencedOut(error)) => {
+                    tracing::warn!(%error, "pending state dropped: another process owns the stream now");
+                }
+                Err(WriteError::Retry(error)) => {
+                    tracing::debug!(%error, "pending state still not saved");
+                    break;
+                }
             }
-            tracing::debug!(stream_id, "pending state saved");
         }
         self.pending().len()
     }
@@ -497,34 +727,86 @@ async fn retry_pending(store: Weak<Inner>, wake: Arc<Notify>, interval: Duration
     }
 }
 
+impl Inner {
+    async fn save(
+        self: &Arc<Self>,
+        state: &ConnectionState,
+        fence: Option<&Arc<Fence>>,
+    ) -> Result<(), StorageError> {
+        let stream_id = state.stream_id.as_str();
+        let writer = self.writer(stream_id);
+        let _writing = writer.lock().await;
+        // The newest state replaces any older one still pending, and is what a
+        // failed save leaves to be retried.
+        self.pending().insert(
+            stream_id.to_owned(),
+            Pending {
+                generation: self.generation.fetch_add(1, Ordering::Relaxed),
+                state: state.clone(),
+                since: Instant::now(),
+                fence: fence.cloned(),
+            },
+        );
+        match self.write_pending(stream_id).await {
+            Ok(()) => {
+                self.succeeded();
+                Ok(())
+            }
+            Err(WriteError::FencedOut(error)) => {
+                // Redis answered: other pending saves can go.
+                self.succeeded();
+                Err(error)
+            }
+            Err(WriteError::Retry(error)) => {
+                self.ensure_retrying();
+                Err(error)
+            }
+        }
+    }
+
+    async fn delete(
+        &self,
+        stream_id: &str,
+        fence: Option<&Arc<Fence>>,
+    ) -> Result<(), StorageError> {
+        let writer = self.writer(stream_id);
+        let _writing = writer.lock().await;
+        self.pending().remove(stream_id);
+        let key = self.key(stream_id);
+        let deleted = match fence {
+            None => self
+                .redis
+                .query::<()>(::redis::cmd("DEL").arg(&key))
+                .await
+                .map(|()| true),
+            Some(fence) => {
+                let mut invocation = FENCED_DEL.prepare_invoke();
+                invocation.key(&fence.lease_key).key(&key).arg(&fence.value);
+                self.redis
+                    .script::<i64>(&invocation, self.redis.op_timeout())
+                    .await
+                    .map(|done| done == 1)
+            }
+        };
+        let deleted = deleted.map_err(|e| {
+            unavailable(
+                stream_id,
+                self.redis.endpoint(),
+                &format!("cannot delete {key}"),
+                e,
+            )
+        })?;
+        self.succeeded();
+        match fence {
+            Some(fence) if !deleted => Err(fenced_out(fence, &format!("{key} not deleted"))),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl StateStorage for RedisStorage {
     fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let stream_id = state.stream_id.as_str();
-            let writer = inner.writer(stream_id);
-            let _writing = writer.lock().await;
-            // The newest state replaces any older one still pending, and is what a
-            // failed save leaves to be retried.
-            inner.pending().insert(
-                stream_id.to_owned(),
-                Pending {
-                    generation: inner.generation.fetch_add(1, Ordering::Relaxed),
-                    state: state.clone(),
-                    since: Instant::now(),
-                },
-            );
-            match inner.write_pending(stream_id).await {
-                Ok(()) => {
-                    inner.succeeded();
-                    Ok(())
-                }
-                Err(error) => {
-                    inner.ensure_retrying();
-                    Err(error)
-                }
-            }
-        })
+        Box::pin(self.inner.save(state, None))
     }
 
     fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
@@ -582,26 +864,28 @@ impl StateStorage for RedisStorage {
     }
 
     fn delete<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, ()> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let writer = inner.writer(stream_id);
-            let _writing = writer.lock().await;
-            inner.pending().remove(stream_id);
-            let key = inner.key(stream_id);
-            inner
-                .redis
-                .query::<()>(::redis::cmd("DEL").arg(&key))
-                .await
-                .map_err(|e| {
-                    unavailable(
-                        stream_id,
-                        inner.redis.endpoint(),
-                        &format!("cannot delete {key}"),
-                        e,
-                    )
-                })?;
-            inner.succeeded();
-            Ok(())
-        })
+        Box::pin(self.inner.delete(stream_id, None))
+    }
+}
+
+impl StateStorage for FencedStorage {
+    fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
+        Box::pin(
+            self.storage
+                .inner
+                .save(state, self.fence_for(&state.stream_id)),
+        )
+    }
+
+    fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
+        self.storage.load(stream_id)
+    }
+
+    fn delete<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, ()> {
+        Box::pin(
+            self.storage
+                .inner
+                .delete(stream_id, self.fence_for(stream_id)),
+        )
     }
 }
