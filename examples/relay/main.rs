@@ -126,23 +126,29 @@ fn stop_token(duration: Option<Duration>) -> Result<CancellationToken, Failure> 
     Ok(token)
 }
 
+/// The store, and the same store as a `RedisStorage` when it is one (shared by relays,
+/// so its saves get fenced by the stream's lease).
 async fn open_storage(
     spec: &cli::StateSpec,
     config: &ReconnectionConfig,
-) -> Result<Arc<dyn StateStorage>, Failure> {
+) -> Result<(Arc<dyn StateStorage>, Option<RedisStorage>), Failure> {
     Ok(match spec {
-        cli::StateSpec::Memory => Arc::new(MemoryStorage::with_ttl(config.state_ttl)),
+        cli::StateSpec::Memory => (Arc::new(MemoryStorage::with_ttl(config.state_ttl)), None),
         cli::StateSpec::File(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| usage(format!("--state file:{}: {e}", dir.display())))?;
-            Arc::new(FileStorage::new(dir).with_ttl(config.state_ttl))
+            (
+                Arc::new(FileStorage::new(dir).with_ttl(config.state_ttl)),
+                None,
+            )
         }
-        cli::StateSpec::Redis(url) => Arc::new(
-            RedisStorage::builder(url.clone())
+        cli::StateSpec::Redis(url) => {
+            let redis = RedisStorage::builder(url.clone())
                 .ttl(config.state_ttl)
                 .build()
-                .map_err(|e| usage(format!("--state {url}: {e}")))?,
-        ),
+                .map_err(|e| usage(format!("--state {url}: {e}")))?;
+            (Arc::new(redis.clone()), Some(redis))
+        }
     })
 }
 
@@ -162,8 +168,9 @@ struct Relay {
     events_json: bool,
     status_line: bool,
     metrics: bool,
-    /// With a shared (Redis) store, the stream is owned through a lease.
-    leases: Option<LeaseManager>,
+    /// With a shared (Redis) store, the stream is owned through a lease, and the
+    /// store's saves of it are fenced by that lease.
+    leases: Option<(LeaseManager, RedisStorage)>,
     output: output::Output,
 }
 
@@ -172,7 +179,7 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         Some(path) => ReconnectionConfig::from_yaml_file(path).map_err(usage)?,
         None => ReconnectionConfig::default(),
     };
-    let storage = open_storage(&args.state, &config).await?;
+    let (storage, redis) = open_storage(&args.state, &config).await?;
     if let Some(addr) = args.metrics_addr {
         mirror_reconnect::metrics::install_prometheus(addr)
             .map_err(|e| usage(format!("--metrics-addr {addr}: {e}")))?;
@@ -191,12 +198,13 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         events_json: args.events_json,
         status_line: !args.events_json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         metrics: args.metrics_addr.is_some(),
-        leases: match &args.state {
-            cli::StateSpec::Redis(url) => Some(
+        leases: match (&args.state, redis) {
+            (cli::StateSpec::Redis(url), Some(redis)) => Some((
                 LeaseManager::builder(url.clone(), owner_name())
                     .build()
                     .map_err(|e| usage(format!("--state {url}: {e}")))?,
-            ),
+                redis,
+            )),
             _ => None,
         },
         output,
@@ -275,7 +283,7 @@ impl Relay {
         // One owner per stream across relays sharing a store: wait for the lease, and
         // stop producing the moment it is lost.
         let lease = match &self.leases {
-            Some(leases) => {
+            Some((leases, redis)) => {
                 let acquire = leases.acquire(&stream_id);
                 let lease = tokio::select! {
                     lease = acquire => lease,
@@ -288,6 +296,9 @@ impl Relay {
                     lost.cancelled().await;
                     stop.cancel();
                 });
+                // A relay that lost the lease (paused, cut off) must not write over
+                // the state of the one that took the stream over.
+                self.storage = Arc::new(redis.fenced(&watch));
                 Some(watch)
             }
             None => None,
