@@ -113,7 +113,9 @@ impl std::error::Error for LeaseError {
 /// Each new owner gets a **fencing token** from `INCR {prefix}:fence:{stream_id}`,
 /// strictly greater than every earlier owner's; it is part of the lease's value and
 /// is returned by [`StreamLease::token`], so downstream systems can refuse writes from
-/// an owner that has been replaced.
+/// an owner that has been replaced. The stream's saved state is guarded that way by
+/// [`RedisStorage::fenced`](super::RedisStorage::fenced): its saves land only while
+/// the lease still holds the saver's owner name and token.
 ///
 /// **Never two owners.** An owner counts its lease valid only until the time it
 /// *sent* its last successful acquire or renew plus the TTL (less a 1 % + 2 ms margin

@@ -7,6 +7,10 @@
 //! never fatal: the media goes on, starting from the configured target when nothing can
 //! be loaded.
 //!
+//! When relays share a Redis and own each stream through a `LeaseManager` lease, give
+//! the stack `RedisStorage::fenced` (feature `redis`) so that only the lease holder's
+//! saves land.
+//!
 //! [`ConnectionState`]: crate::connection::ConnectionState
 //! [`StreamTarget::apply_state`]: crate::connection::StreamTarget::apply_state
 //! [`Connection::restore`]: crate::connection::Connection::restore
