@@ -511,7 +511,19 @@ fn render(
         "\n{} packets relayed. \"detected after\" runs from the start of the trouble; \"recovered in\" from its end (path back, sender back) to the first packet delivered after the reconnection; \"packets lost\" counts packets sent and never delivered (not those a silent or restarting sender never sent). A trouble SRT absorbs on its own (retransmission) is not a failure and is not reconnected.",
         received.len()
     );
-    let _ = writeln!(out, "Network simulator, sender to relay: {:?}", stats);
+    // The relay calls the sender through the simulator: the sender's media flows from
+    // the simulator's upstream side to its client (the relay).
+    for (what, d) in [("sender → relay", &stats.to_client), ("relay → sender", &stats.to_upstream)] {
+        let _ = writeln!(
+            out,
+            "Network simulator, {what}: {} packets in, {} forwarded, {} dropped by loss, {} by blackhole, {} delayed.",
+            d.packets_in,
+            d.forwarded,
+            d.dropped_loss + d.dropped_burst,
+            d.dropped_blackhole + d.dropped_outage,
+            d.delayed
+        );
+    }
     out
 }
 
