@@ -2,18 +2,26 @@
 //! Per-packet cost of the stack's hot path.
 //!
 //! - `accounting`: the health layer's lock-free per-packet accounting, against a
-//!   mutex-guarded statistics struct (the straightforward design it replaces);
+//!   mutex-guarded statistics struct (the straightforward design it replaces), each
+//!   alone and with a concurrent reader on another thread reading the figures in a
+//!   tight loop (`check_health()`, or taking the lock): the case of a metrics reporter,
+//!   at its most aggressive;
 //! - `stream`: polling packets through `Monitored` (health) and
 //!   `Detected<Monitored>` (health + failure detection), against polling the bare
-//!   connection.
+//!   connection, and against a wrapper doing the same per-packet accounting as
+//!   `Monitored` (packets, bytes, last arrival, sequence loss) under a mutex;
+//! - `experiment`: where `record_packet`'s time goes, from a copy of its work in this
+//!   file (counters alone, the `Instant` subtraction alone).
 //!
 //! Run with `cargo bench --bench hot_path`; criterion prints each figure, and the ratio
 //! between the figures of one run is what to read on a shared, noisy machine.
 
 use std::hint::black_box;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,26 +82,163 @@ fn accounting(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let now = Instant::now();
 
-    let checker = HealthChecker::new(None);
+    let checker = Arc::new(HealthChecker::new(None));
     checker.connection_started(now);
     group.bench_function("lock_free", |b| {
         b.iter(|| checker.record_packet(black_box(1316), black_box(now)))
     });
 
-    let locked = Mutex::new(LockedStats::default());
+    let locked = Arc::new(Mutex::new(LockedStats::default()));
     let mut seq = 0u16;
     group.bench_function("mutex_baseline", |b| {
-        b.iter(|| {
-            seq = seq.wrapping_add(1);
-            let mut s = locked.lock().expect("not poisoned");
-            s.packets += 1;
-            s.bytes += black_box(1316);
-            s.last_seen = Some(black_box(now));
-            if let Some(h) = s.highest_seq {
-                s.lost += u64::from(seq.wrapping_sub(h).saturating_sub(1));
+        b.iter(|| locked_record(&locked, &mut seq, now))
+    });
+
+    // The same, while another thread reads the figures as fast as it can.
+    let reader = Reader::start({
+        let checker = Arc::clone(&checker);
+        move || {
+            black_box(checker.check_health());
+        }
+    });
+    group.bench_function("lock_free_with_reader", |b| {
+        b.iter(|| checker.record_packet(black_box(1316), black_box(now)))
+    });
+    reader.stop();
+
+    let reader = Reader::start({
+        let locked = Arc::clone(&locked);
+        move || {
+            let s = locked.lock().expect("not poisoned");
+            black_box((s.packets, s.bytes, s.last_seen, s.lost));
+        }
+    });
+    group.bench_function("mutex_with_reader", |b| {
+        b.iter(|| locked_record(&locked, &mut seq, now))
+    });
+    reader.stop();
+    group.finish();
+}
+
+/// One packet counted the mutex way: lock, update, unlock.
+#[inline]
+fn locked_record(locked: &Mutex<LockedStats>, seq: &mut u16, now: Instant) {
+    *seq = seq.wrapping_add(1);
+    let mut s = locked.lock().expect("not poisoned");
+    s.packets += 1;
+    s.bytes += black_box(1316);
+    s.last_seen = Some(black_box(now));
+    if let Some(h) = s.highest_seq {
+        s.lost += u64::from(seq.wrapping_sub(h).saturating_sub(1));
+    }
+    s.highest_seq = Some(*seq);
+}
+
+/// A thread calling `read` in a loop until stopped.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u64>,
+}
+
+impl Reader {
+    fn start(read: impl Fn() + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                read();
+                reads += 1;
             }
-            s.highest_seq = Some(seq);
+            reads
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let reads = self.thread.join().expect("reader thread");
+        eprintln!("(the reader read {reads} times)");
+    }
+}
+
+/// A connection wrapper that counts each packet under a mutex: the stream-level
+/// counterpart of `Monitored`, for a like-for-like comparison.
+struct LockedMonitored<C> {
+    inner: C,
+    stats: Arc<Mutex<LockedStats>>,
+}
+
+impl<C: Stream<Item = Result<Packet, ConnectionError>> + Unpin> Stream for LockedMonitored<C> {
+    type Item = Result<Packet, ConnectionError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
+        if let Some(Ok(packet)) = &item {
+            let mut s = self.stats.lock().expect("not poisoned");
+            s.packets += 1;
+            s.bytes += packet.payload.len() as u64;
+            s.last_seen = Some(packet.arrival);
+            if let Some(seq) = packet.sequence {
+                let seq = seq.value() as u16;
+                if let Some(h) = s.highest_seq {
+                    s.lost += u64::from(seq.wrapping_sub(h).saturating_sub(1));
+                }
+                s.highest_seq = Some(seq);
+            }
+        }
+        Poll::Ready(item)
+    }
+}
+
+/// Where `record_packet`'s time goes: a copy of its work, and the copy without each
+/// part, so that the cost of each part shows.
+fn experiment(c: &mut Criterion) {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::Ordering::Relaxed;
+    struct Copy {
+        epoch: Instant,
+        packets: AtomicU64,
+        bytes: AtomicU64,
+        last_seen: AtomicU64,
+    }
+    fn bump(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    let copy = Copy {
+        epoch: Instant::now(),
+        packets: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        last_seen: AtomicU64::new(0),
+    };
+    let std_epoch = std::time::Instant::now();
+    let now = Instant::now();
+    let std_now = now.into_std();
+    let mut group = c.benchmark_group("experiment");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("record_packet_copy", |b| {
+        b.iter(|| {
+            let at = black_box(now);
+            bump(&copy.packets, 1);
+            bump(&copy.bytes, black_box(1316));
+            let d = at.saturating_duration_since(copy.epoch);
+            let n = d
+                .as_secs()
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(u64::from(d.subsec_nanos()));
+            copy.last_seen.store(n.min(u64::MAX - 1), Relaxed);
         })
+    });
+    group.bench_function("counters_only", |b| {
+        b.iter(|| {
+            bump(&copy.packets, 1);
+            bump(&copy.bytes, black_box(1316));
+        })
+    });
+    group.bench_function("tokio_saturating_duration_since", |b| {
+        b.iter(|| black_box(black_box(now).saturating_duration_since(copy.epoch)))
+    });
+    group.bench_function("std_saturating_duration_since", |b| {
+        b.iter(|| black_box(black_box(std_now).saturating_duration_since(std_epoch)))
     });
     group.finish();
 }
@@ -123,6 +268,14 @@ fn stream(c: &mut Criterion) {
     let mut monitored = Monitored::new(Endless::new(), Arc::new(HealthChecker::new(None)));
     group.bench_function("health", |b| b.iter(|| poll_one(&mut monitored, &mut cx)));
 
+    let mut locked = LockedMonitored {
+        inner: Endless::new(),
+        stats: Arc::default(),
+    };
+    group.bench_function("mutex_baseline", |b| {
+        b.iter(|| poll_one(&mut locked, &mut cx))
+    });
+
     let detect = FailureDetectLayer::new(FailureThresholds::default())
         .check_interval(Duration::from_secs(1));
     let mut detected = mirror_reconnect::detect::Detected::new(
@@ -135,5 +288,11 @@ fn stream(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, accounting, stream);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = accounting, stream, experiment
+}
 criterion_main!(benches);
