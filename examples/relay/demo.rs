@@ -513,7 +513,10 @@ fn render(
     );
     // The relay calls the sender through the simulator: the sender's media flows from
     // the simulator's upstream side to its client (the relay).
-    for (what, d) in [("sender → relay", &stats.to_client), ("relay → sender", &stats.to_upstream)] {
+    for (what, d) in [
+        ("sender → relay", &stats.to_client),
+        ("relay → sender", &stats.to_upstream),
+    ] {
         let _ = writeln!(
             out,
             "Network simulator, {what}: {} packets in, {} forwarded, {} dropped by loss, {} by blackhole, {} delayed.",
