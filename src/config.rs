@@ -121,8 +121,8 @@ pub struct ReconnectionConfig {
     pub increment: Option<Duration>,
     /// Whether delays get jitter. Default true.
     pub use_jitter: bool,
-    /// The jitter mode when `use_jitter` is on: none, proportional (default), full,
-    /// equal or decorrelated.
+    /// The jitter mode when `use_jitter` is on: none, proportional, full, equal
+    /// (default) or decorrelated.
     pub jitter: Option<Jitter>,
     /// Give up a reconnection that has lasted this long. Default: no limit.
     #[serde(with = "humantime_serde")]

@@ -299,3 +299,40 @@ async fn oneshot_through_service_builder() {
         .service_fn(|n: u32| async move { Ok::<_, BoxError>(n * 2) });
     assert_eq!(service.oneshot(21).await.unwrap(), 42);
 }
+
+#[test]
+fn clones_draw_their_own_jitter_unless_seeded() {
+    // The retry layer clones its backoff for every stream and reconnection: copies of
+    // one generator would make a whole fleet wait the same "random" delays.
+    let template = ExponentialBackoff::new(ms(1_000), ms(30_000), 2.0).jitter(Jitter::Full);
+    let a = take(&mut template.clone(), 8);
+    let b = take(&mut template.clone(), 8);
+    assert_ne!(a, b);
+    let seeded = template.seed(3);
+    assert_eq!(take(&mut seeded.clone(), 8), take(&mut seeded.clone(), 8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_sharing_a_layer_do_not_retry_in_step() {
+    let log: Log = Arc::default();
+    let sink = Arc::clone(&log);
+    let layer = BackoffRetryLayer::new(
+        ExponentialBackoff::new(ms(1_000), ms(30_000), 2.0).jitter(Jitter::Full),
+    )
+    .max_retries(1)
+    .on_attempt(move |a| sink.lock().unwrap().push((Instant::now(), a.clone())));
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        let (mut service, mut handle) = mock::spawn_layer::<&str, u32, _>(layer.clone());
+        tokio_test::assert_ready_ok!(service.poll_ready());
+        let response = tokio::spawn(service.call("target"));
+        handle.next_request().await.unwrap().1.send_error(refused());
+        handle.next_request().await.unwrap().1.send_response(1);
+        response.await.unwrap().unwrap();
+        delays.push(log.lock().unwrap().last().unwrap().1.delay);
+    }
+    assert_ne!(
+        delays[0], delays[1],
+        "two streams drew the same jittered delay"
+    );
+}

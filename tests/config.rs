@@ -15,7 +15,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.multiplier, 2.0);
     assert_eq!(c.backoff_type, BackoffType::Exponential);
     assert!(c.use_jitter);
-    assert_eq!(c.jitter_mode(), Jitter::Proportional);
+    assert_eq!(c.jitter_mode(), Jitter::Equal);
     assert_eq!(c.health_thresholds.max_packet_loss, 0.05);
     assert_eq!(c.health_thresholds.max_latency, Duration::from_secs(1));
     assert_eq!(c.health_thresholds.max_error_rate, 0.1);

@@ -356,3 +356,28 @@ async fn no_false_alarm_on_an_hour_of_bursty_lossy_vbr() {
     assert_eq!(event.reason, FailureReason::Timeout);
     assert!(latency <= ms(500), "{latency:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_few_lost_packets_early_on_are_not_silence() {
+    // A new connection has seen few gaps; three lost packets in a row at 30 packets/s
+    // (a 133 ms gap) must not look like silence while the rhythm is being learned.
+    let t = FailureThresholds {
+        max_packet_loss: 1.0,
+        ..FailureThresholds::default()
+    };
+    let (tx, mut conn) = watched(t, SilenceConfig::default()).await;
+    let seqs: Vec<u16> = (0..60).filter(|s| !(20..23).contains(s)).collect();
+    let start = Instant::now();
+    let gap = Duration::from_micros(33_333);
+    let _tx = tokio::spawn(async move {
+        for seq in seqs {
+            tokio::time::sleep_until(start + gap * u32::from(seq)).await;
+            if tx.send(packet(seq)).await.is_err() {
+                break;
+            }
+        }
+        tx
+    });
+    let alarm = watch(&mut conn, start + gap * 59).await;
+    assert!(alarm.is_none(), "false alarm: {alarm:?}");
+}

@@ -37,12 +37,15 @@ pub trait Backoff: Send + Sync + 'static {
 pub enum Jitter {
     /// `base`, exactly.
     None,
-    /// `base + rand · base / 10`: up to 10 % more.
-    #[default]
+    /// `base + rand · base / 10`: up to 10 % more (too little to spread many
+    /// streams that failed together).
     Proportional,
     /// `rand · base`: anywhere from zero to `base`.
     Full,
-    /// `base / 2 + rand · base / 2`.
+    /// `base / 2 + rand · base / 2`. The default: it spreads a fleet's retries over
+    /// half of each delay while keeping at least half of the backoff's growth, so
+    /// `max_retries` still covers about as long an outage as without jitter.
+    #[default]
     Equal,
     /// `min(max, initial + rand · (3 · previous − initial))`: each delay drawn
     /// from the one before, not from the attempt count.
@@ -62,11 +65,31 @@ impl fmt::Display for Jitter {
 }
 
 /// The randomness and memory jitter needs, shared by the three policies.
-#[derive(Clone)]
 struct Jittered {
     jitter: Jitter,
     rng: fastrand::Rng,
+    /// Seeded by the user for reproducible sequences: clones then repeat them.
+    seeded: bool,
     previous: Option<Duration>,
+}
+
+impl Clone for Jittered {
+    /// A clone draws its own random numbers (unless seeded): the retry layer clones
+    /// its backoff for every stream and every reconnection, and copies of one generator
+    /// would make them all wait the same "random" delays, which is what jitter is there
+    /// to prevent.
+    fn clone(&self) -> Self {
+        Self {
+            jitter: self.jitter,
+            rng: if self.seeded {
+                self.rng.clone()
+            } else {
+                fastrand::Rng::new()
+            },
+            seeded: self.seeded,
+            previous: self.previous,
+        }
+    }
 }
 
 impl fmt::Debug for Jittered {
@@ -83,6 +106,7 @@ impl Jittered {
         Self {
             jitter,
             rng: fastrand::Rng::new(),
+            seeded: false,
             previous: None,
         }
     }
@@ -122,7 +146,7 @@ pub struct ExponentialBackoff {
 
 impl ExponentialBackoff {
     /// From `initial`, multiplied by `multiplier` each attempt, never above `max`.
-    /// Proportional jitter (up to +10 %) by default.
+    /// Equal jitter by default.
     ///
     /// A multiplier below 1 (or not a number) is taken as 1; a `max` below `initial` as
     /// `initial`. [`ReconnectionConfig::validate`](crate::ReconnectionConfig::validate)
@@ -146,6 +170,7 @@ impl ExponentialBackoff {
     /// Seed the jitter's randomness, for reproducible sequences.
     pub fn seed(mut self, seed: u64) -> Self {
         self.jitter.rng = fastrand::Rng::with_seed(seed);
+        self.jitter.seeded = true;
         self
     }
 
@@ -158,7 +183,7 @@ impl ExponentialBackoff {
 }
 
 impl Default for ExponentialBackoff {
-    /// 1 s doubling up to 30 s, with proportional jitter.
+    /// 1 s doubling up to 30 s, with equal jitter.
     fn default() -> Self {
         Self::new(Duration::from_secs(1), Duration::from_secs(30), 2.0)
     }
@@ -210,6 +235,7 @@ impl LinearBackoff {
     /// Seed the jitter's randomness, for reproducible sequences.
     pub fn seed(mut self, seed: u64) -> Self {
         self.jitter.rng = fastrand::Rng::with_seed(seed);
+        self.jitter.seeded = true;
         self
     }
 }
@@ -256,6 +282,7 @@ impl FixedBackoff {
     /// Seed the jitter's randomness, for reproducible sequences.
     pub fn seed(mut self, seed: u64) -> Self {
         self.jitter.rng = fastrand::Rng::with_seed(seed);
+        self.jitter.seeded = true;
         self
     }
 }

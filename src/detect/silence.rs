@@ -53,6 +53,11 @@ impl Default for SilenceConfig {
 
 /// Weight of a new gap in the moving mean and variance.
 const ALPHA: f64 = 1.0 / 32.0;
+/// The learning period, in multiples of `min_samples` gaps.
+const LEARNING: u32 = 8;
+/// The least limit during the learning period, in mean gaps: five lost packets in a
+/// row (at 5 % random loss, one chance in 3 million per packet) do not trip it.
+const LEARNING_GAPS: f64 = 6.0;
 
 /// The tail probability of the standard normal beyond `y`, by the logistic
 /// approximation the phi accrual detectors of Akka and Cassandra use.
@@ -148,7 +153,13 @@ impl SilenceDetector {
         // not make any late packet infinitely suspicious.
         let std = self.var.sqrt().max(self.mean / 4.0);
         let by_phi = self.mean + self.z * std;
-        let by_max = self.config.max_gap_margin * self.max_gap;
+        let mut by_max = self.config.max_gap_margin * self.max_gap;
+        if self.samples < LEARNING * self.config.min_samples {
+            // Early on, the longest gap seen is short and the deviation small, so two or
+            // three lost packets in a row would look like silence: until the rhythm is
+            // well known, wait at least this many mean gaps.
+            by_max = by_max.max(LEARNING_GAPS * self.mean);
+        }
         let secs = by_phi.max(by_max);
         Duration::try_from_secs_f64(secs)
             .unwrap_or(self.config.ceiling)

@@ -1,6 +1,6 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -86,7 +86,9 @@ pub type EventCallback = Arc<dyn Fn(&ReconnectionEvent) + Send + Sync>;
 
 struct Inner {
     stream_id: String,
-    tx: broadcast::Sender<ReconnectionEvent>,
+    /// Made on the first `subscribe`: its slots are allocated up front, and most
+    /// streams of a large process never have a subscriber.
+    tx: OnceLock<broadcast::Sender<ReconnectionEvent>>,
     callbacks: Mutex<Vec<EventCallback>>,
     attempt: AtomicU32,
     reason: Mutex<Option<FailureReason>>,
@@ -109,7 +111,14 @@ impl fmt::Debug for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Events")
             .field("stream_id", &self.inner.stream_id)
-            .field("subscribers", &self.inner.tx.receiver_count())
+            .field(
+                "subscribers",
+                &self
+                    .inner
+                    .tx
+                    .get()
+                    .map_or(0, broadcast::Sender::receiver_count),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -120,11 +129,10 @@ const CHANNEL_CAPACITY: usize = 256;
 impl Events {
     /// A bus for `stream_id`.
     pub fn new(stream_id: impl Into<String>) -> Self {
-        let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         Self {
             inner: Arc::new(Inner {
                 stream_id: stream_id.into(),
-                tx,
+                tx: OnceLock::new(),
                 callbacks: Mutex::default(),
                 attempt: AtomicU32::new(0),
                 reason: Mutex::default(),
@@ -139,7 +147,10 @@ impl Events {
 
     /// Receive every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ReconnectionEvent> {
-        self.inner.tx.subscribe()
+        self.inner
+            .tx
+            .get_or_init(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
     }
 
     /// Call `callback` for every event from now on. Callbacks run inline on the
@@ -232,7 +243,9 @@ impl Events {
             callback(&event);
         }
         // No subscriber is not an error.
-        let _ = self.inner.tx.send(event);
+        if let Some(tx) = self.inner.tx.get() {
+            let _ = tx.send(event);
+        }
     }
 }
 
