@@ -6,6 +6,7 @@
 #
 #   bash scripts/bench.sh            # all benches, about 12 minutes on 2 cores
 #   BENCHES="hot_path recovery" bash scripts/bench.sh   # a subset
+#   RUN="scale" bash scripts/bench.sh                   # rerun one, keep the others' results
 #
 # Honours CARGO_TARGET_DIR. Measurements are only comparable within one run; on a
 # shared machine run it alone (e.g. under `flock`).
@@ -133,6 +134,11 @@ PY
 }
 
 for bench in $BENCHES; do
+    # RUN="scale detection": run only those again, keep the others' last results.
+    if [[ -n ${RUN:-} && " $RUN " != *" $bench "* && -f $RESULTS/$bench.md ]]; then
+        echo "== $bench: kept from the last run"
+        continue
+    fi
     rm -f "$RESULTS/$bench.md"
     if [[ ! -f benches/$bench.rs ]]; then
         notes+=("\`$bench\`: skipped, benches/$bench.rs does not exist yet.")

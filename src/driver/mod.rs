@@ -137,7 +137,7 @@ where
     retry_on_close: bool,
     max_unverified: u32,
     unverified_backoff: Box<dyn Backoff>,
-    cancel: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    cancel: Option<(CancellationToken, Pin<Box<WaitForCancellationFutureOwned>>)>,
     state: State<S::Future, S::Response>,
     span: tracing::Span,
     reconnect_started: Option<Instant>,
@@ -194,7 +194,7 @@ where
     /// Stop when `token` is cancelled: the stream ends, with `reconnection_aborted` if a
     /// reconnection was under way.
     pub fn cancel_token(mut self, token: CancellationToken) -> Self {
-        self.cancel = Some(Box::pin(token.cancelled_owned()));
+        self.cancel = Some((token.clone(), Box::pin(token.cancelled_owned())));
         self
     }
 
@@ -355,11 +355,19 @@ where
         )
     }
 
-    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(cancel) = &mut self.cancel else {
+    /// Whether the stream was cancelled. With `register`, also arrange to be woken
+    /// when it is: that takes a lock, so it is done only before going idle, while a
+    /// busy stream pays one atomic load per poll.
+    fn cancelled(&mut self, cx: &mut Context<'_>, register: bool) -> bool {
+        let Some((token, cancelled)) = &mut self.cancel else {
             return false;
         };
-        if cancel.as_mut().poll(cx).is_pending() {
+        let done = if register {
+            cancelled.as_mut().poll(cx).is_ready()
+        } else {
+            token.is_cancelled()
+        };
+        if !done {
             return false;
         }
         let reconnecting = !matches!(self.state, State::Streaming(_) | State::Done)
@@ -389,12 +397,28 @@ where
         let this = &mut *self;
         let span = this.span.clone();
         let _entered = span.enter();
-        if matches!(this.state, State::Done) {
+        if matches!(this.state, State::Done) || this.cancelled(cx, false) {
             return Poll::Ready(None);
         }
-        if this.poll_cancelled(cx) {
-            return Poll::Ready(None);
+        match this.poll_stream(cx) {
+            Poll::Pending if this.cancelled(cx, true) => Poll::Ready(None),
+            other => other,
         }
+    }
+}
+
+impl<S, T> Reconnecting<S, T>
+where
+    S: Service<T> + Unpin,
+    S::Response: Connection,
+    S::Error: Into<BoxError>,
+    T: StreamTarget + Unpin,
+{
+    fn poll_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Packet, ReconnectError>>> {
+        let this = self;
         loop {
             match &mut this.state {
                 State::Done => return Poll::Ready(None),
