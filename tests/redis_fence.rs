@@ -103,7 +103,7 @@ fn fenced_out(error: &StorageError, token: u64) -> bool {
         .source()
         .and_then(|e| e.downcast_ref::<LeaseError>())
         .is_some_and(|e| matches!(e, LeaseError::Lost { stream_id, token: t } if stream_id == STREAM && *t == token));
-    lost && error.kind() == StorageErrorKind::Other
+    lost && error.kind() == StorageErrorKind::FencedOut
 }
 
 fn addr(server: &RedisServer) -> SocketAddr {

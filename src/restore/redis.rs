@@ -432,8 +432,8 @@ impl RedisStorage {
 /// its final save, and any save still pending from before are all refused. Deletes of
 /// the stream's state are fenced the same way.
 ///
-/// A refused save is a [`StorageError`] of kind [`StorageErrorKind::Other`] ("fenced
-/// out") whose [`source`](std::error::Error::source) is
+/// A refused save is a [`StorageError`] of kind [`StorageErrorKind::FencedOut`]
+/// whose [`source`](std::error::Error::source) is
 /// [`LeaseError::Lost`](super::LeaseError::Lost) with the stream and the fencing
 /// token. [`StateRestoreLayer`](super::StateRestoreLayer) counts it like any store
 /// error; it is never retried, and a pending save that a retry finds fenced out is
@@ -546,7 +546,7 @@ fn unavailable(stream_id: &str, endpoint: &str, what: &str, e: CommandError) -> 
 
 fn fenced_out(fence: &Fence, what: &str) -> StorageError {
     StorageError::new(
-        StorageErrorKind::Other,
+        StorageErrorKind::FencedOut,
         &fence.stream_id,
         format!("fenced out (lease lost), {what}"),
     )

@@ -51,6 +51,10 @@ pub enum StorageErrorKind {
     Unavailable,
     /// What was stored could not be read back as a state.
     Corrupt,
+    /// The save was refused because this process no longer holds the stream's lease
+    /// (see `RedisStorage::fenced`, feature `redis`). Retrying cannot help: stop
+    /// producing the stream.
+    FencedOut,
     /// Anything else.
     Other,
 }
