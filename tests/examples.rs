@@ -1,10 +1,15 @@
 //! The example programs, run as a user runs them, so they cannot rot.
 #![cfg(all(feature = "srt", feature = "rtp"))]
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use process::ChildGuard;
 
 /// An example program built by `cargo build --examples` (scripts/test.sh does).
 fn example(name: &str) -> Command {
@@ -27,33 +32,6 @@ fn example(name: &str) -> Command {
     command
 }
 
-/// Killed when dropped, whatever happens to the test.
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn finish(mut self, limit: Duration) -> Output {
-        let mut child = self.0.take().expect("running");
-        let start = Instant::now();
-        while child.try_wait().expect("wait").is_none() {
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                panic!("the example did not finish within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().expect("output")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -73,8 +51,11 @@ fn best_rate(stdout: &str) -> u64 {
 
 #[test]
 fn scripted_failures_runs_to_its_end() {
-    let out =
-        Guard(Some(example("scripted_failures").spawn().unwrap())).finish(Duration::from_secs(60));
+    let out = ChildGuard::new(
+        "scripted_failures",
+        example("scripted_failures").spawn().unwrap(),
+    )
+    .finish(Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -94,7 +75,7 @@ fn rtp_receiver_counts_what_it_receives() {
         .args([format!("127.0.0.1:{port}"), "--duration".into(), "3".into()])
         .spawn()
         .unwrap();
-    let guard = Guard(Some(child));
+    let guard = ChildGuard::new("example", child);
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let start = Instant::now();
     let mut seq = 0u16;
@@ -133,9 +114,10 @@ fn srt_receiver_counts_what_libsrt_sends() {
         ])
         .spawn()
         .unwrap();
-    let guard = Guard(Some(child));
+    let guard = ChildGuard::new("example", child);
     let feed_port = free_port();
-    let sender = Guard(Some(
+    let sender = ChildGuard::new(
+        "srt-live-transmit",
         Command::new("srt-live-transmit")
             .args([
                 "-q",
@@ -147,7 +129,7 @@ fn srt_receiver_counts_what_libsrt_sends() {
             .stderr(Stdio::null())
             .spawn()
             .expect("srt-live-transmit (scripts/test.sh installs srt-tools)"),
-    ));
+    );
     let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(4_500) {

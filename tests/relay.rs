@@ -8,11 +8,15 @@
     feature = "network-simulation"
 ))]
 
-use std::io::Read;
+#[path = "common/process.rs"]
+mod process;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use process::ChildGuard;
 
 /// The relay example, built beside this test by `cargo build --examples`.
 fn relay_bin() -> PathBuf {
@@ -30,54 +34,9 @@ fn relay_bin() -> PathBuf {
     bin
 }
 
-/// A child process killed when dropped, whatever happens to the test.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> i32 {
-        self.0.id() as i32
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "the relay did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut text = String::new();
-        if let Some(mut err) = self.0.stderr.take() {
-            let _ = err.read_to_string(&mut text);
-        }
-        text
-    }
-}
-
-fn relay(args: &[&str]) -> Proc {
-    Proc(
+fn relay(args: &[&str]) -> ChildGuard {
+    ChildGuard::new(
+        "relay",
         Command::new(relay_bin())
             .args(args)
             .stdin(Stdio::null())
@@ -214,7 +173,7 @@ fn udp_in_udp_out_and_sigterm_stops_cleanly_with_state_saved() {
     assert!(got.len() >= 200, "relayed {} of {n}", got.len());
     assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
 
-    child.signal("-TERM");
+    child.signal("TERM");
     let status = child.wait_exit(Duration::from_secs(10));
     let stderr = child.stderr();
     assert!(status.success(), "SIGTERM: {status:?}\n{stderr}");
@@ -268,13 +227,14 @@ fn rtp_in_survives_a_sender_restart() {
         drop(sender);
         std::thread::sleep(Duration::from_millis(800));
     }
-    child.signal("-TERM");
+    child.signal("TERM");
     assert!(child.wait_exit(Duration::from_secs(10)).success());
 }
 
 /// srt-live-transmit, libsrt's own tool, as the peer.
-fn srt_live_transmit(from: &str, to: &str) -> Proc {
-    Proc(
+fn srt_live_transmit(from: &str, to: &str) -> ChildGuard {
+    ChildGuard::new(
+        "srt-live-transmit",
         Command::new(need("srt-live-transmit"))
             .args(["-q", from, to])
             .stdin(Stdio::null())
@@ -322,10 +282,10 @@ fn srt_in_udp_out_with_the_sender_killed_and_restarted() {
             "round {round}: in order"
         );
         // An encoder crash: SIGKILL, no goodbye.
-        sender.signal("-KILL");
+        sender.signal("KILL");
         drop(sender);
     }
-    child.signal("-TERM");
+    child.signal("TERM");
     let status = child.wait_exit(Duration::from_secs(10));
     let stderr = child.stderr();
     assert!(status.success(), "{stderr}");
@@ -373,7 +333,7 @@ fn srt_out_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
 
     // The receiver dies; the relay notices (SRT's peer-idle timeout is 5 s) and
     // buffers what arrives meanwhile: 5 000 packets, of which the last 4 096 are kept.
-    rx.signal("-KILL");
+    rx.signal("KILL");
     drop(rx);
     std::thread::sleep(Duration::from_secs(8));
     let first_buffered = n;
@@ -405,7 +365,7 @@ fn srt_out_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
         "a dropped (oldest) packet arrived: min {:?}",
         after.iter().min()
     );
-    child.signal("-TERM");
+    child.signal("TERM");
     let status = child.wait_exit(Duration::from_secs(10));
     let stderr = child.stderr();
     assert!(status.success(), "{stderr}");
@@ -428,7 +388,8 @@ fn srt_out_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
 #[test]
 fn the_demo_runs_to_its_report() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Proc(
+    let child = ChildGuard::new(
+        "relay --demo",
         Command::new(relay_bin())
             .args(["--demo", "--report-dir", dir.path().to_str().unwrap()])
             .stdin(Stdio::null())
@@ -437,15 +398,8 @@ fn the_demo_runs_to_its_report() {
             .spawn()
             .unwrap(),
     );
-    let status = child.wait_exit(Duration::from_secs(120));
-    let mut stdout = String::new();
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    let output = child.finish(Duration::from_secs(120));
+    let (status, stdout) = (output.status, String::from_utf8_lossy(&output.stdout));
     assert!(status.success(), "{stdout}");
     assert!(stdout.contains("| # | trouble injected |"), "{stdout}");
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();

@@ -3,7 +3,9 @@
 //! Include with `#[path = "common/process.rs"] mod process;`.
 #![allow(dead_code, unreachable_pub)]
 
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A child process killed (SIGKILL) and reaped when dropped, even when a test fails.
 pub struct ChildGuard {
@@ -31,6 +33,52 @@ impl ChildGuard {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Wait for the process to exit by itself; panics (and kills it) after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        let child = self.child.as_mut().expect("still running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} did not exit within {limit:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait for the process to exit by itself (at most `limit`) and collect what it
+    /// printed on the pipes it was given.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        self.wait_exit(limit);
+        self.child
+            .take()
+            .expect("still running")
+            .wait_with_output()
+            .expect("output")
+    }
+
+    /// Everything the process wrote on its piped stderr (read to the end).
+    pub fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut err) = self.child.as_mut().and_then(|c| c.stderr.take()) {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Everything the process wrote on its piped stdout (read to the end).
+    pub fn stdout(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut out) = self.child.as_mut().and_then(|c| c.stdout.take()) {
+            let _ = out.read_to_string(&mut text);
+        }
+        text
     }
 
     /// SIGKILL and reap.
