@@ -14,10 +14,13 @@
 pub struct Sequence {
     value: u32,
     bits: u8,
+    restarts: bool,
 }
 
 impl Sequence {
-    /// A sequence number `value` in a space of `bits` bits (1 to 32).
+    /// A sequence number `value` in a space of `bits` bits (1 to 32), from a sender
+    /// that may restart its numbering mid-stream (see [`restarts`](Self::restarts));
+    /// [`without_restarts`](Self::without_restarts) says it cannot.
     ///
     /// Returns `None` when `bits` is out of range or `value` does not fit.
     pub const fn new(value: u32, bits: u8) -> Option<Self> {
@@ -27,23 +30,47 @@ impl Sequence {
         if bits < 32 && value >> bits != 0 {
             return None;
         }
-        Some(Self { value, bits })
+        Some(Self {
+            value,
+            bits,
+            restarts: true,
+        })
     }
 
-    /// An RTP sequence number (16 bits).
+    /// An RTP sequence number (16 bits). RTP senders restart their numbering (a new
+    /// SSRC, a restarted encoder), so a large jump is a restart, not loss.
     pub const fn rtp(value: u16) -> Self {
         Self {
             value: value as u32,
             bits: 16,
+            restarts: true,
         }
     }
 
-    /// An SRT packet sequence number (31 bits; the top bit is masked off).
+    /// An SRT packet sequence number (31 bits; the top bit is masked off). SRT numbers
+    /// a connection's packets from its handshake on and never restarts within it, so
+    /// every jump, however large, is loss.
     pub const fn srt(value: u32) -> Self {
         Self {
             value: value & 0x7fff_ffff,
             bits: 31,
+            restarts: false,
         }
+    }
+
+    /// The same number, from a sender that never restarts its numbering within a
+    /// connection: every jump ahead counts as loss.
+    #[must_use]
+    pub const fn without_restarts(mut self) -> Self {
+        self.restarts = false;
+        self
+    }
+
+    /// Whether the sender may restart its numbering within a connection. Health then
+    /// follows RFC 3550: a jump of more than 3 000 ahead, or a packet more than 100
+    /// behind, starts the count afresh instead of counting loss.
+    pub const fn restarts(self) -> bool {
+        self.restarts
     }
 
     /// The number itself.

@@ -291,18 +291,25 @@ enum SeqStep {
     Resynced,
 }
 
-/// A jump this far ahead is a sender restart, not loss (RFC 3550's MAX_DROPOUT).
+/// A jump this far ahead is a sender restart, not loss (RFC 3550's MAX_DROPOUT), for
+/// numbering that can restart.
 const MAX_DROPOUT: i64 = 3000;
-/// A packet this far behind is from before a restart (RFC 3550's MAX_MISORDER).
+/// A packet this far behind is from before a restart (RFC 3550's MAX_MISORDER), for
+/// numbering that can restart; for numbering that cannot, a packet this far behind is
+/// too late to say anything and counts as a duplicate.
 const MAX_MISORDER: i64 = 100;
+/// How many numbers behind the highest the window remembers: every packet that is not
+/// from before a restart must fit, or a late one would count as a duplicate.
+const WINDOW: i64 = 128;
+const _: () = assert!(MAX_MISORDER < WINDOW);
 
 /// Loss, duplicate and reorder tracking over sequence numbers, owned by the
 /// connection wrapper (so it needs no atomics of its own): the highest number seen
-/// and a 64-packet window of which numbers behind it arrived.
+/// and a 128-packet window of which numbers behind it arrived.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct SeqTracker {
     highest: Option<Sequence>,
-    window: u64,
+    window: u128,
 }
 
 impl SeqTracker {
@@ -320,23 +327,28 @@ impl SeqTracker {
             return SeqStep::Advanced { gap: 0 };
         };
         let d = seq.distance_from(highest);
-        if !(-MAX_MISORDER..=MAX_DROPOUT).contains(&d) || seq.bits() != highest.bits() {
+        let restarted = seq.bits() != highest.bits()
+            || (seq.restarts() && !(-MAX_MISORDER..=MAX_DROPOUT).contains(&d));
+        if restarted {
             self.highest = Some(seq);
             self.window = 1;
             return SeqStep::Resynced;
         }
         if d > 0 {
-            self.window = if d >= 64 { 1 } else { (self.window << d) | 1 };
+            self.window = if d >= WINDOW {
+                1
+            } else {
+                (self.window << d) | 1
+            };
             self.highest = Some(seq);
             return SeqStep::Advanced {
                 gap: (d - 1) as u64,
             };
         }
-        let back = (-d) as u32;
-        if back >= 64 {
+        if -d > MAX_MISORDER {
             return SeqStep::Duplicate;
         }
-        let bit = 1u64 << back;
+        let bit = 1u128 << -d;
         if self.window & bit != 0 {
             SeqStep::Duplicate
         } else {
@@ -403,6 +415,41 @@ mod tests {
     fn sender_restart_resyncs_without_loss() {
         let c = feed(&[100, 101, 40_000, 40_001]);
         assert_eq!((c.expected, c.lost), (4, 0));
+    }
+
+    fn feed_srt(seqs: &[u32]) -> HealthCounters {
+        let checker = HealthChecker::new(None);
+        checker.connection_started(Instant::now());
+        let mut tracker = SeqTracker::default();
+        for &s in seqs {
+            tracker.observe(Sequence::srt(s), &checker);
+        }
+        checker.counters()
+    }
+
+    #[test]
+    fn srt_loss_beyond_the_rtp_dropout_limit_is_loss() {
+        // SRT numbers never restart within a connection: a jump of 5 000 is 4 999 lost.
+        let c = feed_srt(&[10, 11, 5_011, 5_012]);
+        assert_eq!((c.expected, c.lost), (5_003, 4_999));
+        // Across SRT's 31-bit wrap too.
+        let c = feed_srt(&[0x7fff_fffe, 0x7fff_ffff, 9_999]);
+        assert_eq!((c.expected, c.lost), (10_002, 9_999));
+    }
+
+    #[test]
+    fn every_late_packet_within_the_misorder_limit_fills_its_gap() {
+        // 1..=150 with 20 and 60 missing, then 60 arrives 90 numbers late: recovered.
+        let mut seqs: Vec<u16> = (1..=150).filter(|&s| s != 20 && s != 60).collect();
+        seqs.push(60);
+        let c = feed(&seqs);
+        assert_eq!((c.lost, c.duplicates), (1, 0), "{c:?}");
+        for back in 1..=MAX_MISORDER as u16 {
+            let mut seqs: Vec<u16> = (1..=200).filter(|&s| s != 200 - back).collect();
+            seqs.push(200 - back);
+            let c = feed(&seqs);
+            assert_eq!((c.lost, c.duplicates), (0, 0), "{back} behind: {c:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
