@@ -280,3 +280,46 @@ async fn health_is_readable_through_the_driver() {
     assert_eq!(state.statistics.bytes_received, 80);
     let _ = Arc::new(());
 }
+
+/// A waker that remembers it was woken.
+#[derive(Default)]
+struct Flag(std::sync::atomic::AtomicBool);
+
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Flag {
+    fn woken(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_wakes_the_task_that_polled_last() {
+    use futures_util::Stream;
+    use std::task::{Context, Poll, Waker};
+
+    // Idle after its first packet: every poll is Pending until the cancel.
+    let script = Scripted::new([serve(0..1, End::Silent)]);
+    let (driver, _) = driver(&script, 5);
+    let token = CancellationToken::new();
+    let mut driver = Box::pin(driver.cancel_token(token.clone()));
+    assert_eq!(payload_number(&driver.next().await.unwrap().unwrap()), 0);
+
+    let (a, b) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
+    let (waker_a, waker_b) = (Waker::from(Arc::clone(&a)), Waker::from(Arc::clone(&b)));
+    for waker in [&waker_a, &waker_a, &waker_b, &waker_b] {
+        let mut cx = Context::from_waker(waker);
+        assert!(driver.as_mut().poll_next(&mut cx).is_pending());
+    }
+    token.cancel();
+    assert!(b.woken(), "the cancel wakes the waker of the last poll");
+    let mut cx = Context::from_waker(&waker_b);
+    assert!(matches!(
+        driver.as_mut().poll_next(&mut cx),
+        Poll::Ready(None)
+    ));
+}

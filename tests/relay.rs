@@ -10,6 +10,8 @@
 
 #[path = "common/process.rs"]
 mod process;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -146,15 +148,14 @@ fn help_exits_0() {
     assert!(child.wait_exit(Duration::from_secs(20)).success());
 }
 
-#[test]
-fn udp_in_udp_out_and_sigterm_stops_cleanly_with_state_saved() {
+/// Relay UDP to UDP keeping state in `state_arg`, feed it until 200 datagrams came
+/// through, stop it with SIGTERM, and return how many it relayed.
+fn relay_udp_then_sigterm(state_arg: &str) -> usize {
     let input = free_udp();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let state_arg = format!("file:{}", state.path().display());
     let mut child = relay(&[
         "--state",
-        &state_arg,
+        state_arg,
         "--events",
         "json",
         &format!("udp://{input}"),
@@ -184,8 +185,57 @@ fn udp_in_udp_out_and_sigterm_stops_cleanly_with_state_saved() {
             "{line}"
         );
     }
-    let saved: Vec<_> = std::fs::read_dir(state.path()).unwrap().collect();
-    assert_eq!(saved.len(), 1, "one state file for the stream");
+    got.len()
+}
+
+/// The saved state counts at least `relayed` packets, and its last activity is later
+/// than its start.
+fn assert_final_state(state: &serde_json::Value, relayed: usize) {
+    let state: mirror_reconnect::connection::ConnectionState =
+        serde_json::from_value(state.clone()).unwrap();
+    let received = state.statistics.packets_received;
+    assert!(
+        received >= relayed as u64,
+        "saved {received} packets received, relayed {relayed}: {state:?}"
+    );
+    assert!(
+        state.last_activity > state.start_time,
+        "last_activity follows the stream: {state:?}"
+    );
+}
+
+#[test]
+fn udp_in_udp_out_and_sigterm_stops_cleanly_with_state_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let relayed = relay_udp_then_sigterm(&format!("file:{}", dir.path().display()));
+    let saved: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(saved.len(), 1, "one state file for the stream: {saved:?}");
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved[0]).unwrap()).unwrap();
+    assert_final_state(&document["state"], relayed);
+}
+
+#[test]
+fn sigterm_with_redis_saves_the_final_state_then_releases_the_lease() {
+    let server = redis_server::RedisServer::start();
+    let relayed = relay_udp_then_sigterm(&server.url());
+    let mut redis = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut redis).unwrap();
+    let state_keys: Vec<_> = keys.iter().filter(|k| k.contains(":state:")).collect();
+    assert_eq!(state_keys.len(), 1, "one state key: {keys:?}");
+    let value: String = redis::cmd("GET")
+        .arg(state_keys[0])
+        .query(&mut redis)
+        .unwrap();
+    assert_final_state(&serde_json::from_str(&value).unwrap(), relayed);
+    assert!(
+        !keys.iter().any(|k| k.contains(":lease:")),
+        "the lease is released: {keys:?}"
+    );
 }
 
 #[test]

@@ -268,3 +268,64 @@ fn connection_state_json_uses_snake_case_and_round_trips() {
     let bad = serde_json::from_str::<ConnectionState>(r#"{"stream_id": 5}"#);
     assert!(bad.is_err());
 }
+
+/// A store whose saves take a while, as a remote one does.
+struct SlowStore {
+    inner: MemoryStorage,
+    delay: Duration,
+}
+
+impl StateStorage for SlowStore {
+    fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.save(state).await
+        })
+    }
+    fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
+        self.inner.load(stream_id)
+    }
+    fn delete<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, ()> {
+        self.inner.delete(stream_id)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_stream_ends_only_after_its_final_state_is_saved() {
+    let storage = Arc::new(SlowStore {
+        inner: MemoryStorage::new(),
+        delay: Duration::from_millis(200),
+    });
+    let connector = Scripted::new([serve(0..1_000, End::Silent)]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut packets = Box::pin(
+        ReconnectionConfig::default()
+            .reconnecting_with(
+                connector,
+                Target::new("cam1", Protocol::InProcess),
+                storage.clone(),
+            )
+            .cancel_token(stop.clone()),
+    );
+    for n in 0..300 {
+        assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
+    }
+    stop.cancel();
+    assert!(packets.next().await.is_none(), "a cancelled stream ends");
+
+    // Nothing else ran in between: the save the stream ended with is already stored.
+    let saved = storage
+        .inner
+        .load("cam1")
+        .await
+        .unwrap()
+        .expect("a saved state");
+    assert_eq!(saved.statistics.packets_received, 300);
+    assert!(
+        saved.last_activity > saved.start_time,
+        "last_activity follows the stream: {saved:?}"
+    );
+    let last = packets.final_state().expect("the state it stopped with");
+    assert_eq!(last.statistics.packets_received, 300);
+    assert_eq!(last.last_activity, saved.last_activity);
+}

@@ -361,14 +361,10 @@ impl Relay {
         if self.status_line {
             status::finish();
         }
-        // Stopping cleanly: the state the stream ends with is saved before exit.
-        if self.config.persist_state {
-            if let Some(state) = packets.connection_state() {
-                if let Err(e) = self.storage.save(&state).await {
-                    eprintln!("relay: state not saved: {e}");
-                }
-            }
-        }
+        // Stopping cleanly: the driver's stream ends only once the restore layer has
+        // saved the state the stream stopped with, so the lease below is released
+        // after that save, never before it.
+        drop(packets);
         let dropped = self.output.dropped();
         if dropped > 0 {
             eprintln!("relay: the output dropped {dropped} packets while its receiver was away");

@@ -24,6 +24,7 @@ pub use state::{ConnectionState, ConnectionStatistics, Protocol};
 pub use target::{StreamTarget, Target};
 
 use std::fmt;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -132,5 +133,17 @@ pub trait Connection:
     /// counts it.
     fn health(&self) -> Option<HealthHandle> {
         None
+    }
+
+    /// Finish the connection for a clean stop: the stream will not be polled again.
+    ///
+    /// The driver calls this when it is cancelled and waits for it before its stream
+    /// ends, so that what a wrapper still has to do (the restore layer's last save of
+    /// the state) is done before the program goes on to release the stream or exit.
+    /// Wrappers finish their own work, then pass the call on to the connection they
+    /// wrap. The default is done at once.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let _ = cx;
+        Poll::Ready(())
     }
 }

@@ -347,4 +347,8 @@ impl<C: Connection> Connection for Detected<C> {
     fn health(&self) -> Option<HealthHandle> {
         Some(Arc::clone(&self.health))
     }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.poll_close(cx)
+    }
 }

@@ -19,7 +19,7 @@ pub use events::{EventCallback, EventType, Events, ReconnectionEvent};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -69,11 +69,19 @@ impl std::error::Error for ReconnectError {
 }
 
 enum State<F, C> {
+    /// About to ask the stack for a connection (polling its readiness).
     Ready,
+    /// Polling the stack's connect future.
     Connecting(Pin<Box<F>>),
+    /// Connected; polling for the first packet against the first-packet deadline.
     Verifying { conn: C, deadline: Pin<Box<Sleep>> },
+    /// Forwarding the connection's packets.
     Streaming(C),
+    /// Waiting out a pause after a connection failed before its first packet.
     Pausing(Pin<Box<Sleep>>),
+    /// Cancelled: polling the connection's close (its last state save) before ending.
+    Closing(C),
+    /// The stream has ended.
     Done,
 }
 
@@ -85,6 +93,7 @@ impl<F, C> State<F, C> {
             Self::Verifying { .. } => "verifying",
             Self::Streaming(_) => "streaming",
             Self::Pausing(_) => "pausing",
+            Self::Closing(_) => "closing",
             Self::Done => "done",
         }
     }
@@ -137,8 +146,9 @@ where
     retry_on_close: bool,
     max_unverified: u32,
     unverified_backoff: Box<dyn Backoff>,
-    cancel: Option<(CancellationToken, Pin<Box<WaitForCancellationFutureOwned>>)>,
+    cancel: Option<Cancel>,
     state: State<S::Future, S::Response>,
+    final_state: Option<ConnectionState>,
     span: tracing::Span,
     reconnect_started: Option<Instant>,
     unverified: u32,
@@ -179,6 +189,7 @@ where
             unverified_backoff: Box::new(ExponentialBackoff::default()),
             cancel: None,
             state: State::Ready,
+            final_state: None,
             reconnect_started: None,
             unverified: 0,
         }
@@ -192,9 +203,19 @@ where
     }
 
     /// Stop when `token` is cancelled: the stream ends, with `reconnection_aborted` if a
-    /// reconnection was under way.
+    /// reconnection was under way. A connection that is up is closed first
+    /// ([`Connection::poll_close`]: with a [`StateRestoreLayer`] in the stack, its last
+    /// state is saved), so when the stream has ended the program may release the
+    /// stream or exit without losing its state; [`final_state`](Self::final_state)
+    /// then says what that state was.
+    ///
+    /// [`StateRestoreLayer`]: crate::restore::StateRestoreLayer
     pub fn cancel_token(mut self, token: CancellationToken) -> Self {
-        self.cancel = Some((token.clone(), Box::pin(token.cancelled_owned())));
+        self.cancel = Some(Cancel {
+            wait: Box::pin(token.clone().cancelled_owned()),
+            token,
+            registered: None,
+        });
         self
     }
 
@@ -253,6 +274,15 @@ where
     /// The current connection's state, if one is up.
     pub fn connection_state(&self) -> Option<ConnectionState> {
         self.connection().map(Connection::state)
+    }
+
+    /// The state the last connection ended with, once the stream has stopped
+    /// (cancelled, or closed by the peer under `retry_on_close(false)`): what a
+    /// [`StateRestoreLayer`](crate::restore::StateRestoreLayer) saved last, for a
+    /// program that keeps it elsewhere too. `None` while the stream runs, and when no
+    /// connection was up at the stop.
+    pub fn final_state(&self) -> Option<&ConnectionState> {
+        self.final_state.as_ref()
     }
 
     /// Whether a connection is up and has delivered a packet.
@@ -356,20 +386,31 @@ where
     }
 
     /// Whether the stream was cancelled. With `register`, also arrange to be woken
-    /// when it is: that takes a lock, so it is done only before going idle, while a
-    /// busy stream pays one atomic load per poll.
+    /// when it is. Registering takes the token's lock, so it is done only when the
+    /// stream goes idle with a waker it has not registered yet: a stream that goes
+    /// idle after every packet, always woken by the same task, pays one atomic load.
     fn cancelled(&mut self, cx: &mut Context<'_>, register: bool) -> bool {
-        let Some((token, cancelled)) = &mut self.cancel else {
+        let Some(cancel) = &mut self.cancel else {
             return false;
         };
-        let done = if register {
-            cancelled.as_mut().poll(cx).is_ready()
-        } else {
-            token.is_cancelled()
-        };
-        if !done {
+        if cancel.token.is_cancelled() {
+            return true;
+        }
+        if !register
+            || cancel
+                .registered
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
             return false;
         }
+        cancel.registered = Some(cx.waker().clone());
+        cancel.wait.as_mut().poll(cx).is_ready()
+    }
+
+    /// Cancelled: report an abort if a reconnection was under way, and close the
+    /// connection if one is up.
+    fn stop(&mut self) {
         let reconnecting = !matches!(self.state, State::Streaming(_) | State::Done)
             && self.reconnect_started.is_some();
         if reconnecting {
@@ -379,9 +420,29 @@ where
             event.duration = self.reconnection_elapsed();
             self.events.emit(event);
         }
-        self.state = State::Done;
-        true
+        let state = std::mem::replace(&mut self.state, State::Done);
+        tracing::debug!(from = state.name(), "cancelled; stopping");
+        if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
+            self.final_state = Some(conn.state());
+            self.state = State::Closing(conn);
+        }
     }
+
+    /// The peer closed `conn` and closes are not retried: the stream ends with it.
+    fn closed_for_good(&mut self) -> Poll<Option<Result<Packet, ReconnectError>>> {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
+            self.final_state = Some(conn.state());
+        }
+        Poll::Ready(None)
+    }
+}
+
+/// The cancellation token, its wait, and the waker that wait last registered.
+struct Cancel {
+    token: CancellationToken,
+    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    registered: Option<Waker>,
 }
 
 impl<S, T> Stream for Reconnecting<S, T>
@@ -397,12 +458,25 @@ where
         let this = &mut *self;
         let span = this.span.clone();
         let _entered = span.enter();
-        if matches!(this.state, State::Done) || this.cancelled(cx, false) {
-            return Poll::Ready(None);
-        }
-        match this.poll_stream(cx) {
-            Poll::Pending if this.cancelled(cx, true) => Poll::Ready(None),
-            other => other,
+        loop {
+            match &mut this.state {
+                State::Done => return Poll::Ready(None),
+                State::Closing(conn) => {
+                    ready!(conn.poll_close(cx));
+                    tracing::debug!("closed");
+                    this.state = State::Done;
+                    return Poll::Ready(None);
+                }
+                _ => {}
+            }
+            if this.cancelled(cx, false) {
+                this.stop();
+                continue;
+            }
+            match this.poll_stream(cx) {
+                Poll::Pending if this.cancelled(cx, true) => this.stop(),
+                other => return other,
+            }
         }
     }
 }
@@ -421,7 +495,7 @@ where
         let this = self;
         loop {
             match &mut this.state {
-                State::Done => return Poll::Ready(None),
+                State::Done | State::Closing(_) => return Poll::Ready(None),
                 State::Ready => {
                     if let Err(error) = ready!(this.stack.poll_ready(cx)) {
                         return Poll::Ready(Some(Err(this.give_up(error.into()))));
@@ -461,8 +535,7 @@ where
                     }
                     Poll::Ready(None) => {
                         if !this.retry_on_close {
-                            this.state = State::Done;
-                            return Poll::Ready(None);
+                            return this.closed_for_good();
                         }
                         if let Some(e) = this.connection_failed(this.closed(), false) {
                             return Poll::Ready(Some(Err(e)));
@@ -495,8 +568,7 @@ where
                     }
                     None => {
                         if !this.retry_on_close {
-                            this.state = State::Done;
-                            return Poll::Ready(None);
+                            return this.closed_for_good();
                         }
                         if let Some(e) = this.connection_failed(this.closed(), true) {
                             return Poll::Ready(Some(Err(e)));

@@ -216,4 +216,8 @@ impl<C: Connection> Connection for Monitored<C> {
     fn health(&self) -> Option<HealthHandle> {
         Some(Arc::clone(&self.checker))
     }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.poll_close(cx)
+    }
 }

@@ -279,4 +279,18 @@ impl<C: Connection> Connection for Restored<C> {
     fn health(&self) -> Option<HealthHandle> {
         self.inner.health()
     }
+
+    /// Save the state the connection stops with, and wait (at most 1 s) for that save, so
+    /// that a program stopping cleanly knows its stream's state is stored before it
+    /// releases the stream or exits.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.ended {
+            self.end_with(None);
+        }
+        if let Some((save, _)) = &mut self.final_save {
+            std::task::ready!(save.as_mut().poll(cx));
+            self.final_save = None;
+        }
+        self.inner.poll_close(cx)
+    }
 }
