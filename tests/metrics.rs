@@ -197,6 +197,14 @@ async fn the_endpoint_counts_a_scripted_outage_exactly() {
         ),
         Some(3.0)
     );
+    assert_eq!(
+        get(
+            "mirror_reconnect_state_store_errors_total",
+            &[("op", "load"), ("kind", "unavailable")]
+        ),
+        Some(3.0),
+        "errors carry their kind"
+    );
     assert!(
         get(
             "mirror_reconnect_state_store_errors_total",

@@ -329,3 +329,99 @@ async fn a_cancelled_stream_ends_only_after_its_final_state_is_saved() {
     assert_eq!(last.statistics.packets_received, 300);
     assert_eq!(last.last_activity, saved.last_activity);
 }
+
+/// The state a foreign or tampered document would restore: a key RTP does not know and
+/// one of its own keys with a value it cannot use.
+fn tampered(stream_id: &str) -> ConnectionState {
+    let mut saved = ConnectionState::new(stream_id, Protocol::Rtp);
+    saved.codec = Some("h264".into());
+    saved.parameters.insert("bogus".into(), "1".into());
+    saved
+        .parameters
+        .insert("ssrc_timeout_ms".into(), "250".into());
+    saved
+}
+
+/// Connect `target` through a restore layer on `storage` over the real RTP
+/// connector; the targets the connector was called with, and the layer's store errors.
+#[cfg(feature = "rtp")]
+async fn connect_rtp(
+    storage: Arc<MemoryStorage>,
+    target: Target,
+) -> (Result<(), BoxError>, Vec<Target>, u64) {
+    use mirror_reconnect::protocol::rtp::RtpConnector;
+    use mirror_reconnect::restore::StateRestoreLayer;
+    use tower::ServiceExt;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = StateRestoreLayer::new(storage);
+    let record = Arc::clone(&seen);
+    let mut stack = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .map_request(move |t: Target| {
+            record.lock().unwrap().push(t.clone());
+            t
+        })
+        .service(RtpConnector::new());
+    let result = match stack.ready().await {
+        Ok(ready) => ready.call(target).await.map(drop),
+        Err(e) => Err(e),
+    };
+    let seen = seen.lock().unwrap().clone();
+    (result, seen, layer.error_count())
+}
+
+#[cfg(feature = "rtp")]
+#[tokio::test]
+async fn saved_state_fills_only_the_protocols_own_keys() {
+    let storage = Arc::new(MemoryStorage::new());
+    storage.save(&tampered("cam1")).await.unwrap();
+    let target = Target::new("cam1", Protocol::Rtp).address("127.0.0.1:0".parse().unwrap());
+    let (result, seen, errors) = connect_rtp(storage, target).await;
+    result.expect("an unknown saved key does not make the target invalid");
+    assert_eq!(seen.len(), 1, "one connect: {seen:?}");
+    assert_eq!(seen[0].codec.as_deref(), Some("h264"));
+    assert_eq!(
+        seen[0]
+            .parameters
+            .get("ssrc_timeout_ms")
+            .map(String::as_str),
+        Some("250")
+    );
+    assert!(!seen[0].parameters.contains_key("bogus"), "{seen:?}");
+    assert_eq!(errors, 0);
+}
+
+#[cfg(feature = "rtp")]
+#[tokio::test]
+async fn a_saved_state_that_makes_the_target_invalid_is_ignored() {
+    let storage = Arc::new(MemoryStorage::new());
+    let mut saved = tampered("cam1");
+    saved.parameters.insert("clock_rate".into(), "fast".into());
+    storage.save(&saved).await.unwrap();
+    let target = Target::new("cam1", Protocol::Rtp)
+        .address("127.0.0.1:0".parse().unwrap())
+        .parameter("payload_type", "96");
+    let (result, seen, errors) = connect_rtp(storage, target.clone()).await;
+    result.expect("the configured target is used when the saved state would make it invalid");
+    assert_eq!(
+        seen.last(),
+        Some(&target),
+        "the last connect is as configured"
+    );
+    assert_eq!(errors, 1, "counted as a store error");
+}
+
+#[cfg(feature = "rtp")]
+#[tokio::test]
+async fn an_invalid_configured_target_is_not_blamed_on_the_saved_state() {
+    let storage = Arc::new(MemoryStorage::new());
+    storage.save(&tampered("cam1")).await.unwrap();
+    let target = Target::new("cam1", Protocol::Rtp)
+        .address("127.0.0.1:0".parse().unwrap())
+        .parameter("clock_rate", "0");
+    let (result, _, errors) = connect_rtp(storage, target).await;
+    let error = result.expect_err("invalid as configured");
+    assert!(error.to_string().contains("clock_rate"), "{error}");
+    assert_eq!(errors, 0, "not a store error");
+}

@@ -21,6 +21,46 @@ pub enum Protocol {
     InProcess,
 }
 
+impl Protocol {
+    /// The target parameters this protocol's connector reads, or `None` when any name
+    /// may be used ([`InProcess`](Self::InProcess) connections are the user's own).
+    ///
+    /// Saved state fills in only these (see
+    /// [`Target::apply_state`](crate::connection::StreamTarget::apply_state)): a
+    /// stored name the connector does not know could only make the target invalid.
+    ///
+    /// ```
+    /// use mirror_reconnect::connection::Protocol;
+    ///
+    /// assert!(Protocol::Srt.parameter_names().unwrap().contains(&"latency"));
+    /// assert_eq!(Protocol::Udp.parameter_names(), Some(&[][..]));
+    /// assert_eq!(Protocol::InProcess.parameter_names(), None);
+    /// ```
+    pub const fn parameter_names(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Srt => Some(&[
+                "mode",
+                "latency",
+                "pbkeylen",
+                "connect_timeout",
+                "peer_idle_timeout",
+                "local_port",
+            ]),
+            Self::Rtp => Some(&[
+                "ssrc",
+                "payload_type",
+                "clock_rate",
+                "rewrite",
+                "session_timeout_ms",
+                "ssrc_timeout_ms",
+                "multicast_interface",
+            ]),
+            Self::Udp => Some(&[]),
+            Self::InProcess => None,
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

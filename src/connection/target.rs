@@ -21,7 +21,10 @@ pub trait StreamTarget: Clone + Send + Sync + 'static {
 ///
 /// Configured values win over saved ones: [`apply_state`](StreamTarget::apply_state)
 /// fills in the codec when none is configured and the parameters that are not set,
-/// so a saved state resumes a stream without overriding what an operator changed.
+/// so a saved state resumes a stream without overriding what an operator changed. It
+/// fills in only the parameters the protocol reads
+/// ([`Protocol::parameter_names`]): anything else in a stored document (another
+/// program's keys, saved statistics, a tampered file) is left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The stream's identity (SRT stream id, or a name for RTP/UDP).
@@ -89,7 +92,11 @@ impl StreamTarget for Target {
         if self.codec.is_none() {
             self.codec.clone_from(&state.codec);
         }
+        let own = self.protocol.parameter_names();
         for (name, value) in &state.parameters {
+            if own.is_some_and(|own| !own.contains(&name.as_str())) {
+                continue;
+            }
             self.parameters
                 .entry(name.clone())
                 .or_insert_with(|| value.clone());

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use tokio::time::Instant;
+use tower::ServiceExt;
 use tower_service::Service;
 
-use super::{StateRestoreLayer, StateStorage, StorageError};
+use super::{StateRestoreLayer, StateStorage, StorageError, StorageErrorKind};
 use crate::connection::{Connection, ConnectionError, ConnectionState, Packet, StreamTarget};
-use crate::error::BoxError;
+use crate::error::{BoxError, ConnectError, ConnectErrorKind};
 use crate::health::HealthHandle;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -50,7 +51,8 @@ fn storage_error(errors: &AtomicU64, op: &'static str, error: &StorageError) {
     metrics::counter!(
         "mirror_reconnect_state_store_errors_total",
         "stream_id" => error.stream_id().to_owned(),
-        "op" => op
+        "op" => op,
+        "kind" => error.kind().as_str()
     )
     .increment(1);
 }
@@ -71,10 +73,11 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut target: T) -> Self::Future {
-        // The readied service connects once the load is done.
+    fn call(&mut self, target: T) -> Self::Future {
+        // The readied service connects once the load is done; a clone of it connects
+        // again if the saved state turns out to make the target invalid.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = std::mem::replace(&mut self.inner, clone.clone());
         let config = self.config.clone();
         Box::pin(async move {
             let saved = match &config.storage {
@@ -87,17 +90,51 @@ where
                 },
                 None => None,
             };
-            if let Some(saved) = &saved {
-                tracing::debug!(stream_id = target.stream_id(), "restoring saved state");
-                target.apply_state(saved);
+            let Some(saved) = saved else {
+                let conn = inner.call(target).await.map_err(Into::into)?;
+                return Ok(Restored::new(conn, config));
+            };
+            tracing::debug!(stream_id = target.stream_id(), "restoring saved state");
+            let mut restored = target.clone();
+            restored.apply_state(&saved);
+            match inner.call(restored).await.map_err(Into::into) {
+                Ok(mut conn) => {
+                    conn.restore(&saved);
+                    Ok(Restored::new(conn, config))
+                }
+                Err(error) if is_invalid_target(&error) => {
+                    // Stored state must never end a stream for good: what the saved
+                    // document added is dropped, and the configured target is used.
+                    let mut again = clone;
+                    let configured: Result<S::Response, BoxError> = async {
+                        let ready = again.ready().await.map_err(Into::into)?;
+                        ready.call(target.clone()).await.map_err(Into::into)
+                    }
+                    .await;
+                    if configured.as_ref().is_err_and(is_invalid_target) {
+                        // Invalid as configured, too: that is what to report.
+                        return configured.map(|conn| Restored::new(conn, config));
+                    }
+                    let ignored = StorageError::new(
+                        StorageErrorKind::Invalid,
+                        target.stream_id(),
+                        "the saved state makes the target invalid; ignored it and used the configured target",
+                    )
+                    .with_source(error);
+                    storage_error(&config.errors, "load", &ignored);
+                    Ok(Restored::new(configured?, config))
+                }
+                Err(error) => Err(error),
             }
-            let mut conn = inner.call(target).await.map_err(Into::into)?;
-            if let Some(saved) = &saved {
-                conn.restore(saved);
-            }
-            Ok(Restored::new(conn, config))
         })
     }
+}
+
+/// Whether a connect failed because its target is invalid.
+fn is_invalid_target(error: &BoxError) -> bool {
+    error
+        .downcast_ref::<ConnectError>()
+        .is_some_and(|e| e.kind() == ConnectErrorKind::InvalidTarget)
 }
 
 /// A connection whose state is saved as it changes.
@@ -202,7 +239,7 @@ impl<C: Connection> Restored<C> {
                 .is_err()
             {
                 let error = StorageError::new(
-                    super::StorageErrorKind::Unavailable,
+                    StorageErrorKind::Unavailable,
                     stream_id,
                     format!("final save took longer than {FINAL_SAVE_TIMEOUT:?}"),
                 );

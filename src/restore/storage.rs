@@ -55,8 +55,31 @@ pub enum StorageErrorKind {
     /// (see `RedisStorage::fenced`, feature `redis`). Retrying cannot help: stop
     /// producing the stream.
     FencedOut,
+    /// What was stored was read back, but cannot be used: applied to the target, it
+    /// makes the target invalid. The stream starts from its configured target.
+    Invalid,
     /// Anything else.
     Other,
+}
+
+impl StorageErrorKind {
+    /// The kind's name, as in the `kind` label of
+    /// `mirror_reconnect_state_store_errors_total`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Corrupt => "corrupt",
+            Self::FencedOut => "fenced_out",
+            Self::Invalid => "invalid",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An error of a [`StateStorage`], naming the stream and what failed.

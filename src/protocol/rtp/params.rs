@@ -10,15 +10,10 @@ use crate::error::{ConnectError, ConnectErrorKind};
 use super::session::SessionConfig;
 
 /// Parameters an RTP target may carry.
-pub(crate) const KNOWN: &[&str] = &[
-    "ssrc",
-    "payload_type",
-    "clock_rate",
-    "rewrite",
-    "session_timeout_ms",
-    "ssrc_timeout_ms",
-    "multicast_interface",
-];
+pub(crate) const KNOWN: &[&str] = match Protocol::Rtp.parameter_names() {
+    Some(names) => names,
+    None => &[],
+};
 
 pub(crate) const DEFAULT_CLOCK_RATE: u32 = 90_000;
 pub(crate) const DEFAULT_SSRC_TIMEOUT: Duration = Duration::from_secs(1);

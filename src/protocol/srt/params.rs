@@ -69,14 +69,10 @@ impl FromStr for SrtMode {
 
 /// The target parameters the connector reads. Names with a dot (`srt.rtt_ms`) are
 /// statistics carried in saved state and are ignored.
-pub(crate) const KNOWN_PARAMETERS: &[&str] = &[
-    "mode",
-    "latency",
-    "pbkeylen",
-    "connect_timeout",
-    "peer_idle_timeout",
-    "local_port",
-];
+pub(crate) const KNOWN_PARAMETERS: &[&str] = match Protocol::Srt.parameter_names() {
+    Some(names) => names,
+    None => &[],
+};
 
 /// Connector-wide defaults that a target's parameters override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
