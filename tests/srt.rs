@@ -496,3 +496,47 @@ async fn a_listener_serves_two_streams_on_one_port() {
     assert_eq!(&got_b.payload[..], b"for b");
     assert_eq!(a.state().local_addr, Some(addr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_refuses_callers_of_another_key_length_than_its_pbkeylen() {
+    let secret = || Secret::new("correct horse battery");
+    let listening = SrtConnector::new();
+    let addr = listening
+        .listen("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let listener = srt_target("cam1", addr, SrtMode::Listener)
+        .parameter("pbkeylen", "32")
+        .passphrase(secret());
+    let waiting = tokio::spawn(listening.clone().oneshot(listener));
+
+    // An AES-128 caller is refused by a listener that asks for AES-256.
+    let weak = srt_target("cam1", addr, SrtMode::Caller)
+        .parameter("pbkeylen", "16")
+        .parameter("connect_timeout", "2000")
+        .passphrase(secret());
+    let refused = timeout(WAIT, SrtConnector::new().oneshot(weak))
+        .await
+        .unwrap()
+        .expect_err("a 16-byte key is refused by a pbkeylen=32 listener");
+    let connect = connect_error_in(refused.as_ref()).expect("a connect error");
+    assert_ne!(connect.kind(), ConnectErrorKind::TimedOut, "{refused}");
+    assert!(!waiting.is_finished(), "the listener still waits");
+
+    // An AES-256 caller is accepted.
+    let strong = srt_target("cam1", addr, SrtMode::Caller)
+        .parameter("pbkeylen", "32")
+        .passphrase(secret());
+    let mut caller = timeout(WAIT, SrtConnector::new().oneshot(strong))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut accepted = timeout(WAIT, waiting).await.unwrap().unwrap().unwrap();
+    caller.send(Bytes::from_static(b"hello")).await.unwrap();
+    let got = timeout(WAIT, accepted.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"hello");
+}

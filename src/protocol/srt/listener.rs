@@ -85,9 +85,28 @@ impl SharedListener {
                         .await;
                     continue;
                 }
+                (Some(_), key_size)
+                    if params.key_size != KeySize::Unspecified
+                        && key_size != KeySize::Unspecified
+                        && key_size != params.key_size =>
+                {
+                    // The operator asked for this key length (pbkeylen): a caller with
+                    // another one is refused, as a weaker key must not get in.
+                    tracing::warn!(
+                        %remote,
+                        caller = ?key_size,
+                        required = ?params.key_size,
+                        "refusing an SRT caller whose key length is not the configured pbkeylen"
+                    );
+                    let _ = request
+                        .reject(RejectReason::Core(CoreRejectReason::BadSecret))
+                        .await;
+                    continue;
+                }
                 (Some(passphrase), key_size) => Some(KeySettings {
-                    // The key length the caller announced; SRT carries the actual key
-                    // material in the handshake, so decryption needs only the passphrase.
+                    // The key length the caller announced (equal to pbkeylen when one is
+                    // set); SRT carries the key material in the handshake, so
+                    // decryption needs only the passphrase.
                     key_size,
                     passphrase: passphrase.clone(),
                 }),
