@@ -122,6 +122,50 @@ struct Shared {
     connected: AtomicBool,
 }
 
+impl Shared {
+    fn new() -> Self {
+        Self {
+            buffer: Mutex::new(VecDeque::with_capacity(SRT_BUFFER_PACKETS)),
+            ready: Notify::new(),
+            dropped: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    fn buffer(&self) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new packet, at the back; when the buffer is full the oldest is dropped.
+    fn push(&self, payload: Bytes) {
+        let mut buffer = self.buffer();
+        if buffer.len() >= SRT_BUFFER_PACKETS {
+            buffer.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        buffer.push_back(payload);
+        drop(buffer);
+        self.ready.notify_one();
+    }
+
+    /// The next packet to send.
+    fn pop(&self) -> Option<Bytes> {
+        self.buffer().pop_front()
+    }
+
+    /// A packet taken with [`pop`](Self::pop) but not delivered goes back to the
+    /// front, unless new packets filled the buffer meanwhile: then it is the oldest,
+    /// and the one dropped.
+    fn requeue(&self, payload: Bytes) {
+        let mut buffer = self.buffer();
+        if buffer.len() >= SRT_BUFFER_PACKETS {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            buffer.push_front(payload);
+        }
+    }
+}
+
 /// An SRT output that keeps itself connected: a receiver that goes away is re-dialled
 /// (or, in listener mode, waited for) with backoff, and packets that arrive meanwhile
 /// wait in a bounded buffer, oldest dropped first.
@@ -134,26 +178,14 @@ pub(crate) struct SrtOutput {
 impl SrtOutput {
     fn start(url: &str, cancel: CancellationToken) -> Result<Self, BoxError> {
         let target = srt_target(url)?;
-        let shared = Arc::new(Shared {
-            buffer: Mutex::new(VecDeque::with_capacity(SRT_BUFFER_PACKETS)),
-            ready: Notify::new(),
-            dropped: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let stop = cancel.child_token();
         let task = tokio::spawn(run_srt_output(target, Arc::clone(&shared), stop.clone()));
         Ok(Self { shared, task, stop })
     }
 
     fn push(&self, payload: Bytes) {
-        let mut buffer = self.shared.buffer.lock().unwrap_or_else(|p| p.into_inner());
-        if buffer.len() >= SRT_BUFFER_PACKETS {
-            buffer.pop_front();
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        buffer.push_back(payload);
-        drop(buffer);
-        self.shared.ready.notify_one();
+        self.shared.push(payload);
     }
 
     async fn close(self) {
@@ -206,21 +238,12 @@ async fn run_srt_output(
                 tracing::warn!("srt output: receiver silent; re-dialling");
                 break;
             }
-            let next = shared
-                .buffer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_front();
-            if let Some(payload) = next {
+            if let Some(payload) = shared.pop() {
                 let sent = tokio::time::timeout(SEND_TIMEOUT, conn.send(payload.clone())).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     tracing::warn!("srt output: receiver gone; re-dialling");
-                    // Not delivered: keep it for the next receiver, at the front.
-                    shared
-                        .buffer
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_front(payload);
+                    // Not delivered: keep it for the next receiver.
+                    shared.requeue(payload);
                     break;
                 }
                 // A backlog goes out paced, a few packets a millisecond: SRT has no
@@ -257,5 +280,31 @@ async fn run_srt_output(
             }
         }
         shared.connected.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_srt_buffer_never_holds_more_than_its_size() {
+        let shared = Shared::new();
+        for n in 0..SRT_BUFFER_PACKETS {
+            shared.push(Bytes::from(n.to_be_bytes().to_vec()));
+        }
+        // One taken to send, a new one arrives meanwhile, the send fails.
+        let sending = shared.pop().unwrap();
+        shared.push(Bytes::from_static(b"new"));
+        shared.requeue(sending);
+        assert_eq!(shared.buffer().len(), SRT_BUFFER_PACKETS);
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.buffer().back().unwrap(), &Bytes::from_static(b"new"));
+
+        // With room, an undelivered packet goes back to the front.
+        let sending = shared.pop().unwrap();
+        shared.requeue(sending.clone());
+        assert_eq!(shared.buffer().front(), Some(&sending));
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 1);
     }
 }
