@@ -23,19 +23,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mirror_reconnect::config::Stack;
+use mirror_reconnect::backoff::{AnyBackoff, BackoffRetry};
 use mirror_reconnect::connection::{Connection, Protocol, Target};
+use mirror_reconnect::detect::FailureDetect;
+use mirror_reconnect::health::Health;
 use mirror_reconnect::health::HealthLayer;
 use mirror_reconnect::metrics::StreamMetrics;
 use mirror_reconnect::protocol::rtp::RtpConnector;
 use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
 use mirror_reconnect::protocol::udp::UdpConnector;
+use mirror_reconnect::restore::StateRestore;
 use mirror_reconnect::restore::{
     FileStorage, LeaseManager, MemoryStorage, RedisStorage, StateStorage,
 };
 use mirror_reconnect::{BoxError, Events, Reconnecting, ReconnectionConfig};
 use tokio_util::sync::CancellationToken;
-use tower::timeout::TimeoutLayer;
+use tower::timeout::{Timeout, TimeoutLayer};
+use tower::util::Either;
 use tower::{Service, ServiceBuilder};
 
 /// Why the relay stopped other than cleanly.
@@ -227,6 +231,13 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
     }
 }
 
+/// The relay's stack: the config's layers, with a per-attempt timeout only for active
+/// inputs.
+type RelayStack<C> = BackoffRetry<
+    Either<Timeout<StateRestore<FailureDetect<Health<C>>>>, StateRestore<FailureDetect<Health<C>>>>,
+    AnyBackoff,
+>;
+
 /// The full stack around `connector`, and the driver over it. `passive` inputs
 /// (listening for a caller, or for RTP/UDP senders) wait for their sender as long as it
 /// takes: no per-attempt limit, no limit on connections without a first packet.
@@ -238,21 +249,18 @@ fn reconnecting<C>(
     connector: C,
     target: Target,
     passive: bool,
-) -> Reconnecting<Stack<C>, Target>
+) -> Reconnecting<RelayStack<C>, Target>
 where
     C: Service<Target> + Clone + Send + Unpin + 'static,
     C::Response: Connection,
     C::Error: Into<BoxError>,
     C::Future: Send + Unpin + 'static,
 {
-    let attempt_timeout = if passive {
-        Duration::from_secs(365 * 24 * 3600)
-    } else {
-        config.srt.connect_timeout
-    };
+    // A passive attempt waits for its sender: no limit at all, rather than a long one.
+    let attempt_timeout = (!passive).then(|| TimeoutLayer::new(config.srt.connect_timeout));
     let stack = ServiceBuilder::new()
         .layer(config.retry_layer(events))
-        .layer(TimeoutLayer::new(attempt_timeout))
+        .option_layer(attempt_timeout)
         .layer(config.restore_layer(storage))
         .layer(config.detect_layer())
         .layer(health)
