@@ -453,17 +453,45 @@ fn the_demo_runs_to_its_report() {
     assert!(status.success(), "{stdout}");
     assert!(stdout.contains("| # | trouble injected |"), "{stdout}");
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    assert_eq!(
-        report
-            .lines()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
-            .count(),
-        5,
-        "{report}"
-    );
+    let rows: Vec<Vec<&str>> = report
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{report}");
+    let millis = |cell: &str| {
+        cell.strip_suffix(" ms")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some()
+    };
+    for row in &rows {
+        let [number, trouble, _at, detected, reason, recovered, attempts, _lost] = row[..] else {
+            panic!("a row of 8 cells: {row:?}\n{report}");
+        };
+        let attempts: u32 = attempts.parse().unwrap();
+        if number == "2" {
+            // Burst loss SRT absorbs by retransmission: no failure, no reconnect.
+            assert_eq!(
+                (detected, attempts),
+                ("not detected", 0),
+                "{trouble}\n{report}"
+            );
+        } else {
+            // A path cut, a delay jump, a silent sender, a restart: each is media
+            // silence to the detector, which sees it before any threshold check does,
+            // and each is recovered from by a reconnection.
+            assert!(
+                millis(detected),
+                "{trouble}: detected {detected:?}\n{report}"
+            );
+            assert_eq!(reason, "timeout", "{trouble}: detected as\n{report}");
+            assert!(
+                millis(recovered),
+                "{trouble}: recovered {recovered:?}\n{report}"
+            );
+            assert!(attempts >= 1, "{trouble}: {attempts} attempts\n{report}");
+        }
+    }
     let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).unwrap();
-    assert!(
-        svg.starts_with("<svg") && svg.contains("failure_detected"),
-        "timeline"
-    );
+    assert!(svg.starts_with("<svg"), "timeline");
 }
