@@ -41,6 +41,8 @@ fn relay(args: &[&str]) -> ChildGuard {
         "relay",
         Command::new(relay_bin())
             .args(args)
+            // As an operator runs it: no log filter of the test's own.
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -236,6 +238,49 @@ fn sigterm_with_redis_saves_the_final_state_then_releases_the_lease() {
         !keys.iter().any(|k| k.contains(":lease:")),
         "the lease is released: {keys:?}"
     );
+}
+
+/// Run the relay against a Redis nobody listens on for a few seconds, then stop it.
+fn relay_with_unreachable_redis(extra: &[&str]) -> String {
+    let port = redis_server::free_port();
+    let state = format!("redis://:pass-MARKER@127.0.0.1:{port}");
+    let mut args = vec!["--state", &state];
+    args.extend_from_slice(extra);
+    let input = format!("udp://{}", free_udp());
+    let output = format!("udp://{}", free_udp());
+    args.extend([input.as_str(), output.as_str()]);
+    let mut child = relay(&args);
+    std::thread::sleep(Duration::from_secs(4));
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(
+        status.success(),
+        "SIGTERM while waiting: {status:?}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("pass-MARKER"),
+        "the password shows: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn an_unreachable_store_is_said_at_once_and_not_again_for_30_s() {
+    let stderr = relay_with_unreachable_redis(&[]);
+    let said: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot acquire the lease"))
+        .collect();
+    // Four seconds of retries: said once (the next in 30 s), one line.
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("WARN"), "{stderr}");
+}
+
+#[test]
+fn quiet_says_nothing() {
+    let stderr = relay_with_unreachable_redis(&["--quiet"]);
+    assert_eq!(stderr.trim(), "", "--quiet");
 }
 
 #[test]

@@ -23,6 +23,10 @@ Options:
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
   --events json         print each reconnection event as one JSON line on stderr
   --duration SECS       stop cleanly after that long
+  --log-level LEVEL     error, warn (default), info, debug or trace; RUST_LOG, when set,
+                        takes a full filter instead (this option wins over it)
+  --quiet               no log lines and no status line (errors that stop the relay
+                        are still said)
   --demo                run the self-contained demo (no INPUT/OUTPUT)
   --report-dir DIR      where --demo writes its report and timeline (default target/relay-demo)
   -h, --help            print this help
@@ -65,6 +69,9 @@ pub(crate) struct Args {
     pub(crate) demo: bool,
     pub(crate) report_dir: PathBuf,
     pub(crate) help: bool,
+    /// `--log-level`, checked.
+    pub(crate) log_level: Option<String>,
+    pub(crate) quiet: bool,
     /// Internal to `--demo`: run as the demo's SRT sender on this address, numbering
     /// packets from this epoch (Unix milliseconds).
     pub(crate) demo_sender: Option<(SocketAddr, u64)>,
@@ -173,6 +180,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         demo: false,
         report_dir: PathBuf::from("target/relay-demo"),
         help: false,
+        log_level: None,
+        quiet: false,
         demo_sender: None,
     };
     let mut positional = Vec::new();
@@ -209,6 +218,17 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                     })?;
                 args.duration = Some(Duration::from_secs_f64(secs));
             }
+            Long("log-level") => {
+                let value = text(parser.value().map_err(bad)?, "--log-level")?;
+                let level = value.to_ascii_lowercase();
+                if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+                    return Err(usage(format!(
+                        "--log-level {value:?} is not error, warn, info, debug or trace"
+                    )));
+                }
+                args.log_level = Some(level);
+            }
+            Long("quiet") => args.quiet = true,
             Long("demo") => args.demo = true,
             Long("report-dir") => args.report_dir = parser.value().map_err(bad)?.into(),
             Short('h') | Long("help") => args.help = true,

@@ -66,12 +66,7 @@ fn main() -> ExitCode {
         print!("{}", cli::USAGE);
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&args);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -105,6 +100,34 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Log lines on stderr, one each: warnings and errors by default, `--log-level` or
+/// RUST_LOG for more or fewer, `--quiet` for none.
+fn init_logging(args: &cli::Args) {
+    use tracing_subscriber::EnvFilter;
+
+    let filter = if args.quiet {
+        EnvFilter::new("off")
+    } else if let Some(level) = &args.log_level {
+        EnvFilter::new(level)
+    } else {
+        match EnvFilter::try_from_env("RUST_LOG") {
+            Ok(filter) => filter,
+            Err(e) => {
+                if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
+                    eprintln!("relay: RUST_LOG is not a filter ({e}); logging warnings");
+                }
+                EnvFilter::new("warn")
+            }
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Cancelled by Ctrl-C, SIGTERM or the end of `--duration`.
@@ -200,7 +223,9 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         storage,
         stop,
         events_json: args.events_json,
-        status_line: !args.events_json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        status_line: !args.events_json
+            && !args.quiet
+            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         metrics: args.metrics_addr.is_some(),
         leases: match (&args.state, redis) {
             (cli::StateSpec::Redis(url), Some(redis)) => Some((
@@ -293,10 +318,29 @@ impl Relay {
         let lease = match &self.leases {
             Some((leases, redis)) => {
                 let acquire = leases.acquire(&stream_id);
-                let lease = tokio::select! {
-                    lease = acquire => lease,
-                    _ = self.stop.cancelled() => return Ok(()),
+                tokio::pin!(acquire);
+                let mut ticker = tokio::time::interval(Duration::from_secs(1));
+                let lease = loop {
+                    tokio::select! {
+                        lease = &mut acquire => break lease,
+                        _ = self.stop.cancelled() => {
+                            if self.status_line {
+                                status::finish();
+                            }
+                            return Ok(());
+                        }
+                        _ = ticker.tick() => {
+                            // Another relay owns the stream, or the store does not
+                            // answer (the log says which).
+                            if self.status_line {
+                                status::show(&format!("{stream_id}  waiting for the lease / store"));
+                            }
+                        }
+                    }
                 };
+                if self.status_line {
+                    status::finish();
+                }
                 let watch = lease.keep_alive();
                 let stop = self.stop.clone();
                 let lost = watch.lost_token();

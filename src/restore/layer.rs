@@ -1,9 +1,9 @@
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::throttle::StoreErrors;
 use super::{StateRestore, StateStorage};
 
 /// Loads saved state before connecting, restores it on the connection, saves it as it
@@ -13,7 +13,7 @@ use super::{StateRestore, StateStorage};
 pub struct StateRestoreLayer {
     pub(crate) storage: Option<Arc<dyn StateStorage>>,
     pub(crate) save_interval: Duration,
-    pub(crate) errors: Arc<AtomicU64>,
+    pub(crate) errors: Arc<StoreErrors>,
 }
 
 impl std::fmt::Debug for StateRestoreLayer {
@@ -21,7 +21,7 @@ impl std::fmt::Debug for StateRestoreLayer {
         f.debug_struct("StateRestoreLayer")
             .field("enabled", &self.storage.is_some())
             .field("save_interval", &self.save_interval)
-            .field("errors", &self.errors)
+            .field("errors", &self.errors.count())
             .finish()
     }
 }
@@ -54,7 +54,7 @@ impl StateRestoreLayer {
 
     /// How many load and save errors the store has given so far.
     pub fn error_count(&self) -> u64 {
-        self.errors.load(std::sync::atomic::Ordering::Relaxed)
+        self.errors.count()
     }
 }
 

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::redis::{CommandError, Redis, RedisOpenError};
+use super::throttle::{Throttle, WARN_EVERY};
 
 /// Take the lease if nobody holds it; the new owner's fencing token is one more than
 /// the last owner's. KEYS: lease, fence. ARGV: owner, ttl in ms.
@@ -310,11 +311,33 @@ impl LeaseManager {
     /// interval while another process holds it or Redis is unreachable (logged).
     /// Cancel by dropping the future.
     pub async fn acquire(&self, stream_id: &str) -> StreamLease {
+        // A store that cannot be reached is said at once, then every 30 s while it lasts.
+        let unreachable = Throttle::new(WARN_EVERY);
         loop {
             match self.try_acquire(stream_id).await {
-                Ok(Some(lease)) => return lease,
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "cannot acquire the lease yet"),
+                Ok(Some(lease)) => {
+                    if unreachable.reset() {
+                        tracing::warn!(stream_id, "lease store answers again; lease acquired");
+                    }
+                    return lease;
+                }
+                Ok(None) => {
+                    if unreachable.reset() {
+                        tracing::warn!(
+                            stream_id,
+                            "lease store answers again; the stream is owned elsewhere, waiting"
+                        );
+                    }
+                }
+                Err(error) => {
+                    if let Some(left_out) = unreachable.check() {
+                        tracing::warn!(
+                            stream_id,
+                            left_out,
+                            "cannot acquire the lease, retrying: {error}"
+                        );
+                    }
+                }
             }
             tokio::time::sleep(self.retry_interval).await;
         }

@@ -23,6 +23,7 @@ mod lease;
 mod redis;
 mod service;
 mod storage;
+mod throttle;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{FencedStorage, RedisOpenError, RedisStorage, RedisStorageBuilder};

@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_service::Service;
 
+use super::throttle::StoreErrors;
 use super::{StateRestoreLayer, StateStorage, StorageError, StorageErrorKind};
 use crate::connection::{Connection, ConnectionError, ConnectionState, Packet, StreamTarget};
 use crate::error::{BoxError, ConnectError, ConnectErrorKind};
@@ -45,9 +46,19 @@ impl<S> StateRestore<S> {
     }
 }
 
-fn storage_error(errors: &AtomicU64, op: &'static str, error: &StorageError) {
-    errors.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(stream_id = error.stream_id(), op, %error, "state store failed; media goes on");
+fn storage_error(errors: &StoreErrors, op: &'static str, error: &StorageError) {
+    errors.count.fetch_add(1, Ordering::Relaxed);
+    // Every error is counted; a store that stays down is said at once, then every
+    // 30 s, not once per save.
+    if let Some(left_out) = errors.warnings.check() {
+        tracing::warn!(
+            stream_id = error.stream_id(),
+            op,
+            kind = error.kind().as_str(),
+            left_out,
+            "state store failed; media goes on: {error}"
+        );
+    }
     metrics::counter!(
         "mirror_reconnect_state_store_errors_total",
         "stream_id" => error.stream_id().to_owned(),
@@ -55,6 +66,14 @@ fn storage_error(errors: &AtomicU64, op: &'static str, error: &StorageError) {
         "kind" => error.kind().as_str()
     )
     .increment(1);
+}
+
+/// The store answered: a trouble that was warned of is over, and the next one is
+/// warned of at once.
+fn storage_answered(errors: &StoreErrors, stream_id: &str) {
+    if errors.warnings.reset() {
+        tracing::warn!(stream_id, "state store answers again");
+    }
 }
 
 impl<S, T> Service<T> for StateRestore<S>
@@ -82,7 +101,10 @@ where
         Box::pin(async move {
             let saved = match &config.storage {
                 Some(storage) => match storage.load(target.stream_id()).await {
-                    Ok(saved) => saved,
+                    Ok(saved) => {
+                        storage_answered(&config.errors, target.stream_id());
+                        saved
+                    }
                     Err(error) => {
                         storage_error(&config.errors, "load", &error);
                         None
@@ -141,7 +163,7 @@ fn is_invalid_target(error: &BoxError) -> bool {
 pub struct Restored<C: Connection> {
     inner: C,
     storage: Option<Arc<dyn StateStorage>>,
-    errors: Arc<AtomicU64>,
+    errors: Arc<StoreErrors>,
     save_interval: Duration,
     next_save: Instant,
     saving: Option<BoxFuture<()>>,
@@ -191,8 +213,9 @@ impl<C: Connection> Restored<C> {
         let errors = Arc::clone(&self.errors);
         let state = self.inner.state();
         Some(Box::pin(async move {
-            if let Err(error) = storage.save(&state).await {
-                storage_error(&errors, "save", &error);
+            match storage.save(&state).await {
+                Ok(()) => storage_answered(&errors, &state.stream_id),
+                Err(error) => storage_error(&errors, "save", &error),
             }
         }))
     }
