@@ -60,6 +60,8 @@ const PAYLOAD: usize = 1316;
 const PACKET_EVERY: Duration = Duration::from_millis(5);
 const LATENCY_MS: u64 = 120;
 const RECOVERY_LIMIT: Duration = Duration::from_secs(20);
+/// The option of the second `srt-live-transmit` (the first runs at its defaults).
+const LIBSRT_OPTION: &str = "peeridletimeo=1000";
 
 /// The far side gives up on a caller it has not heard for this long: SRT's default
 /// peer-idle timeout (SRTO_PEERIDLETIMEO), as srt-tokio's options have it.
@@ -233,6 +235,32 @@ fn config(backoff: BackoffType, jitter: Jitter) -> ReconnectionConfig {
     }
     config.validate().expect("a valid config");
     config
+}
+
+/// "ours: exponential 250 ms ×2 to 8 s, full jitter", from the config itself.
+fn label(config: &ReconnectionConfig) -> String {
+    let ms = |d: Duration| {
+        if d.subsec_millis() == 0 {
+            format!("{} s", d.as_secs())
+        } else {
+            format!("{} ms", d.as_millis())
+        }
+    };
+    let backoff = match config.backoff_type {
+        BackoffType::Exponential => format!(
+            "exponential {} ×{} to {}",
+            ms(config.initial_delay),
+            config.multiplier,
+            ms(config.max_delay)
+        ),
+        BackoffType::Fixed => format!("fixed {}", ms(config.initial_delay)),
+        other => format!("{other:?} from {}", ms(config.initial_delay)),
+    };
+    let jitter = match config.jitter_mode() {
+        Jitter::None => "no".to_owned(),
+        j => j.to_string(),
+    };
+    format!("ours: {backoff}, {jitter} jitter")
 }
 
 /// Our stack as an SRT caller through the simulator, its packets and events logged.
@@ -415,24 +443,18 @@ async fn main() {
         .expect("the network simulator starts on loopback");
     let via = sim.local_addr();
 
-    let settings = [
-        (
-            "ours: exponential 250 ms ×2 to 8 s, no jitter",
-            config(BackoffType::Exponential, Jitter::None),
-        ),
-        (
-            "ours: exponential 250 ms ×2 to 8 s, full jitter",
-            config(BackoffType::Exponential, Jitter::Full),
-        ),
-        (
-            "ours: exponential 250 ms ×2 to 8 s, decorrelated jitter",
-            config(BackoffType::Exponential, Jitter::Decorrelated),
-        ),
-        (
-            "ours: fixed 1 s, no jitter",
-            config(BackoffType::Fixed, Jitter::None),
-        ),
-    ];
+    let settings: Vec<(String, ReconnectionConfig)> = [
+        (BackoffType::Exponential, Jitter::None),
+        (BackoffType::Exponential, Jitter::Full),
+        (BackoffType::Exponential, Jitter::Decorrelated),
+        (BackoffType::Fixed, Jitter::None),
+    ]
+    .into_iter()
+    .map(|(backoff, jitter)| {
+        let config = config(backoff, jitter);
+        (label(&config), config)
+    })
+    .collect();
     let mut receivers: Vec<Receiver> = settings
         .iter()
         .enumerate()
@@ -442,17 +464,15 @@ async fn main() {
     let libsrt = have("srt-live-transmit");
     let libsrt_version = libsrt_version().unwrap_or_else(|| "unknown".to_owned());
     if libsrt {
-        for (label, extra) in [
-            (
-                format!("srt-live-transmit (libsrt {libsrt_version}, defaults)"),
-                "",
-            ),
-            (
-                "srt-live-transmit, peeridletimeo=1000".to_owned(),
-                "&peeridletimeo=1000",
-            ),
-        ] {
-            match live_transmit(&label, via, extra, &mut children).await {
+        for option in [None, Some(LIBSRT_OPTION)] {
+            let (label, extra) = match option {
+                None => (
+                    format!("srt-live-transmit (libsrt {libsrt_version}, defaults)"),
+                    String::new(),
+                ),
+                Some(o) => (format!("srt-live-transmit, {o}"), format!("&{o}")),
+            };
+            match live_transmit(&label, via, &extra, &mut children).await {
                 Ok(r) => receivers.push(r),
                 Err(e) => eprintln!("{label}: not started: {e}"),
             }
@@ -517,7 +537,7 @@ async fn main() {
          `ReconnectionConfig` defaults ({:?} connect timeout, adaptive silence detection {}) \
          with the backoff shown and up to {} retries. libsrt: `srt-live-transmit` (libsrt \
          {libsrt_version}, as it reports itself) as a caller with auto-reconnect (`-a yes`), \
-         at its defaults and with `peeridletimeo=1000`, relaying to a UDP port counted here. \
+         at its defaults and with `{LIBSRT_OPTION}`, relaying to a UDP port counted here. \
          Cuts: {} s (in that order). \"recovered\" is the time from the path coming back to \
          the first packet delivered downstream that the listener sent after the path came \
          back (packets sent before or during the cut, delivered late from a buffer, do not \
