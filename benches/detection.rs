@@ -22,10 +22,13 @@
 //! otherwise trip the default 5 % loss limit.
 //!
 //! Run with `cargo bench --all-features --bench detection`; the results are written to
-//! `target/bench-results/detection.md`.
+//! `target/bench-results/detection.md`. `BENCH_QUICK=1` makes 10 silences per rate,
+//! simulated minutes instead of hours and one SRT cut, to check that it works.
 
 #[path = "common/figures.rs"]
 mod figures;
+#[path = "common/quick.rs"]
+mod quick;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,21 +53,69 @@ use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tower::{ServiceBuilder, ServiceExt};
 
 /// Silences per rate.
-const RUNS: usize = 200;
+fn runs() -> usize {
+    quick::pick(200, 10)
+}
 /// Packet rates of the smooth streams.
 const RATES: [f64; 3] = [30.0, 300.0, 3_000.0];
+/// The rate (the last of [`RATES`]) at which lower floors are tried.
+const SWEEP_RATE: f64 = RATES[2];
 /// Loss of every stream.
 const LOSS: f64 = 0.05;
+/// Each smooth packet's time moves by up to this share of a gap, either way.
+const JITTER: f64 = 0.2;
+/// The warm-up before each silence is drawn from this range, in seconds.
+const WARMUP_SECS: (f64, f64) = (3.0, 10.0);
+/// The target: the median detection within this many typical gaps.
+const TARGET_GAPS: f64 = 10.0;
 /// Simulated length of each false-alarm run.
-const HOUR: Duration = Duration::from_secs(3_600);
+fn long_run_length() -> Duration {
+    quick::pick(Duration::from_secs(3_600), Duration::from_secs(60))
+}
 /// Repeats of the real-time SRT comparison.
-const SRT_REPEATS: usize = 5;
-/// Floors tried at 3 000 packets/s besides the default 10 ms.
+fn srt_repeats() -> usize {
+    quick::pick(5, 1)
+}
+/// Floors tried at [`SWEEP_RATE`] besides the default.
 const FLOORS_MS: [u64; 4] = [1, 2, 3, 5];
 /// Packets per second of the SRT stream.
 const SRT_RATE: f64 = 300.0;
+/// How often the detector checks its thresholds.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the SRT stream runs before the cut.
+const SRT_WARM: Duration = Duration::from_secs(3);
+/// How long after the cut each side is given to end the connection.
+const SRT_LIMIT: Duration = Duration::from_secs(20);
+/// The bursty VBR source: frames per second, packets per frame, a keyframe's packets
+/// and how many frames apart keyframes are, and how late a frame may be.
+const VBR_FPS: u32 = 30;
+const VBR_FRAME_PACKETS: std::ops::RangeInclusive<u32> = 3..=12;
+const VBR_KEYFRAME_PACKETS: u32 = 40;
+const VBR_KEYFRAME_EVERY: u32 = 60;
+const VBR_LATE: Duration = Duration::from_millis(6);
 
 static PAYLOAD: [u8; 1316] = [0x47; 1316];
+
+/// A duration in words: "1 h", "1 min", "30 s".
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3_600 && s % 3_600 == 0 {
+        format!("{} h", s / 3_600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else {
+        secs(d.as_secs_f64())
+    }
+}
+
+/// "±20 % jitter, 5 % loss".
+fn smooth_traits() -> String {
+    format!(
+        "±{:.0} % jitter, {:.0} % loss",
+        JITTER * 100.0,
+        LOSS * 100.0
+    )
+}
 
 type Watched = Detected<Monitored<ChannelConnection>>;
 
@@ -83,7 +134,7 @@ async fn watched(silence: SilenceConfig) -> (ChannelSender, Watched) {
     let stack = ServiceBuilder::new()
         .layer(
             FailureDetectLayer::new(thresholds())
-                .check_interval(Duration::from_secs(1))
+                .check_interval(CHECK_INTERVAL)
                 .silence(silence),
         )
         .layer(HealthLayer::new())
@@ -111,8 +162,8 @@ trait Source {
     fn next(&mut self) -> Planned;
 }
 
-/// A constant-rate stream: packet k is due at `start + k · gap`, moved by up to ±20 %
-/// of a gap, and lost with probability `loss`.
+/// A constant-rate stream: packet k is due at `start + k · gap`, moved by up to
+/// ±[`JITTER`] of a gap, and lost with probability `loss`.
 struct Smooth {
     rng: fastrand::Rng,
     start: Instant,
@@ -137,8 +188,8 @@ impl Smooth {
 
 impl Source for Smooth {
     fn next(&mut self) -> Planned {
-        let at = self.start + self.gap * self.k + self.gap.mul_f64(0.4 * self.rng.f64())
-            - self.gap.mul_f64(0.2);
+        let at = self.start + self.gap * self.k + self.gap.mul_f64(2.0 * JITTER * self.rng.f64())
+            - self.gap.mul_f64(JITTER);
         let planned = Planned {
             at,
             seq: self.k as u16,
@@ -149,9 +200,9 @@ impl Source for Smooth {
     }
 }
 
-/// Bursty VBR video: 30 frames/s, each frame's packets arriving together (3–12
-/// packets, a 40-packet keyframe every 2 s), frame times late by up to 6 ms, packets
-/// lost at random.
+/// Bursty VBR video ([`VBR_FPS`] frames/s), each frame's packets arriving together,
+/// a keyframe every [`VBR_KEYFRAME_EVERY`] frames, frame times late by up to
+/// [`VBR_LATE`], packets lost at random.
 struct Vbr {
     rng: fastrand::Rng,
     start: Instant,
@@ -181,12 +232,14 @@ impl Source for Vbr {
     fn next(&mut self) -> Planned {
         if self.left_in_frame == 0 {
             self.frame += 1;
-            let nominal = self.start + Duration::from_secs_f64(f64::from(self.frame) / 30.0);
-            self.frame_at = nominal + Duration::from_micros(self.rng.u64(0..6_000));
-            self.left_in_frame = if self.frame % 60 == 0 {
-                40
+            let nominal =
+                self.start + Duration::from_secs_f64(f64::from(self.frame) / f64::from(VBR_FPS));
+            self.frame_at =
+                nominal + Duration::from_micros(self.rng.u64(0..VBR_LATE.as_micros() as u64));
+            self.left_in_frame = if self.frame % VBR_KEYFRAME_EVERY == 0 {
+                VBR_KEYFRAME_PACKETS
             } else {
-                self.rng.u32(3..=12)
+                self.rng.u32(VBR_FRAME_PACKETS)
             };
         }
         self.left_in_frame -= 1;
@@ -333,16 +386,17 @@ fn latency_runs(label: &str, rate: f64, silence: SilenceConfig, salt: u64) -> La
         label: label.to_owned(),
         nominal_gap: 1.0 / rate,
         typical_gap: f64::NAN,
-        latencies: Vec::with_capacity(RUNS),
-        limits: Vec::with_capacity(RUNS),
-        rhythm_limits: Vec::with_capacity(RUNS),
+        latencies: Vec::with_capacity(runs()),
+        limits: Vec::with_capacity(runs()),
+        rhythm_limits: Vec::with_capacity(runs()),
         false_alarms: Vec::new(),
         undetected: 0,
     };
     rt.block_on(async {
         let mut warmups = fastrand::Rng::with_seed(salt);
-        for run in 0..RUNS {
-            let warmup = Duration::from_secs_f64(3.0 + 7.0 * warmups.f64());
+        for run in 0..runs() {
+            let (lo, hi) = WARMUP_SECS;
+            let warmup = Duration::from_secs_f64(lo + (hi - lo) * warmups.f64());
             let mut source = Smooth::new(rate, LOSS, salt * 1_000 + run as u64);
             let stop_at = Instant::now() + warmup;
             let out = feed_and_watch(&mut source, silence, stop_at, Some(&mut gaps)).await;
@@ -369,7 +423,7 @@ fn long_run(source: &mut dyn FnMut() -> Box<dyn Source>) -> Outcome {
     let rt = paused_runtime();
     rt.block_on(async {
         let mut source = source();
-        let stop_at = Instant::now() + HOUR;
+        let stop_at = Instant::now() + long_run_length();
         feed_and_watch(&mut source, SilenceConfig::default(), stop_at, None).await
     })
 }
@@ -381,8 +435,11 @@ impl Source for Box<dyn Source> {
 }
 
 /// One blackhole on a real SRT connection: how long after the cut our detector failed
-/// the connection and SRT itself ended it (`None`: not within 20 s), with what each said.
+/// the connection and SRT itself ended it (`None`: not within [`SRT_LIMIT`]), with what
+/// each said, and the connection's SRT settings.
 struct SrtCut {
+    latency: Duration,
+    peer_idle_timeout: Duration,
     ours: Duration,
     /// From the last packet delivered to our failure.
     ours_silence: Duration,
@@ -417,7 +474,7 @@ async fn srt_cut(seed: u64) -> Result<SrtCut, BoxError> {
     });
 
     let stack = ServiceBuilder::new()
-        .layer(FailureDetectLayer::new(thresholds()).check_interval(Duration::from_secs(1)))
+        .layer(FailureDetectLayer::new(thresholds()).check_interval(CHECK_INTERVAL))
         .layer(HealthLayer::new())
         .service(connector.clone());
     let target = Target::new(stream_id, Protocol::Srt)
@@ -427,7 +484,7 @@ async fn srt_cut(seed: u64) -> Result<SrtCut, BoxError> {
 
     // Let the detector learn the stream's rhythm.
     let mut packets = 0u64;
-    let warm_end = Instant::now() + Duration::from_secs(3);
+    let warm_end = Instant::now() + SRT_WARM;
     while let Ok(item) = timeout_at(warm_end, conn.next()).await {
         match item {
             Some(Ok(_)) => packets += 1,
@@ -439,7 +496,7 @@ async fn srt_cut(seed: u64) -> Result<SrtCut, BoxError> {
     let cut = Instant::now();
     let mut last = cut;
     let (ours, ours_silence, ours_details) = loop {
-        match timeout(Duration::from_secs(20), conn.next()).await {
+        match timeout(SRT_LIMIT, conn.next()).await {
             Ok(Some(Ok(p))) => {
                 packets += 1;
                 last = last.max(p.arrival);
@@ -452,17 +509,20 @@ async fn srt_cut(seed: u64) -> Result<SrtCut, BoxError> {
     };
     // The same SRT connection, read directly, until srt-tokio ends it.
     let srt_conn = conn.get_mut().get_mut();
+    let (latency, peer_idle_timeout) = (srt_conn.latency(), srt_conn.peer_idle_timeout());
     let (srt, srt_details) = loop {
-        match timeout_at(cut + Duration::from_secs(20), srt_conn.next()).await {
+        match timeout_at(cut + SRT_LIMIT, srt_conn.next()).await {
             Ok(Some(Ok(_))) => {}
             Ok(Some(Err(e))) => break (Some(cut.elapsed()), e.to_string()),
             Ok(None) => break (Some(cut.elapsed()), "closed".to_owned()),
-            Err(_) => break (None, "still open after 20 s".to_owned()),
+            Err(_) => break (None, format!("still open after {SRT_LIMIT:?}")),
         }
     };
     stop.store(true, Ordering::Relaxed);
     sender.abort();
     Ok(SrtCut {
+        latency,
+        peer_idle_timeout,
         ours,
         ours_silence,
         ours_details,
@@ -475,18 +535,38 @@ async fn srt_cut(seed: u64) -> Result<SrtCut, BoxError> {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument (as criterion takes) is ignored.
     let mut section = Section::new("Detection: time to notice a silent source, false alarms");
-    section.para(
-        "Stack under test: `FailureDetectLayer` (default `SilenceConfig`: phi threshold 8, \
-         max-gap margin 2, floor 10 ms, ceiling 3 s; default thresholds with 1 s checks) over \
-         `HealthLayer` over an in-process `connection::channel`. `max_packet_loss` is raised to \
-         100 % so that only the silence detector is on trial (the 5 % loss of the streams would \
-         otherwise trip the default 5 % limit).",
-    );
+    if let Some(notice) = quick::notice() {
+        section.para(&notice);
+    }
+    let silence = SilenceConfig::default();
+    let runs = runs();
+    let long = span(long_run_length());
+    section.para(&format!(
+        "Stack under test: `FailureDetectLayer` (default `SilenceConfig`: phi threshold {}, \
+         max-gap margin {}, floor {}, ceiling {}, `min_samples` {}; default thresholds with \
+         {} checks) over `HealthLayer` over an in-process `connection::channel`. \
+         `max_packet_loss` is raised to {:.0} % so that only the silence detector is on trial \
+         (the {:.0} % loss of the streams would otherwise {} the default {:.0} % limit).",
+        sig3(silence.phi_threshold),
+        sig3(silence.max_gap_margin),
+        dur(silence.floor),
+        dur(silence.ceiling),
+        silence.min_samples,
+        dur(CHECK_INTERVAL),
+        thresholds().max_packet_loss * 100.0,
+        LOSS * 100.0,
+        if LOSS >= FailureThresholds::default().max_packet_loss {
+            "trip"
+        } else {
+            "come close to"
+        },
+        FailureThresholds::default().max_packet_loss * 100.0,
+    ));
 
     // Detection latency.
     let mut rows = Vec::new();
     for (i, rate) in RATES.into_iter().enumerate() {
-        progress(&format!("latency: {rate} packets/s, {RUNS} silences"));
+        progress(&format!("latency: {rate} packets/s, {runs} silences"));
         rows.push(latency_runs(
             &format!("{rate} packets/s"),
             rate,
@@ -494,33 +574,39 @@ fn main() {
             i as u64 + 1,
         ));
     }
+    let sweep_seed = RATES.len() as u64;
     for floor_ms in FLOORS_MS {
         progress(&format!(
-            "latency: 3000 packets/s with a {floor_ms} ms floor"
+            "latency: {SWEEP_RATE} packets/s with a {floor_ms} ms floor"
         ));
         let silence = SilenceConfig {
             floor: Duration::from_millis(floor_ms),
             ..SilenceConfig::default()
         };
         rows.push(latency_runs(
-            &format!("3000 packets/s, floor {floor_ms} ms"),
-            3_000.0,
+            &format!("{SWEEP_RATE} packets/s, floor {floor_ms} ms"),
+            SWEEP_RATE,
             silence,
-            3,
+            sweep_seed,
         ));
     }
 
     section
         .heading("Time from the source going silent to the failure (simulated, tokio paused time)");
     section.para(&format!(
-        "{RUNS} silences per rate, each after a random warm-up of 3–10 s of a stream with ±20 % \
-         jitter on each packet's time and 5 % random loss (seeded). Measured from the last packet \
-         delivered to the failure. \"Typical gap\" is the median gap between delivered packets \
-         in the same runs; the latency divided by it is the figure in gaps (target: median under \
-         10 gaps). \"Limit\" is the median limit the detector had reached when the source \
-         stopped; \"rhythm-only limit\" the same without the floor (a second `SilenceDetector` \
-         with `floor: 0` fed the same packets). The last rows lower `SilenceConfig::floor` at \
-         3 000 packets/s; the same seeds as the default row."
+        "{runs} silences per rate, each after a random warm-up of {}–{} of a stream with \
+         ±{:.0} % jitter on each packet's time and {:.0} % random loss (seeded). Measured from \
+         the last packet delivered to the failure. \"Typical gap\" is the median gap between \
+         delivered packets in the same runs; the latency divided by it is the figure in gaps \
+         (target: median under {TARGET_GAPS} gaps). \"Limit\" is the median limit the \
+         detector had reached when the source stopped; \"rhythm-only limit\" the same without \
+         the floor (a second `SilenceDetector` with `floor: 0` fed the same packets). The last \
+         rows lower `SilenceConfig::floor` at {SWEEP_RATE} packets/s; the same seeds as the \
+         default row.",
+        secs(WARMUP_SECS.0),
+        secs(WARMUP_SECS.1),
+        JITTER * 100.0,
+        LOSS * 100.0,
     ));
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -538,7 +624,7 @@ fn main() {
                 secs(median(&r.limits)),
                 secs(median(&r.rhythm_limits)),
                 format!("{}", r.false_alarms.len()),
-                if med / r.typical_gap < 10.0 {
+                if med / r.typical_gap < TARGET_GAPS {
                     "met".to_owned()
                 } else {
                     "missed".to_owned()
@@ -546,6 +632,7 @@ fn main() {
             ]
         })
         .collect();
+    let target_header = format!("< {TARGET_GAPS} gaps");
     section.table(
         &[
             "stream",
@@ -558,7 +645,7 @@ fn main() {
             "limit",
             "rhythm-only limit",
             "false alarms in warm-ups",
-            "< 10 gaps",
+            &target_header,
         ],
         &table,
     );
@@ -583,7 +670,7 @@ fn main() {
             latest_all = latest_all.max(latest);
             let (at, n, details) = &r.false_alarms[0];
             lines.push(format!(
-                "{}: {} in {RUNS} warm-ups, the latest {} after connecting, at most {most} \
+                "{}: {} in {runs} warm-ups, the latest {} after connecting, at most {most} \
                  packets in (the first: after {} and {n} packets, \"{details}\")",
                 r.label,
                 r.false_alarms.len(),
@@ -593,43 +680,57 @@ fn main() {
         }
         section.para(&format!(
             "False alarms in the warm-ups (each a fresh connection): {}. All came within {} of \
-             connecting. The adaptive limit applies once `min_samples` (16) gaps are seen, and \
-             while it has learned from only a few dozen gaps its deviation estimate is small and \
-             the longest gap seen is short: a burst of two or three lost packets then trips it. \
-             Later in a connection the limit has widened (see the hour-long runs below), but \
+             connecting. The adaptive limit applies once `min_samples` ({}) gaps are seen, and \
              every reconnect starts learning afresh.",
             lines.join("; "),
             dur(latest_all),
+            silence.min_samples,
         ));
     }
-    let r3000 = &rows[2];
-    let sweep: Vec<String> = rows[3..]
+    let r_sweep = &rows[RATES.len() - 1];
+    let sweep_prefix = format!("{SWEEP_RATE} packets/s, ");
+    let sweep: Vec<String> = rows[RATES.len()..]
         .iter()
         .map(|r| {
             format!(
                 "{}: median {} ({} gaps), false alarms {}",
-                r.label.trim_start_matches("3000 packets/s, "),
+                r.label.trim_start_matches(&sweep_prefix),
                 secs(median(&r.latencies)),
                 sig3(median(&r.latencies) / r.typical_gap),
                 r.false_alarms.len()
             )
         })
         .collect();
+    let rhythm = median(&r_sweep.rhythm_limits);
+    let floor = silence.floor.as_secs_f64();
+    let sweep_median = median(&r_sweep.latencies);
+    let sweep_gaps = sweep_median / r_sweep.typical_gap;
     section.para(&format!(
-        "At 3 000 packets/s the limit learned from the rhythm alone is about {} ({} gaps of \
-         {}), below the default `SilenceConfig::floor` of 10 ms, so with the default config \
-         the floor decides: {} at the median ({} gaps), and the 10-gap target is missed by \
-         design. Lower floors: {}. Paused time is an idealised host: tokio's timers fire on \
-         whole milliseconds (the sources here hand over their packets in millisecond \
-         batches, stamped with their true times) but nothing else is ever late. On a real \
-         host a reader that is descheduled for a few milliseconds looks like a silence of \
-         that length, which is what the 10 ms floor absorbs; a deployment with high-rate \
-         streams on a quiet host can lower `silence.floor` to a few milliseconds.",
-        secs(median(&r3000.rhythm_limits)),
-        sig3(median(&r3000.rhythm_limits) / r3000.typical_gap),
-        secs(r3000.typical_gap),
-        secs(median(&r3000.latencies)),
-        sig3(median(&r3000.latencies) / r3000.typical_gap),
+        "At {SWEEP_RATE} packets/s the limit learned from the rhythm alone is about {} ({} \
+         gaps of {}), {} the default `SilenceConfig::floor` of {}{}: {} at the median ({} \
+         gaps), and the {TARGET_GAPS}-gap target is {}. Lower floors: {}. Paused time is an \
+         idealised host: tokio's timers fire on whole milliseconds (the sources here hand over \
+         their packets in millisecond batches, stamped with their true times) but nothing else \
+         is ever late, so a reader descheduled for a few milliseconds, as on a real host, is \
+         not simulated here; the floor is what keeps such a pause from being taken for a \
+         silence.",
+        secs(rhythm),
+        sig3(rhythm / r_sweep.typical_gap),
+        secs(r_sweep.typical_gap),
+        if rhythm < floor { "below" } else { "not below" },
+        dur(silence.floor),
+        if rhythm < floor {
+            ", so with the default config the floor decides"
+        } else {
+            ", so the rhythm, not the floor, decides"
+        },
+        secs(sweep_median),
+        sig3(sweep_gaps),
+        if sweep_gaps < TARGET_GAPS {
+            "met"
+        } else {
+            "missed"
+        },
         sweep.join("; "),
     ));
 
@@ -637,33 +738,42 @@ fn main() {
     let mut alarm_rows = Vec::new();
     for (i, rate) in RATES.into_iter().enumerate() {
         progress(&format!(
-            "false alarms: {rate} packets/s for a simulated hour"
+            "false alarms: {rate} packets/s for a simulated {long}"
         ));
         let started = std::time::Instant::now();
         let out = long_run(&mut || Box::new(Smooth::new(rate, LOSS, 100 + i as u64)));
         alarm_rows.push((
-            format!("{rate} packets/s, ±20 % jitter, 5 % loss"),
+            format!("{rate} packets/s, {}", smooth_traits()),
             out,
             rate.recip(),
             started.elapsed(),
         ));
     }
-    progress("false alarms: bursty VBR for a simulated hour");
+    progress(&format!("false alarms: bursty VBR for a simulated {long}"));
     let started = std::time::Instant::now();
     let out = long_run(&mut || Box::new(Vbr::new(LOSS, 42)));
     alarm_rows.push((
-        "VBR 30 fps, 3–12-packet frames, 40-packet keyframe every 2 s, 5 % loss".to_owned(),
+        format!(
+            "VBR {VBR_FPS} fps, {}–{}-packet frames, {VBR_KEYFRAME_PACKETS}-packet keyframe \
+             every {}, {:.0} % loss",
+            VBR_FRAME_PACKETS.start(),
+            VBR_FRAME_PACKETS.end(),
+            secs(f64::from(VBR_KEYFRAME_EVERY) / f64::from(VBR_FPS)),
+            LOSS * 100.0
+        ),
         out,
-        1.0 / 30.0,
+        1.0 / f64::from(VBR_FPS),
         started.elapsed(),
     ));
-    section.heading("False alarms over a simulated hour (simulated, tokio paused time)");
-    section.para(
-        "One connection per stream, one simulated hour each (target: zero false alarms). A false \
+    section.heading(&format!(
+        "False alarms over a simulated {long} (simulated, tokio paused time)"
+    ));
+    section.para(&format!(
+        "One connection per stream, {long} simulated each (target: zero false alarms). A false \
          alarm is any failure raised while the source is still sending; the connection is then \
          replaced and the run goes on. The last column is the detection of the silence at the \
-         end of the hour, in the stream's nominal packet (or frame) gaps.",
-    );
+         end of the run, in the stream's nominal packet (or frame) gaps."
+    ));
     let table: Vec<Vec<String>> = alarm_rows
         .iter()
         .map(|(label, out, gap, wall)| {
@@ -678,7 +788,7 @@ fn main() {
                 });
             vec![
                 label.clone(),
-                "1 h".to_owned(),
+                long.clone(),
                 format!("{}", out.packets),
                 format!("{}{first}", out.false_alarms.len()),
                 if out.false_alarms.is_empty() {
@@ -715,7 +825,7 @@ fn main() {
         .build()
         .expect("a runtime");
     let mut cuts = Vec::new();
-    for i in 0..SRT_REPEATS {
+    for i in 0..srt_repeats() {
         match rt.block_on(srt_cut(1 + i as u64)) {
             Ok(cut) => {
                 progress(&format!(
@@ -729,14 +839,27 @@ fn main() {
     }
     drop(rt);
     section.heading("Against SRT's own peer-idle timeout (real time)");
+    let settings = |f: fn(&SrtCut) -> Duration| {
+        let mut v: Vec<String> = cuts.iter().map(|c| dur(f(c))).collect();
+        v.dedup();
+        if v.is_empty() {
+            "not read".to_owned()
+        } else {
+            v.join(" or ")
+        }
+    };
+    let (latency, peer_idle) = (settings(|c| c.latency), settings(|c| c.peer_idle_timeout));
     section.para(&format!(
-        "An srt-tokio caller sends {SRT_RATE} packets/s of 1316 bytes over loopback through the \
-         `NetworkSimulator` to an `SrtConnector` listener (SRT defaults: 120 ms latency, 5 s \
-         peer-idle timeout) wrapped in `FailureDetectLayer` over `HealthLayer`. After 3 s the \
-         path is blackholed both ways. Both times are read on the same connection, from the \
-         blackhole: when our detector failed it, and when srt-tokio ended the `SrtConnection` \
-         (read directly after our failure). Measured in real time; {} repeats, median. Our \
-         time includes the packets still in SRT's 120 ms latency buffer, delivered after the cut.",
+        "An srt-tokio caller sends {SRT_RATE} packets/s of {} bytes over loopback through the \
+         `NetworkSimulator` to an `SrtConnector` listener at its defaults (as the connection \
+         reported them: {latency} latency, {peer_idle} peer-idle timeout) wrapped in \
+         `FailureDetectLayer` over `HealthLayer`. After {} the path is blackholed both ways. \
+         Both times are read on the same connection, from the blackhole: when our detector \
+         failed it, and when srt-tokio ended the `SrtConnection` (read directly after our \
+         failure). Measured in real time; {} repeats, median. Our time includes the packets \
+         still in SRT's {latency} latency buffer, delivered after the cut.",
+        PAYLOAD.len(),
+        dur(SRT_WARM),
         cuts.len()
     ));
     let ours: Vec<f64> = cuts.iter().map(|c| c.ours.as_secs_f64()).collect();
@@ -772,15 +895,21 @@ fn main() {
         ],
         &per_run,
     );
+    let (ours_med, srt_med) = (median(&ours), median(&srt));
     section.para(&format!(
-        "Median: our detector {} after the cut, SRT {} ({} of SRT's time, {} times sooner). \
-         {} of {} SRT connections ended by themselves within 20 s.",
-        secs(median(&ours)),
-        secs(median(&srt)),
-        ratio(median(&ours) / median(&srt)),
-        sig3(median(&srt) / median(&ours)),
+        "Median: our detector {} after the cut, SRT {} ({} of SRT's time{}). {} of {} SRT \
+         connections ended by themselves within {}.",
+        secs(ours_med),
+        secs(srt_med),
+        ratio(ours_med / srt_med),
+        if ours_med < srt_med {
+            format!(", {} times sooner", sig3(srt_med / ours_med))
+        } else {
+            String::new()
+        },
         srt.len(),
-        cuts.len()
+        cuts.len(),
+        dur(SRT_LIMIT),
     ));
     if let Some(c) = cuts.first() {
         section.para(&format!(

@@ -9,12 +9,17 @@
 //! - `stream`: polling packets through `Monitored` (health) and
 //!   `Detected<Monitored>` (health + failure detection), against polling the bare
 //!   connection, and against a wrapper doing the same per-packet accounting as
-//!   `Monitored` (packets, bytes, last arrival, sequence loss) under a mutex;
+//!   `Monitored` (packets, bytes, last arrival, sequence loss) under a mutex. Each
+//!   packet arrives [`GAP`] after the one before it (stamped from the connection's own
+//!   advancing value, not from a clock read), so the failure detector learns the gaps
+//!   and runs its threshold check every `check_interval` of arrival time inside the
+//!   measured loop, as it does on a live stream;
 //! - `experiment`: where `record_packet`'s time goes, from a copy of its work in this
 //!   file (counters alone, the `Instant` subtraction alone).
 //!
 //! Run with `cargo bench --bench hot_path`; criterion prints each figure, and the ratio
 //! between the figures of one run is what to read on a shared, noisy machine.
+//! `BENCH_QUICK=1` cuts criterion's warm-up and measurement times, to check that it runs.
 
 use std::hint::black_box;
 use std::pin::Pin;
@@ -34,6 +39,14 @@ use mirror_reconnect::detect::{FailureDetectLayer, FailureThresholds};
 use mirror_reconnect::health::{HealthChecker, Monitored};
 use tokio::time::Instant;
 
+#[path = "common/quick.rs"]
+mod quick;
+
+/// Time between two packets' arrivals in the `stream` group: a 1 000-packet/s stream.
+const GAP: Duration = Duration::from_millis(1);
+/// How often the detector of the `stream` group checks its thresholds.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The design the health layer replaces: every packet takes a lock.
 #[derive(Default)]
 struct LockedStats {
@@ -44,18 +57,29 @@ struct LockedStats {
     lost: u64,
 }
 
-/// A connection that hands out the same packet forever, as fast as it is polled.
+/// A connection that hands out packets forever, as fast as it is polled: the same
+/// payload, the next sequence number, and an arrival [`GAP`] after the last one.
+///
+/// The arrival is the connection's own value advanced on every poll, not a clock read:
+/// a socket stamps each packet with one clock read, and that cost belongs to the
+/// socket, not to the stack measured here. Arrivals therefore run ahead of real time,
+/// which nothing on the per-packet path compares them with.
 struct Endless {
     packet: Packet,
     seq: u16,
+    arrival: Instant,
+    polled: u64,
     state: ConnectionState,
 }
 
 impl Endless {
     fn new() -> Self {
+        let now = Instant::now();
         Self {
-            packet: Packet::new(Bytes::from(vec![0x47u8; 1316]), Instant::now()),
+            packet: Packet::new(Bytes::from(vec![0x47u8; 1316]), now),
             seq: 0,
+            arrival: now,
+            polled: 0,
             state: ConnectionState::new("bench", Protocol::InProcess),
         }
     }
@@ -64,9 +88,13 @@ impl Endless {
 impl Stream for Endless {
     type Item = Result<Packet, ConnectionError>;
     fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut packet = self.packet.clone();
-        packet.sequence = Some(Sequence::rtp(self.seq));
+        let this = &mut *self;
+        this.seq = this.seq.wrapping_add(1);
+        this.arrival += GAP;
+        this.polled += 1;
+        let mut packet = this.packet.clone();
+        packet.sequence = Some(Sequence::rtp(this.seq));
+        packet.arrival = this.arrival;
         Poll::Ready(Some(Ok(packet)))
     }
 }
@@ -276,8 +304,8 @@ fn stream(c: &mut Criterion) {
         b.iter(|| poll_one(&mut locked, &mut cx))
     });
 
-    let detect = FailureDetectLayer::new(FailureThresholds::default())
-        .check_interval(Duration::from_secs(1));
+    let detect =
+        FailureDetectLayer::new(FailureThresholds::default()).check_interval(CHECK_INTERVAL);
     let mut detected = mirror_reconnect::detect::Detected::new(
         Monitored::new(Endless::new(), Arc::new(HealthChecker::new(None))),
         Arc::new(detect.detector().clone()),
@@ -286,13 +314,62 @@ fn stream(c: &mut Criterion) {
         b.iter(|| poll_one(&mut detected, &mut cx))
     });
     group.finish();
+    report_detection(&detected);
+}
+
+/// Check that the detector of the `stream` group did its per-packet work (learned the
+/// packets' rhythm, ran its threshold checks) and say what it did, on stderr and in
+/// `target/bench-results/hot_path.stream.md` for scripts/bench.sh.
+fn report_detection(detected: &mirror_reconnect::detect::Detected<Monitored<Endless>>) {
+    let endless = detected.get_ref().get_ref();
+    let span = endless.polled as f64 * GAP.as_secs_f64();
+    let silence = detected.silence_detector();
+    let mean_gap = silence.mean_gap();
+    // The first check is due one interval after the first packet, then every interval.
+    let checks = (span / CHECK_INTERVAL.as_secs_f64()).floor() as u64;
+    let text = format!(
+        "In `stream/health_and_detection`, warm-up and measurement together, {} packets \
+         were polled, each arriving {GAP:?} after the one before ({span:.0} s of arrival \
+         time): the detector learned a mean gap of {mean_gap:?} and a silence limit of {:?}, \
+         and ran its threshold check, due every {CHECK_INTERVAL:?} of arrival time, about \
+         {checks} times, each within a measured poll.",
+        endless.polled,
+        silence.limit(),
+    );
+    eprintln!("{text}");
+    // Learning ran on every packet: a mean gap other than GAP means it did not.
+    let off = mean_gap.as_secs_f64() / GAP.as_secs_f64() - 1.0;
+    assert!(
+        off.abs() < 0.01 && checks > 0,
+        "the detector did not run on the measured path: {text}"
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-results");
+    if let Err(e) = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("hot_path.stream.md"), format!("{text}\n")))
+    {
+        eprintln!("could not write {}: {e}", dir.display());
+    }
+}
+
+/// Criterion's settings: a few seconds per benchmark, or a fraction of a second with
+/// `BENCH_QUICK=1`.
+fn config() -> Criterion {
+    let c = Criterion::default();
+    if quick::quick() {
+        c.sample_size(10)
+            .warm_up_time(Duration::from_millis(100))
+            .measurement_time(Duration::from_millis(300))
+    } else {
+        c.warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+    }
 }
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = config();
     targets = accounting, stream, experiment
 }
 criterion_main!(benches);

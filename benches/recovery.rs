@@ -24,10 +24,14 @@
 //! The script cuts the path (blackhole, both ways) for 1 s three times, 5 s three times
 //! and 30 s once; after each it waits until every receiver delivers again (at most 20 s)
 //! and then lets them stream for a while. Figures: the time from the path coming back
-//! to the first packet each receiver delivers downstream, and, for our stack, how long
-//! after the cut the failure was detected.
+//! to the first packet *sent after it came back* that each receiver delivers downstream,
+//! and, for our stack, how long after the cut the failure was detected. The sender
+//! numbers its packets (the first 4 bytes of the payload) and notes when it sent each
+//! number, so that a packet sent before or during the cut (held in a buffer,
+//! retransmitted) does not count as the stream having recovered.
 //!
-//! Run with `cargo bench --all-features --bench recovery`. About 2 minutes.
+//! Run with `cargo bench --all-features --bench recovery`. About 2 minutes;
+//! `BENCH_QUICK=1` cuts the path once for 1 s and once for 5 s, to check that it runs.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -47,21 +51,92 @@ use tokio::net::UdpSocket;
 
 #[path = "common/net_figures.rs"]
 mod net_figures;
+#[path = "common/quick.rs"]
+mod quick;
 
 use net_figures::{have, median, ms, Section};
 
 const PAYLOAD: usize = 1316;
 const PACKET_EVERY: Duration = Duration::from_millis(5);
-/// libsrt's default: the far side gives up on a caller it has not heard for this long.
-const FAR_PEER_IDLE: Duration = Duration::from_secs(5);
 const LATENCY_MS: u64 = 120;
-const OUTAGES: [u64; 7] = [1, 1, 1, 5, 5, 5, 30];
 const RECOVERY_LIMIT: Duration = Duration::from_secs(20);
+/// The option of the second `srt-live-transmit` (the first runs at its defaults).
+const LIBSRT_OPTION: &str = "peeridletimeo=1000";
 
-/// When each receiver delivered packets, and what our stack reported.
+/// The far side gives up on a caller it has not heard for this long: SRT's default
+/// peer-idle timeout (SRTO_PEERIDLETIMEO), as srt-tokio's options have it.
+fn far_peer_idle() -> Duration {
+    srt_tokio::options::Session::default().peer_idle_timeout
+}
+
+/// The cuts, in seconds, in order.
+fn outages() -> Vec<u64> {
+    quick::pick(vec![1, 1, 1, 5, 5, 5, 30], vec![1, 5])
+}
+
+/// The version of libsrt that `srt-live-transmit` runs on: what it says with
+/// `-version`, else the version of the installed libsrt package; `None` when neither
+/// can be read.
+fn libsrt_version() -> Option<String> {
+    let said = Command::new("srt-live-transmit")
+        .arg("-version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // "SRT Library version: 1.5.1, clock type: …" is the library it runs on
+            // ("Built with SRT Library version: …" the one it was compiled against).
+            text.lines()
+                .filter(|l| !l.trim_start().starts_with("Built with"))
+                .find_map(|l| l.split_once("SRT Library version:"))
+                .map(|(_, rest)| rest.split(',').next().unwrap_or(rest).trim().to_owned())
+        });
+    said.filter(|v| !v.is_empty()).or_else(|| {
+        // Debian names the package after the library's soname and TLS backend
+        // (libsrt1.5-openssl, libsrt1.5-gnutls); take the installed one.
+        let out = Command::new("dpkg-query")
+            .args([
+                "-W",
+                "-f=${Package} ${Version} ${db:Status-Abbrev}\n",
+                "libsrt*",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (package, version, status) = (f.next()?, f.next()?, f.next()?);
+            (status.starts_with("ii") && !version.is_empty())
+                .then(|| format!("{version} ({package})"))
+        })
+    })
+}
+
+/// When the far side sent each packet: entry `n` is the time of packet `n`.
+type SentLog = Arc<Mutex<Vec<Instant>>>;
+
+/// The number of the first packet the far side sent at or after `at` (a packet not
+/// sent yet gets a number at least this).
+fn first_sent_after(sent: &SentLog, at: Instant) -> u32 {
+    let sent = lock_sent(sent);
+    u32::try_from(sent.partition_point(|t| *t < at)).unwrap_or(u32::MAX)
+}
+
+/// The number the far side put in a packet's first 4 bytes.
+fn packet_number(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.get(..4)?.try_into().ok()?))
+}
+
+/// When each receiver delivered packets (and their numbers), and what our stack
+/// reported.
 #[derive(Default)]
 struct Log {
-    delivered: Vec<Instant>,
+    delivered: Vec<(Instant, Option<u32>)>,
     failures: Vec<Instant>,
     attempts: Vec<Instant>,
 }
@@ -80,8 +155,8 @@ struct Receiver {
 }
 
 /// The far side: an srt-tokio listener that sends a numbered packet every 5 ms to every
-/// caller it still hears from.
-async fn far_side() -> std::io::Result<SocketAddr> {
+/// caller it still hears from, noting when it sent each number.
+async fn far_side() -> std::io::Result<(SocketAddr, SentLog)> {
     let udp = UdpSocket::bind("127.0.0.1:0").await?;
     let address = udp.local_addr()?;
     let (binding, mut incoming) = SrtListener::builder()
@@ -90,6 +165,9 @@ async fn far_side() -> std::io::Result<SocketAddr> {
         .socket(udp)
         .bind(address)
         .await?;
+    let sent = SentLog::default();
+    let log = Arc::clone(&sent);
+    let far_peer_idle = far_peer_idle();
     tokio::spawn(async move {
         let _binding = binding;
         let mut callers: Vec<(SrtSocket, u64, Instant)> = Vec::new();
@@ -113,10 +191,13 @@ async fn far_side() -> std::io::Result<SocketAddr> {
                                 *at = Instant::now();
                             }
                         }
-                        at.elapsed() < FAR_PEER_IDLE
+                        at.elapsed() < far_peer_idle
                     });
                     payload[..4].copy_from_slice(&n.to_be_bytes());
+                    // Noted before the sends: a packet noted at or after a time was sent
+                    // after it.
                     let now = Instant::now();
+                    lock_sent(&log).push(now);
                     let bytes = Bytes::copy_from_slice(&payload);
                     for (socket, _, _) in &mut callers {
                         // Never wait on one caller: a stale one must not hold up the rest.
@@ -127,7 +208,12 @@ async fn far_side() -> std::io::Result<SocketAddr> {
             }
         }
     });
-    Ok(address)
+    Ok((address, sent))
+}
+
+fn lock_sent(sent: &SentLog) -> std::sync::MutexGuard<'_, Vec<Instant>> {
+    sent.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn config(backoff: BackoffType, jitter: Jitter) -> ReconnectionConfig {
@@ -151,6 +237,32 @@ fn config(backoff: BackoffType, jitter: Jitter) -> ReconnectionConfig {
     config
 }
 
+/// "ours: exponential 250 ms ×2 to 8 s, full jitter", from the config itself.
+fn label(config: &ReconnectionConfig) -> String {
+    let ms = |d: Duration| {
+        if d.subsec_millis() == 0 {
+            format!("{} s", d.as_secs())
+        } else {
+            format!("{} ms", d.as_millis())
+        }
+    };
+    let backoff = match config.backoff_type {
+        BackoffType::Exponential => format!(
+            "exponential {} ×{} to {}",
+            ms(config.initial_delay),
+            config.multiplier,
+            ms(config.max_delay)
+        ),
+        BackoffType::Fixed => format!("fixed {}", ms(config.initial_delay)),
+        other => format!("{other:?} from {}", ms(config.initial_delay)),
+    };
+    let jitter = match config.jitter_mode() {
+        Jitter::None => "no".to_owned(),
+        j => j.to_string(),
+    };
+    format!("ours: {backoff}, {jitter} jitter")
+}
+
 /// Our stack as an SRT caller through the simulator, its packets and events logged.
 fn ours(label: &str, config: &ReconnectionConfig, via: SocketAddr, id: usize) -> Receiver {
     let target = Target::new(format!("ours{id}"), Protocol::Srt)
@@ -163,7 +275,12 @@ fn ours(label: &str, config: &ReconnectionConfig, via: SocketAddr, id: usize) ->
     tokio::spawn(async move {
         while let Some(item) = packets.next().await {
             match item {
-                Ok(_) => lock(&sink).delivered.push(Instant::now()),
+                Ok(packet) => {
+                    let at = Instant::now();
+                    lock(&sink)
+                        .delivered
+                        .push((at, packet_number(&packet.payload)));
+                }
                 Err(e) => {
                     eprintln!("stream gave up: {e}");
                     break;
@@ -226,8 +343,9 @@ async fn live_transmit(
     let sink = Arc::clone(&log);
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
-        while output.recv(&mut buf).await.is_ok() {
-            lock(&sink).delivered.push(Instant::now());
+        while let Ok(len) = output.recv(&mut buf).await {
+            let at = Instant::now();
+            lock(&sink).delivered.push((at, packet_number(&buf[..len])));
         }
     });
     Ok(Receiver {
@@ -237,23 +355,39 @@ async fn live_transmit(
     })
 }
 
-/// Whether `receiver` delivered a packet at or after `since`.
+/// When `receiver` first delivered a packet at or after `since`.
 fn delivered_since(receiver: &Receiver, since: Instant) -> Option<Instant> {
     let log = lock(&receiver.log);
-    let i = log.delivered.partition_point(|at| *at < since);
-    log.delivered.get(i).copied()
+    let i = log.delivered.partition_point(|(at, _)| *at < since);
+    log.delivered.get(i).map(|(at, _)| *at)
+}
+
+/// When `receiver` first delivered, at or after `since`, a packet numbered `first`
+/// or later: one the far side sent after `since`.
+fn delivered_from(receiver: &Receiver, since: Instant, first: u32) -> Option<Instant> {
+    let log = lock(&receiver.log);
+    let i = log.delivered.partition_point(|(at, _)| *at < since);
+    log.delivered[i..]
+        .iter()
+        .find(|(_, n)| n.is_some_and(|n| n >= first))
+        .map(|(at, _)| *at)
 }
 
 /// What one receiver showed in one outage.
 #[derive(Clone, Copy)]
 struct Outcome {
     detected: Option<Duration>,
+    /// From the path coming back to the first packet sent after that, delivered.
     recovered: Option<Duration>,
+    /// From the path coming back to the first packet of any age delivered.
+    any_packet: Option<Duration>,
     attempts: usize,
 }
 
-fn outcome(receiver: &Receiver, down: Instant, up: Instant) -> Outcome {
-    let recovered_at = delivered_since(receiver, up);
+/// `first`: the number of the first packet sent after `up`.
+fn outcome(receiver: &Receiver, down: Instant, up: Instant, first: u32) -> Outcome {
+    let recovered_at = delivered_from(receiver, up, first);
+    let any_packet = delivered_since(receiver, up).map(|at| at.duration_since(up));
     let log = lock(&receiver.log);
     let detected = log
         .failures
@@ -269,6 +403,7 @@ fn outcome(receiver: &Receiver, down: Instant, up: Instant) -> Outcome {
     Outcome {
         detected,
         recovered: recovered_at.map(|at| at.duration_since(up)),
+        any_packet,
         attempts,
     }
 }
@@ -291,9 +426,9 @@ async fn wait_all_streaming(receivers: &[Receiver], limit: Duration) {
 async fn main() {
     let mut section = Section::new(
         "recovery",
-        "Recovery: from the path coming back to the first packet delivered",
+        "Recovery: from the path coming back to the first packet sent after it, delivered",
     );
-    let far = match far_side().await {
+    let (far, sent) = match far_side().await {
         Ok(far) => far,
         Err(e) => {
             section.para(&format!("Not measured: cannot start the SRT sender: {e}"));
@@ -308,24 +443,18 @@ async fn main() {
         .expect("the network simulator starts on loopback");
     let via = sim.local_addr();
 
-    let settings = [
-        (
-            "ours: exponential 250 ms ×2 to 8 s, no jitter",
-            config(BackoffType::Exponential, Jitter::None),
-        ),
-        (
-            "ours: exponential 250 ms ×2 to 8 s, full jitter",
-            config(BackoffType::Exponential, Jitter::Full),
-        ),
-        (
-            "ours: exponential 250 ms ×2 to 8 s, decorrelated jitter",
-            config(BackoffType::Exponential, Jitter::Decorrelated),
-        ),
-        (
-            "ours: fixed 1 s, no jitter",
-            config(BackoffType::Fixed, Jitter::None),
-        ),
-    ];
+    let settings: Vec<(String, ReconnectionConfig)> = [
+        (BackoffType::Exponential, Jitter::None),
+        (BackoffType::Exponential, Jitter::Full),
+        (BackoffType::Exponential, Jitter::Decorrelated),
+        (BackoffType::Fixed, Jitter::None),
+    ]
+    .into_iter()
+    .map(|(backoff, jitter)| {
+        let config = config(backoff, jitter);
+        (label(&config), config)
+    })
+    .collect();
     let mut receivers: Vec<Receiver> = settings
         .iter()
         .enumerate()
@@ -333,15 +462,17 @@ async fn main() {
         .collect();
     let mut children = Vec::new();
     let libsrt = have("srt-live-transmit");
+    let libsrt_version = libsrt_version().unwrap_or_else(|| "unknown".to_owned());
     if libsrt {
-        for (label, extra) in [
-            ("srt-live-transmit (libsrt 1.5 defaults)", ""),
-            (
-                "srt-live-transmit, peeridletimeo=1000",
-                "&peeridletimeo=1000",
-            ),
-        ] {
-            match live_transmit(label, via, extra, &mut children).await {
+        for option in [None, Some(LIBSRT_OPTION)] {
+            let (label, extra) = match option {
+                None => (
+                    format!("srt-live-transmit (libsrt {libsrt_version}, defaults)"),
+                    String::new(),
+                ),
+                Some(o) => (format!("srt-live-transmit, {o}"), format!("&{o}")),
+            };
+            match live_transmit(&label, via, &extra, &mut children).await {
                 Ok(r) => receivers.push(r),
                 Err(e) => eprintln!("{label}: not started: {e}"),
             }
@@ -356,8 +487,9 @@ async fn main() {
     }
 
     // results[outage][receiver]
+    let outages = outages();
     let mut results: Vec<(u64, Vec<Outcome>)> = Vec::new();
-    for &seconds in &OUTAGES {
+    for &seconds in &outages {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let down = Instant::now();
         sim.set_blackhole(true);
@@ -365,20 +497,24 @@ async fn main() {
         sim.set_blackhole(false);
         let up = Instant::now();
         eprintln!("path cut for {seconds} s and restored");
-        while up.elapsed() < RECOVERY_LIMIT
-            && !receivers.iter().all(|r| delivered_since(r, up).is_some())
-        {
+        let recovered = |r: &Receiver| delivered_from(r, up, first_sent_after(&sent, up));
+        while up.elapsed() < RECOVERY_LIMIT && !receivers.iter().all(|r| recovered(r).is_some()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Let everyone settle (and a receiver whose old connection limps on, find out).
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let outcomes: Vec<Outcome> = receivers.iter().map(|r| outcome(r, down, up)).collect();
+        let first = first_sent_after(&sent, up);
+        let outcomes: Vec<Outcome> = receivers
+            .iter()
+            .map(|r| outcome(r, down, up, first))
+            .collect();
         for (r, o) in receivers.iter().zip(&outcomes) {
             eprintln!(
-                "  {:<58} detected {:>8} ms, first packet {:>8} ms after the path came back, {} attempts",
+                "  {:<58} detected {:>6} ms; after the path came back: first packet sent after it {:>6} ms, first packet of any age {:>6} ms; {} attempts",
                 r.label,
                 ms(o.detected),
                 ms(o.recovered),
+                ms(o.any_packet),
                 o.attempts
             );
         }
@@ -386,23 +522,41 @@ async fn main() {
     }
     drop(children);
 
+    let defaults = ReconnectionConfig::default();
+    if let Some(notice) = quick::notice() {
+        section.para(&notice);
+    }
     section.para(&format!(
         "Measured in real time; the network trouble is simulated: the `NetworkSimulator` \
          blackholes the loopback path (both ways). Every receiver is an SRT caller of the same \
          srt-tokio listener through the same simulator, so each cut hits all of them at once. \
-         The listener sends a numbered {PAYLOAD}-byte packet every {} ms to every caller it \
-         still hears from (it drops a silent caller after {} s, as libsrt does); SRT latency \
-         {LATENCY_MS} ms everywhere. Ours: `ReconnectionConfig` defaults (3 s connect timeout, \
-         adaptive silence detection) with the backoff shown and no retry limit. libsrt: \
-         `srt-live-transmit` as a caller with auto-reconnect, relaying to a UDP port counted \
-         here; at its defaults it notices a dead peer only after its 5 s peer-idle timeout, and \
-         a connection that was never declared dead simply resumes. Cuts: {} s (in that order). \
-         \"recovered\" is the time from the path coming back to the first packet delivered \
-         downstream (medians over the cuts of that length); \"detected\" is how long after the \
+         The listener sends a {PAYLOAD}-byte packet every {} ms to every caller it still hears \
+         from (it drops a caller it has not heard from for {:?}, SRT's default peer-idle \
+         timeout as srt-tokio's options give it), numbered in its first 4 bytes, and notes \
+         when it sent each number; SRT latency {LATENCY_MS} ms everywhere. Ours: \
+         `ReconnectionConfig` defaults ({:?} connect timeout, adaptive silence detection {}) \
+         with the backoff shown and up to {} retries. libsrt: `srt-live-transmit` (libsrt \
+         {libsrt_version}, as it reports itself) as a caller with auto-reconnect (`-a yes`), \
+         at its defaults and with `{LIBSRT_OPTION}`, relaying to a UDP port counted here. \
+         Cuts: {} s (in that order). \"recovered\" is the time from the path coming back to \
+         the first packet delivered downstream that the listener sent after the path came \
+         back (packets sent before or during the cut, delivered late from a buffer, do not \
+         count); medians over the cuts of that length. \"detected\" is how long after the \
          cut our stack declared the connection failed.",
         PACKET_EVERY.as_millis(),
-        FAR_PEER_IDLE.as_secs(),
-        OUTAGES.map(|s| s.to_string()).join(", "),
+        far_peer_idle(),
+        defaults.srt.connect_timeout,
+        if defaults.silence.enabled {
+            "on"
+        } else {
+            "off"
+        },
+        settings[0].1.max_retries,
+        outages
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
     ));
     if !libsrt {
         section.para(
@@ -412,15 +566,17 @@ async fn main() {
     }
 
     let lengths: Vec<u64> = {
-        let mut l = OUTAGES.to_vec();
+        let mut l = outages.clone();
+        l.sort_unstable();
         l.dedup();
         l
     };
     let baseline_index = receivers.iter().position(|r| !r.ours);
     let mut header = vec!["receiver".to_owned()];
     for l in &lengths {
-        let runs = OUTAGES.iter().filter(|s| *s == l).count();
-        header.push(format!("{l} s cut: recovered ms ({runs} runs)"));
+        let runs = outages.iter().filter(|s| *s == l).count();
+        let plural = if runs == 1 { "" } else { "s" };
+        header.push(format!("{l} s cut: recovered ms ({runs} run{plural})"));
         header.push(format!("{l} s: detected ms"));
         header.push(format!("{l} s: vs libsrt"));
     }
@@ -486,9 +642,9 @@ async fn main() {
     attempt_header.extend(lengths.iter().map(|l| format!("{l} s cuts")));
     let attempt_header: Vec<&str> = attempt_header.iter().map(String::as_str).collect();
     section.table(&attempt_header, &attempt_rows);
-    section.para(
-        "\"—\" in a recovered column: that receiver delivered nothing within 20 s of the path \
-         coming back in at least one of those runs.",
-    );
+    section.para(&format!(
+        "\"—\" in a recovered column: that receiver delivered no packet sent after the path \
+         came back within {RECOVERY_LIMIT:?} of it, in at least one of those runs.",
+    ));
     section.finish();
 }

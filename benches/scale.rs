@@ -1,4 +1,4 @@
-//! How far one process scales: [`STREAMS`] monitored streams, each a full stack
+//! How far one process scales: [`streams()`] monitored streams, each a full stack
 //! (`ReconnectionConfig::reconnecting_with`: retry, timeout, state restore, failure
 //! detection, health) and its `Reconnecting` driver over an in-process
 //! `connection::channel`, on a multi-threaded runtime with one worker per core.
@@ -9,20 +9,22 @@
 //!   each read by a task of its own. Each variant runs in a fresh child process so that
 //!   one variant's freed memory does not hide the next one's.
 //! - **CPU while healthy** (measured, real time): every stream receives
-//!   [`RATE`] packets/s for [`CPU_WINDOW`]; CPU time (`utime + stime` of
-//!   `/proc/self/stat`) per second of wall time, against the bare channels fed the same
-//!   way by the same feeder.
+//!   [`RATE`] packets/s for [`cpu_window()`]; process CPU time (`utime + stime` of
+//!   `/proc/self/stat`) per second of wall time and per packet delivered to the
+//!   streams' readers, against the bare channels fed the same way by the same feeder.
 //! - **Mass outage** (simulated, tokio paused time): every connection drops at once
 //!   and the server refuses connections for [`OUTAGE`]; the server records each
 //!   attempt. Peak attempts per 100 ms and per 1 s, and the time until every stream is
-//!   back, for each jitter mode with the default exponential backoff (1 s doubling to
-//!   30 s).
+//!   back, for each jitter mode with the default exponential backoff's delays.
 //!
 //! Run with `cargo bench --all-features --bench scale`; the results are written to
-//! `target/bench-results/scale.md`.
+//! `target/bench-results/scale.md`. `BENCH_QUICK=1` runs a few hundred streams for
+//! a second, once per variant, to check that it works.
 
 #[path = "common/figures.rs"]
 mod figures;
+#[path = "common/quick.rs"]
+mod quick;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -48,17 +50,31 @@ use tower::timeout::TimeoutLayer;
 use tower::ServiceBuilder;
 
 /// Streams in the process.
-const STREAMS: usize = 10_000;
+fn streams() -> usize {
+    quick::pick(10_000, 500)
+}
 /// Packets per second each stream receives while healthy.
 const RATE: u32 = 20;
+/// The feeder's tick: each tick it sends to a share of the streams.
+const FEED_TICK: Duration = Duration::from_millis(10);
 /// How long CPU time is measured.
-const CPU_WINDOW: Duration = Duration::from_secs(8);
+fn cpu_window() -> Duration {
+    quick::pick(Duration::from_secs(8), Duration::from_secs(1))
+}
 /// Feeding before the CPU window opens, so that detectors have learned the rhythm.
-const SETTLE: Duration = Duration::from_secs(2);
+fn settle() -> Duration {
+    quick::pick(Duration::from_secs(2), Duration::from_millis(500))
+}
 /// Child processes per variant (bare, stack) for memory and CPU; medians are reported.
-const REPEATS: usize = 3;
+fn repeats() -> usize {
+    quick::pick(3, 1)
+}
+/// Worker threads of the measuring children's runtime.
+const WORKERS: usize = 2;
 /// How long the server refuses connections in the mass outage.
 const OUTAGE: Duration = Duration::from_secs(10);
+/// How long every stream streams, healthy, before the outage.
+const BEFORE_OUTAGE: Duration = Duration::from_secs(10);
 /// Packets per second each stream receives in the (simulated) outage runs: enough to
 /// keep a connection healthy, few enough to simulate quickly.
 const OUTAGE_RATE: u32 = 2;
@@ -67,7 +83,9 @@ const CAPACITY: usize = 64;
 /// CPU (in cores) other processes may use during a measuring window before it is redone.
 const BUSY: f64 = 0.2;
 /// Measuring windows redone at most, in the whole bench.
-const MAX_RERUNS: usize = 3;
+fn max_reruns() -> usize {
+    quick::pick(3, 0)
+}
 /// The environment variable that makes the binary a measuring child.
 const PHASE_VAR: &str = "MIRROR_SCALE_PHASE";
 
@@ -136,9 +154,32 @@ fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Option<ChannelSender>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Read `packets` to the end; count the stream as connected at its first packet.
-async fn consume<S, E>(mut packets: S, connected: Arc<AtomicUsize>, gave_up: Arc<AtomicUsize>)
-where
+/// One stream's count of delivered packets, on a cache line of its own so that the
+/// readers of neighbouring streams, on other workers, do not contend for it.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Delivered(AtomicU64);
+
+/// Every stream's count of delivered packets.
+type DeliveredCounts = Arc<Vec<Delivered>>;
+
+fn delivered_counts() -> DeliveredCounts {
+    Arc::new((0..streams()).map(|_| Delivered::default()).collect())
+}
+
+fn total_delivered(counts: &[Delivered]) -> u64 {
+    counts.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+}
+
+/// Read `packets` to the end, counting each one in `delivered[i]`; count the stream
+/// as connected at its first packet.
+async fn consume<S, E>(
+    mut packets: S,
+    delivered: DeliveredCounts,
+    i: usize,
+    connected: Arc<AtomicUsize>,
+    gave_up: Arc<AtomicUsize>,
+) where
     S: Stream<Item = Result<Packet, E>> + Unpin,
 {
     let mut first = true;
@@ -146,6 +187,9 @@ where
         match item {
             Ok(packet) => {
                 std::hint::black_box(&packet);
+                // One reader per counter: a plain store, no locked read-modify-write.
+                let count = &delivered[i].0;
+                count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 if first {
                     first = false;
                     connected.fetch_add(1, Ordering::Relaxed);
@@ -159,18 +203,22 @@ where
     }
 }
 
-/// Send one packet to each stream every `1 / rate` s, spread over 10 ms ticks, until
-/// the process ends. Returns the count of packets sent so far, shared.
+/// Feeder ticks per round: each tick feeds `1 / ticks_per_round` of the streams.
+fn ticks_per_round(rate: u32) -> usize {
+    ((Duration::from_secs(1) / rate).as_nanos() / FEED_TICK.as_nanos()).max(1) as usize
+}
+
+/// Send one packet to each stream every `1 / rate` s, spread over [`FEED_TICK`]
+/// ticks, until the process ends. Returns the count of packets sent so far, shared.
 fn spawn_feeder(slots: Arc<Vec<Slot>>, rate: u32) -> Arc<AtomicU64> {
     let sent = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&sent);
     tokio::spawn(async move {
-        const TICK: Duration = Duration::from_millis(10);
-        let ticks_per_round = (1_000 / rate / 10).max(1) as usize;
+        let ticks_per_round = ticks_per_round(rate);
         let n = slots.len();
         let mut cache: Vec<Option<ChannelSender>> = vec![None; n];
         let mut seqs = vec![0u16; n];
-        let mut interval = tokio::time::interval(TICK);
+        let mut interval = tokio::time::interval(FEED_TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = 0usize;
         loop {
@@ -210,7 +258,10 @@ struct ChildResult {
     /// CPU time other processes used in the same window: a busy machine skews ours.
     other_secs: f64,
     wall_secs: f64,
+    /// Packets the feeder sent in the window.
     packets: f64,
+    /// Packets the streams' readers received in the window.
+    delivered: f64,
     connects: f64,
     gave_up: f64,
 }
@@ -218,7 +269,7 @@ struct ChildResult {
 impl ChildResult {
     fn to_line(&self) -> String {
         format!(
-            "RESULT rss_before={} rss_after={} connect_secs={} cpu_secs={} other_secs={} wall_secs={} packets={} connects={} gave_up={}",
+            "RESULT rss_before={} rss_after={} connect_secs={} cpu_secs={} other_secs={} wall_secs={} packets={} delivered={} connects={} gave_up={}",
             self.rss_before,
             self.rss_after,
             self.connect_secs,
@@ -226,6 +277,7 @@ impl ChildResult {
             self.other_secs,
             self.wall_secs,
             self.packets,
+            self.delivered,
             self.connects,
             self.gave_up
         )
@@ -246,17 +298,27 @@ impl ChildResult {
             other_secs: *map.get("other_secs")?,
             wall_secs: *map.get("wall_secs")?,
             packets: *map.get("packets")?,
+            delivered: *map.get("delivered")?,
             connects: *map.get("connects")?,
             gave_up: *map.get("gave_up")?,
         })
     }
 
     fn per_stream_memory(&self) -> f64 {
-        (self.rss_after - self.rss_before) / STREAMS as f64
+        (self.rss_after - self.rss_before) / streams() as f64
     }
 
     fn cores(&self) -> f64 {
         self.cpu_secs / self.wall_secs
+    }
+
+    fn delivered_per_sec(&self) -> f64 {
+        self.delivered / self.wall_secs
+    }
+
+    /// Process CPU time per packet delivered to the readers, in seconds.
+    fn cpu_per_delivered(&self) -> f64 {
+        self.cpu_secs / self.delivered
     }
 
     fn other_cores(&self) -> f64 {
@@ -311,9 +373,10 @@ impl Variant {
 
 /// The measuring child: memory, then CPU.
 fn child(variant: Variant) {
+    let streams = streams();
     if variant == Variant::EventBuses {
         let rss_before = rss();
-        let buses: Vec<Events> = (0..STREAMS)
+        let buses: Vec<Events> = (0..streams)
             .map(|i| Events::new(format!("cam{i}")))
             .collect();
         let rss_after = rss();
@@ -329,12 +392,13 @@ fn child(variant: Variant) {
     }
     let with_stack = variant != Variant::Bare;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(WORKERS)
         .enable_all()
         .build()
         .expect("a runtime");
     let result = rt.block_on(async move {
-        let slots: Arc<Vec<Slot>> = Arc::new((0..STREAMS).map(|_| Slot::default()).collect());
+        let slots: Arc<Vec<Slot>> = Arc::new((0..streams).map(|_| Slot::default()).collect());
+        let delivered = delivered_counts();
         let connected = Arc::new(AtomicUsize::new(0));
         let gave_up = Arc::new(AtomicUsize::new(0));
         let connects = Arc::new(AtomicU64::new(0));
@@ -370,17 +434,23 @@ fn child(variant: Variant) {
                 });
                 let target = Target::new(stream_id, Protocol::InProcess);
                 let packets = config.reconnecting_with(connector, target, Arc::clone(&storage));
-                tokio::spawn(consume(packets, connected, gave_up));
+                tokio::spawn(consume(
+                    packets,
+                    Arc::clone(&delivered),
+                    i,
+                    connected,
+                    gave_up,
+                ));
             } else {
                 let state = ConnectionState::new(stream_id, Protocol::InProcess);
                 let (tx, conn) = channel(state, CAPACITY);
                 let _ = tx.send(packet(0)).await;
                 *lock(slot) = Some(tx);
                 connects.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(consume(conn, connected, gave_up));
+                tokio::spawn(consume(conn, Arc::clone(&delivered), i, connected, gave_up));
             }
         }
-        while connected.load(Ordering::Relaxed) < STREAMS {
+        while connected.load(Ordering::Relaxed) < streams {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let connect_secs = started.elapsed().as_secs_f64();
@@ -389,18 +459,20 @@ fn child(variant: Variant) {
         let rss_after = rss();
 
         let sent = spawn_feeder(Arc::clone(&slots), RATE);
-        tokio::time::sleep(SETTLE).await;
+        tokio::time::sleep(settle()).await;
         let busy0 = machine_busy();
-        let (cpu0, wall0, sent0) = (
+        let (cpu0, wall0, sent0, got0) = (
             cpu_time(),
             std::time::Instant::now(),
             sent.load(Ordering::Relaxed),
+            total_delivered(&delivered),
         );
-        tokio::time::sleep(CPU_WINDOW).await;
-        let (cpu1, wall1, sent1) = (
+        tokio::time::sleep(cpu_window()).await;
+        let (cpu1, wall1, sent1, got1) = (
             cpu_time(),
             std::time::Instant::now(),
             sent.load(Ordering::Relaxed),
+            total_delivered(&delivered),
         );
         let busy1 = machine_busy();
         ChildResult {
@@ -411,6 +483,7 @@ fn child(variant: Variant) {
             other_secs: ((busy1 - busy0) - (cpu1 - cpu0)).max(0.0),
             wall_secs: (wall1 - wall0).as_secs_f64(),
             packets: (sent1 - sent0) as f64,
+            delivered: (got1 - got0) as f64,
             connects: connects.load(Ordering::Relaxed) as f64,
             gave_up: gave_up.load(Ordering::Relaxed) as f64,
         }
@@ -476,7 +549,7 @@ impl OutageResult {
     }
 
     fn all_back(&self) -> f64 {
-        if self.back.len() < STREAMS {
+        if self.back.len() < streams() {
             return f64::INFINITY;
         }
         self.back.iter().copied().fold(0.0, f64::max)
@@ -499,8 +572,8 @@ impl Server {
             down_until: Mutex::new(None),
             outage_start: Mutex::new(None),
             attempts: Mutex::new(Vec::new()),
-            per_stream: (0..STREAMS).map(|_| AtomicU32::new(0)).collect(),
-            slots: (0..STREAMS).map(|_| Slot::default()).collect(),
+            per_stream: (0..streams()).map(|_| AtomicU32::new(0)).collect(),
+            slots: (0..streams()).map(|_| Slot::default()).collect(),
         }
     }
 
@@ -542,6 +615,13 @@ enum Retry {
     Shared(BackoffRetryLayer<ExponentialBackoff>),
 }
 
+/// Exponential backoff with `ReconnectionConfig`'s default delays (the caller sets
+/// the jitter).
+fn default_exponential() -> ExponentialBackoff {
+    let d = ReconnectionConfig::default();
+    ExponentialBackoff::new(d.initial_delay, d.max_delay, d.multiplier)
+}
+
 fn outage_run(label: &str, retry: &Retry) -> OutageResult {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -555,7 +635,9 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
         let back: Arc<Mutex<Vec<f64>>> = Arc::default();
         let connected = Arc::new(AtomicUsize::new(0));
         let gave_up = Arc::new(AtomicUsize::new(0));
-        for i in 0..STREAMS {
+        let delivered = delivered_counts();
+        let streams = streams();
+        for i in 0..streams {
             let events = Events::new(format!("cam{i}"));
             {
                 let (server, back) = (Arc::clone(&server), Arc::clone(&back));
@@ -572,11 +654,9 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
             // Many retries, so that every stream comes back; how many would have given
             // up under the default limit is counted from the attempts.
             let layer = match retry {
-                Retry::PerStream(jitter) => BackoffRetryLayer::new(
-                    ExponentialBackoff::new(Duration::from_secs(1), Duration::from_secs(30), 2.0)
-                        .jitter(*jitter)
-                        .seed(i as u64 + 1),
-                ),
+                Retry::PerStream(jitter) => {
+                    BackoffRetryLayer::new(default_exponential().jitter(*jitter).seed(i as u64 + 1))
+                }
                 Retry::Shared(layer) => layer.clone(),
             }
             .max_retries(100)
@@ -602,6 +682,8 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
                     .unverified_backoff(config.backoff());
             tokio::spawn(consume(
                 packets,
+                Arc::clone(&delivered),
+                i,
                 Arc::clone(&connected),
                 Arc::clone(&gave_up),
             ));
@@ -625,10 +707,10 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
             })
         };
         // Everyone up and settled.
-        while connected.load(Ordering::Relaxed) < STREAMS {
+        while connected.load(Ordering::Relaxed) < streams {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(BEFORE_OUTAGE).await;
 
         // The outage: every connection drops, and the server refuses for a while.
         let start = Instant::now();
@@ -638,7 +720,7 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
             lock(slot).take();
         }
         let limit = start + Duration::from_secs(600);
-        while back.lock().expect("not poisoned").len() + gave_up.load(Ordering::Relaxed) < STREAMS
+        while back.lock().expect("not poisoned").len() + gave_up.load(Ordering::Relaxed) < streams
             && Instant::now() < limit
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -660,30 +742,40 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
     })
 }
 
+/// "1 process", "3 processes".
+fn processes(n: usize) -> String {
+    format!("{n} process{}", if n == 1 { "" } else { "es" })
+}
+
 fn main() {
     if let Ok(name) = std::env::var(PHASE_VAR) {
         if let Some(variant) = Variant::ALL.into_iter().find(|v| v.name() == name) {
             return child(variant);
         }
     }
+    let streams = streams();
+    let repeats = repeats();
+    let cores_here = std::thread::available_parallelism().map_or(0, usize::from);
     let mut section = Section::new(&format!(
-        "Scale: {STREAMS} monitored streams in one process"
+        "Scale: {streams} monitored streams in one process"
     ));
+    if let Some(notice) = quick::notice() {
+        section.para(&notice);
+    }
     section.para(&format!(
         "Each stream is the full stack of `ReconnectionConfig::default().reconnecting_with` \
          (retry with backoff, per-attempt timeout, state restore into one shared \
          `MemoryStorage`, failure detection, health) and its `Reconnecting` driver over an \
          in-process `connection::channel` (capacity {CAPACITY}), read by a task of its own. \
-         The baseline is the same {STREAMS} channels, each read directly by a task of its own. \
-         Runtime: tokio multi-threaded, 2 workers, on a {}-core machine.",
-        std::thread::available_parallelism().map_or(0, usize::from)
+         The baseline is the same {streams} channels, each read directly by a task of its own. \
+         Runtime: tokio multi-threaded, {WORKERS} workers, on a {cores_here}-core machine."
     ));
 
     // Memory and CPU, measured in child processes, the variants in turn.
     let mut measured: Vec<(Variant, Vec<ChildResult>)> =
         Variant::ALL.iter().map(|&v| (v, Vec::new())).collect();
     let mut reruns = 0;
-    for rep in 0..REPEATS {
+    for rep in 0..repeats {
         for (variant, results) in &mut measured {
             progress(&format!(
                 "memory and CPU, repeat {}: {}",
@@ -693,7 +785,7 @@ fn main() {
             let mut result = run_child(*variant);
             // Another process busy on this 2-core machine skews the CPU figures: run
             // again, a few times at most in the whole bench.
-            while reruns < MAX_RERUNS
+            while reruns < max_reruns()
                 && *variant != Variant::EventBuses
                 && result.as_ref().is_some_and(|r| r.other_cores() > BUSY)
             {
@@ -703,6 +795,17 @@ fn main() {
                     result.as_ref().map_or(0.0, ChildResult::other_cores)
                 ));
                 result = run_child(*variant);
+            }
+            if let Some(r) = &result {
+                if *variant != Variant::EventBuses {
+                    progress(&format!(
+                        "  {:.0} packets/s delivered, {:.3} cores, {} of process CPU per \
+                         delivered packet",
+                        r.delivered_per_sec(),
+                        r.cores(),
+                        secs(r.cpu_per_delivered())
+                    ));
+                }
             }
             results.extend(result);
         }
@@ -718,10 +821,11 @@ fn main() {
     section.heading("Memory per stream (measured)");
     section.para(&format!(
         "Resident set size (`VmRSS` of `/proc/self/status`) of a fresh process before creating \
-         the streams and after every one has delivered its first packet, divided by {STREAMS}. \
-         Median of {REPEATS} processes per variant. The system allocator; no custom allocator. \
-         The last row creates only the {STREAMS} `Events` buses (one in every `Reconnecting`), \
-         to show where the stack's memory goes."
+         the streams and after every one has delivered its first packet, divided by {streams}. \
+         Median of {} per variant. The system allocator; no custom allocator. \
+         The last row creates only the {streams} `Events` buses (one in every `Reconnecting`), \
+         to show where the stack's memory goes.",
+        processes(repeats),
     ));
     let rows: Vec<Vec<String>> = measured
         .iter()
@@ -753,47 +857,54 @@ fn main() {
         &rows,
     );
     section.para(&format!(
-        "The stack costs {} per stream over a bare channel ({} for {STREAMS} streams); {} of \
-         it ({:.0} %) is the `Events` bus alone: a tokio broadcast channel whose {} slots of \
-         `ReconnectionEvent` ({} bytes each) are allocated when the bus is made.",
+        "The stack costs {} per stream over a bare channel ({} for {streams} streams); an \
+         `Events` bus alone, made as every driver makes one, costs {} per stream ({:.0} % of \
+         the stack's excess).",
         bytes(stack_mem - bare_mem),
-        bytes((stack_mem - bare_mem) * STREAMS as f64),
+        bytes((stack_mem - bare_mem) * streams as f64),
         bytes(bus_mem),
         100.0 * bus_mem / (stack_mem - bare_mem),
-        256,
-        std::mem::size_of::<mirror_reconnect::ReconnectionEvent>(),
     ));
 
     let bare_cores = med(bare, ChildResult::cores);
-    let bare_per_packet = bare_cores / med(bare, |r| r.packets / r.wall_secs);
+    let bare_per_packet = med(bare, ChildResult::cpu_per_delivered);
+    let share = ticks_per_round(RATE);
     section.heading("CPU while every stream is healthy (measured, real time)");
     section.para(&format!(
-        "Each stream receives {RATE} packets/s (one feeder task sends to a tenth of the streams \
-         every 10 ms), {} packets/s in all. After {} of feeding, CPU time (`utime + stime` from \
-         `/proc/self/stat`, the whole process, feeder included) is read over {} of wall time. \
-         Median of {REPEATS} processes per variant. \"Cores\" is CPU seconds per wall second \
-         (2 is the whole machine). \"Connects\" above {STREAMS} would be reconnections after \
-         false alarms under load. The last column is the CPU that other processes used during \
-         the window (from `/proc/stat`): a window in which they used more than {BUSY} cores \
-         is redone ({MAX_RERUNS} times at most in the bench), since a busy machine skews \
-         these figures.",
-        RATE as usize * STREAMS,
-        secs(SETTLE.as_secs_f64()),
-        secs(CPU_WINDOW.as_secs_f64())
+        "Each stream receives {RATE} packets/s (one feeder task sends to 1/{share} of the \
+         streams every {}), {} packets/s in all. After {} of feeding, process CPU time \
+         (`utime + stime` from `/proc/self/stat`, in ticks of {}: the whole process, feeder \
+         included) is read over {} of wall time, with the packets the streams' readers \
+         received in the same window. Median of {} per variant. \"Cores\" is CPU seconds \
+         per wall second ({cores_here} is the whole machine). \"Process CPU per delivered packet\" is \
+         the process CPU time of the window divided by the packets delivered to the readers in \
+         it, the figure to compare before and after a change to the driver or the layers. \
+         \"Connects\" above {streams} would be reconnections after false alarms under load. \
+         The last column is the CPU that other processes used during the window (from \
+         `/proc/stat`): a window in which they used more than {BUSY} cores is redone ({} \
+         times at most in the bench), since a busy machine skews these figures.",
+        secs(FEED_TICK.as_secs_f64()),
+        RATE as usize * streams,
+        secs(settle().as_secs_f64()),
+        secs(1.0 / clock_ticks()),
+        secs(cpu_window().as_secs_f64()),
+        processes(repeats),
+        max_reruns(),
     ));
     let rows: Vec<Vec<String>> = measured
         .iter()
         .filter(|(v, _)| *v != Variant::EventBuses)
         .map(|(variant, results)| {
             let cores = med(results, ChildResult::cores);
-            let rate = med(results, |r| r.packets / r.wall_secs);
+            let per_packet = med(results, ChildResult::cpu_per_delivered);
             vec![
                 variant.label().to_owned(),
-                format!("{rate:.0}"),
+                format!("{:.0}", med(results, ChildResult::delivered_per_sec)),
                 sig3(cores),
                 ratio(cores / bare_cores),
-                secs(cores / rate),
-                secs(cores / rate - bare_per_packet),
+                format!("{} µs", sig3(per_packet * 1e6)),
+                ratio(per_packet / bare_per_packet),
+                format!("{} µs", sig3((per_packet - bare_per_packet) * 1e6)),
                 format!("{:.0}", med(results, |r| r.connects)),
                 format!("{:.0}", med(results, |r| r.gave_up)),
                 format!("{:.2}", med(results, ChildResult::other_cores)),
@@ -805,9 +916,10 @@ fn main() {
             "variant",
             "packets/s delivered",
             "cores",
-            "ratio to bare",
-            "CPU per packet",
-            "over bare",
+            "cores, ratio to bare",
+            "process CPU per delivered packet",
+            "per packet, ratio to bare",
+            "per packet, over bare",
             "connects",
             "gave up",
             "other processes (cores)",
@@ -818,28 +930,25 @@ fn main() {
         measured
             .iter()
             .find(|(m, _)| *m == v)
-            .map_or(f64::NAN, |(_, r)| {
-                med(r, ChildResult::cores) / med(r, |r| r.packets / r.wall_secs)
-            })
+            .map_or(f64::NAN, |(_, r)| med(r, ChildResult::cpu_per_delivered))
     };
     let full = per_packet(Variant::Stack);
     section.para(&format!(
-        "The stack adds {} of CPU per packet over the bare channel; with \
-         `persist_state: false` it adds {}, with the adaptive silence detector off {}. At \
-         {RATE} packets/s a stream's task wakes for nearly every packet, so what the stack \
-         costs per wake-up (the driver, five layers, their timers) is counted here per packet; \
-         the hot-path bench measures the per-packet accounting alone, on a busy stream.",
-        secs(full - bare_per_packet),
-        secs(per_packet(Variant::StackNoSave) - bare_per_packet),
-        secs(per_packet(Variant::StackNoSilence) - bare_per_packet),
+        "Process CPU per delivered packet: full stack {} µs, bare channels {} µs, a ratio of \
+         {}; the stack adds {} µs per packet. With `persist_state: false` it adds {} µs, with \
+         the adaptive silence detector off {} µs. The hot-path bench measures the per-packet \
+         accounting alone, on a busy stream.",
+        sig3(full * 1e6),
+        sig3(bare_per_packet * 1e6),
+        ratio(full / bare_per_packet),
+        sig3((full - bare_per_packet) * 1e6),
+        sig3((per_packet(Variant::StackNoSave) - bare_per_packet) * 1e6),
+        sig3((per_packet(Variant::StackNoSilence) - bare_per_packet) * 1e6),
     ));
 
     // The mass outage, simulated.
     // Unseeded, as an application would build it: its clones draw their own numbers.
-    let shared = BackoffRetryLayer::new(
-        ExponentialBackoff::new(Duration::from_secs(1), Duration::from_secs(30), 2.0)
-            .jitter(Jitter::Full),
-    );
+    let shared = BackoffRetryLayer::new(default_exponential().jitter(Jitter::Full));
     let runs: Vec<(String, Retry)> = vec![
         ("none".to_owned(), Retry::PerStream(Jitter::None)),
         (
@@ -865,30 +974,51 @@ fn main() {
         progress(&format!("  done in {:?}", wall.elapsed()));
         results.push(r);
     }
+    let defaults = ReconnectionConfig::default();
+    let max_retries = defaults.max_retries;
+    // Attempts a stream makes before giving up under the default limit.
+    let attempts_allowed = max_retries + 1;
     section.heading(&format!(
-        "Mass outage of all {STREAMS} streams (simulated, tokio paused time)"
+        "Mass outage of all {streams} streams (simulated, tokio paused time)"
     ));
     section.para(&format!(
-        "Every stream connected and healthy ({OUTAGE_RATE} packets/s each) for 10 s; then every \
+        "Every stream connected and healthy ({OUTAGE_RATE} packets/s each) for {}; then every \
          connection drops at once and the server refuses every attempt for {} before \
-         accepting again. The server records the time of every attempt. Backoff: the default \
-         exponential, 1 s doubling to 30 s, in each jitter mode, each stream's jitter seeded by \
-         its index; retries are not limited here so that every stream comes back, and the \
-         last column counts the streams that needed more than 6 attempts, which would have \
-         given up under the default `max_retries: 5`. A stream is back when its reconnection \
-         succeeds (its new connection delivered a packet). Each stream's first attempt is made \
-         at once when its connection drops, whatever the jitter, so the {STREAMS} first \
-         attempts all land in the first window; \"retries\" peaks leave them out. Peaks count the \
-         attempts in the busiest window of 100 ms or 1 s (windows aligned on the start of the \
-         outage): 10 000 in 100 ms is a rate of 100 000 attempts/s. Ratios are against no \
-         jitter. The last row builds one `BackoffRetryLayer` with full jitter and \
-         clones it into every stream's stack.",
-        secs(OUTAGE.as_secs_f64())
+         accepting again. The server records the time of every attempt. Backoff: exponential \
+         with `ReconnectionConfig`'s default delays ({} ×{} up to {}), in each jitter mode, \
+         each stream's jitter seeded by its index; retries are not limited here so that every \
+         stream comes back, and the last column counts the streams that needed more than \
+         {attempts_allowed} attempts, which would have given up under the default \
+         `max_retries: {max_retries}`. A stream is back when its reconnection succeeds (its new \
+         connection delivered a packet). Each stream's first attempt is made at once when its \
+         connection drops, whatever the jitter: in every run at least {} of the {streams} \
+         first attempts landed in the first 100 ms; \"retries\" peaks leave them out. Peaks count the attempts in the \
+         busiest window of 100 ms or 1 s (windows aligned on the start of the outage): \
+         {streams} in 100 ms is a rate of {} attempts/s. Ratios are against no jitter. The \
+         last row builds one `BackoffRetryLayer` with full jitter and clones it into every \
+         stream's stack.",
+        secs(BEFORE_OUTAGE.as_secs_f64()),
+        secs(OUTAGE.as_secs_f64()),
+        secs(defaults.initial_delay.as_secs_f64()),
+        sig3(defaults.multiplier),
+        secs(defaults.max_delay.as_secs_f64()),
+        results
+            .iter()
+            .map(|r| r.attempts.iter().filter(|&&(t, first)| first && t < 0.1).count())
+            .min()
+            .unwrap_or(0),
+        streams * 10,
     ));
     let none_100 = results[0].peak(0.1, true) as f64;
     let none_1s = results[0].peak(1.0, true) as f64;
     let none_back = results[0].all_back();
     let none_accept = results[0].peak_accepted(0.1) as f64;
+    let over_limit = |r: &OutageResult| {
+        r.per_stream
+            .iter()
+            .filter(|&&n| n > attempts_allowed)
+            .count()
+    };
     let table: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
@@ -915,10 +1045,11 @@ fn main() {
                     ratio(back / OUTAGE.as_secs_f64()),
                     ratio(back / none_back)
                 ),
-                format!("{}", r.per_stream.iter().filter(|&&n| n > 6).count()),
+                format!("{}", over_limit(r)),
             ]
         })
         .collect();
+    let over_header = format!("> {attempts_allowed} attempts");
     section.table(
         &[
             "jitter",
@@ -930,17 +1061,17 @@ fn main() {
             "attempts per stream, median",
             "back, median",
             "all back",
-            "> 6 attempts",
+            &over_header,
         ],
         &table,
     );
     if results
         .iter()
-        .any(|r| r.gave_up > 0 || r.back.len() < STREAMS)
+        .any(|r| r.gave_up > 0 || r.back.len() < streams)
     {
         let lost: Vec<String> = results
             .iter()
-            .filter(|r| r.gave_up > 0 || r.back.len() < STREAMS)
+            .filter(|r| r.gave_up > 0 || r.back.len() < streams)
             .map(|r| format!("{}: {} back, {} gave up", r.label, r.back.len(), r.gave_up))
             .collect();
         section.para(&format!("Not all streams came back: {}.", lost.join("; ")));
@@ -953,28 +1084,35 @@ fn main() {
         by("decorrelated"),
         by("full, one layer cloned for all"),
     ) {
-        let over6 = |r: &OutageResult| r.per_stream.iter().filter(|&&n| n > 6).count();
+        let peak = |r: &OutageResult| r.peak(0.1, true) as f64;
+        // Whether the clones of one unseeded layer spread their retries as well as
+        // layers of their own do (within half again of the per-stream full-jitter peak).
+        let clones_spread = peak(shared) <= 1.5 * peak(full);
         section.para(&format!(
-            "Proportional jitter adds at most 10 % to each delay: the retry after 1 s still \
-             lands within 100 ms for nearly every stream ({} of the no-jitter peak); equal \
-             jitter is the default. Full, equal and decorrelated jitter spread the retries ({}, \
-             {} and {} of the no-jitter 100 ms peak) but draw some delays short, so streams \
-             retry more often: {}, {} and {} of the {STREAMS} streams needed more than 6 \
-             attempts to outlast a {} outage and would have given up under the default \
-             `max_retries: 5`. One unseeded `BackoffRetryLayer` with full jitter cloned into \
-             every stack: {} attempts in its busiest 100 ms window, {} of the no-jitter peak \
-             (clones of an unseeded backoff draw their own random numbers; a seeded one repeats \
-             its sequence in every clone, by design).",
-            ratio(prop.peak(0.1, true) as f64 / none_100),
-            ratio(full.peak(0.1, true) as f64 / none_100),
-            ratio(equal.peak(0.1, true) as f64 / none_100),
-            ratio(decor.peak(0.1, true) as f64 / none_100),
-            over6(full),
-            over6(equal),
-            over6(decor),
+            "Proportional jitter: {} of the no-jitter 100 ms peak. Full, equal and \
+             decorrelated jitter: {}, {} and {} of it, with {}, {} and {} of the {streams} \
+             streams needing more than {attempts_allowed} attempts to outlast a {} outage \
+             (they would have given up under the default `max_retries: {max_retries}`). The \
+             default jitter is {}. One unseeded `BackoffRetryLayer` with full jitter cloned \
+             into every stack: {} retries in its busiest 100 ms window, {} of the no-jitter \
+             peak and {} of the per-stream full-jitter layers' peak: {}.",
+            ratio(peak(prop) / none_100),
+            ratio(peak(full) / none_100),
+            ratio(peak(equal) / none_100),
+            ratio(peak(decor) / none_100),
+            over_limit(full),
+            over_limit(equal),
+            over_limit(decor),
             secs(OUTAGE.as_secs_f64()),
+            defaults.jitter_mode(),
             shared.peak(0.1, true),
-            ratio(shared.peak(0.1, true) as f64 / none_100),
+            ratio(peak(shared) / none_100),
+            ratio(peak(shared) / peak(full)),
+            if clones_spread {
+                "its clones spread their retries as layers of their own do"
+            } else {
+                "its clones do not spread their retries as layers of their own do"
+            },
         ));
     }
     section.publish("scale");

@@ -4,7 +4,8 @@
 //! feature, `RedisStorage` against a `redis-server` this bench starts on a free
 //! loopback port (skipped, with a message, when `redis-server` is not installed).
 //!
-//! Run with `cargo bench --bench state_store --features redis`.
+//! Run with `cargo bench --bench state_store --features redis`. `BENCH_QUICK=1` cuts
+//! criterion's sample count and times, to check that it runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,9 @@ use tokio::runtime::Runtime;
 #[cfg(feature = "redis")]
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;
+
+#[path = "common/quick.rs"]
+mod quick;
 
 /// A state of the size a live stream saves: codec, a few parameters, counters.
 fn state() -> ConnectionState {
@@ -91,12 +95,24 @@ fn redis(_c: &mut Criterion, _rt: &Runtime) {
     eprintln!("state_store/redis skipped: build with --features redis");
 }
 
+/// Criterion's settings: 50 samples over a few seconds per benchmark, or a fraction of
+/// a second with `BENCH_QUICK=1`.
+fn config() -> Criterion {
+    let c = Criterion::default();
+    if quick::quick() {
+        c.sample_size(10)
+            .warm_up_time(Duration::from_millis(100))
+            .measurement_time(Duration::from_millis(300))
+    } else {
+        c.sample_size(50)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3))
+    }
+}
+
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    config = config();
     targets = stores
 }
 criterion_main!(benches);

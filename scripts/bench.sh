@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Regenerate BENCHMARKS.md: run every bench, collect the markdown section each one
 # writes to target/bench-results/<bench>.md (criterion benches get theirs made here
-# from criterion's estimates), and put them under a header describing the machine and
-# a summary of the targets.
+# from criterion's estimates), stamp each section with the date (UTC), the exact
+# command and the commit it was measured with, and put them under a header describing
+# the machine and a summary of the targets.
 #
 #   bash scripts/bench.sh            # all benches, about 12 minutes on 2 cores
 #   BENCHES="hot_path recovery" bash scripts/bench.sh   # a subset
 #   RUN="scale" bash scripts/bench.sh                   # rerun one, keep the others' results
+#   BENCH_QUICK=1 bash scripts/bench.sh                 # short runs, to check the benches work
 #
-# Honours CARGO_TARGET_DIR. Measurements are only comparable within one run; on a
-# shared machine run it alone (e.g. under `flock`).
+# A section kept by RUN keeps the stamp of the run that measured it. Honours
+# CARGO_TARGET_DIR. Measurements are only comparable within one run; on a shared
+# machine run it alone (e.g. under `flock`).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,9 +21,27 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RESULTS=$ROOT/target/bench-results
 CRITERION=$TARGET_DIR/criterion
 OUT=$ROOT/BENCHMARKS.md
+# The invocation as it was typed, with the variables this script and the benches read.
+invocation=""
+for var in BENCHES RUN BENCH_QUICK THROUGHPUT_ONLY; do
+    if [[ -n ${!var:-} ]]; then
+        invocation+="$var=\"${!var}\" "
+    fi
+done
+COMMAND="${invocation}bash scripts/bench.sh"
+# What each bench is run with: the variables the benches read, then cargo.
+bench_env=""
+for var in BENCH_QUICK THROUGHPUT_ONLY; do
+    if [[ -n ${!var:-} ]]; then
+        bench_env+="$var=\"${!var}\" "
+    fi
+done
 BENCHES=${BENCHES:-"hot_path throughput recovery detection scale state_store"}
-COMMAND="bash scripts/bench.sh"
 STARTED=$(date +%s)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ $commit != unknown ]] && ! git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null; then
+    commit+=" with uncommitted changes"
+fi
 
 mkdir -p "$RESULTS"
 notes=()
@@ -59,6 +80,10 @@ def ns(v):
 est = estimates()
 lines = []
 targets = []
+# The notice the other benches write in quick mode (benches/common/quick.rs).
+quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+quick_notice = ("**Quick run (BENCH_QUICK=1): counts and durations cut to check that the bench "
+                "works; these figures are not comparable with a full run's.**\n")
 
 def row(name, base=None, label=None):
     if name not in est:
@@ -69,13 +94,18 @@ def row(name, base=None, label=None):
 
 if bench == "hot_path":
     lines.append("## Hot path: per-packet cost (criterion)\n")
+    if quick:
+        lines.append(quick_notice)
     lines.append(
         "Measured in real time by criterion (`benches/hot_path.rs`): the median time per "
         "iteration, its 95 % confidence interval, and the ratio to the baseline of the same "
         "table, all from this run. `accounting` is one packet counted; `…_with_reader` runs "
         "while another thread reads the same figures in a tight loop (`check_health()`, or "
-        "taking the lock), the worst case of a metrics reporter on a 2-core machine. `stream` "
-        "is one packet polled through each wrapper of an endless in-memory connection.\n")
+        f"taking the lock), the worst case of a metrics reporter on this {os.cpu_count()}-core "
+        "machine. `stream` is one packet polled through each wrapper of an endless in-memory "
+        "connection whose packets arrive at a steady rhythm, each stamped a fixed gap after "
+        "the one before, so that the failure detector learns the gaps and runs its periodic "
+        "checks inside the measured loop.\n")
     lines.append("| accounting, per packet | median | 95 % CI | vs mutex (same condition) |")
     lines.append("|---|---|---|---|")
     lines.append(row("accounting/lock_free", "accounting/mutex_baseline", "lock-free `record_packet`"))
@@ -91,6 +121,11 @@ if bench == "hot_path":
                         ("stream/health_and_detection", "`Detected<Monitored>` (health + detection)")]:
         lines.append(row(name, "stream/bare", label))
     lines.append("")
+    # What the bench saw its detector do, written by benches/hot_path.rs in this run.
+    stream_note = os.path.join(os.path.dirname(out), "hot_path.stream.md")
+    if os.path.exists(stream_note) and os.path.getmtime(stream_note) >= started:
+        with open(stream_note) as f:
+            lines.append(f.read().strip() + "\n")
     extra = sorted(k for k in est if k.startswith("experiment/"))
     if extra:
         lines.append("| experiment, per packet | median | 95 % CI | vs `record_packet` copy |")
@@ -114,6 +149,8 @@ if bench == "hot_path":
         lines.append(f"Added per packet over the bare poll: health {ns(added_h)}, mutex wrapper {ns(added_m)}.\n")
 elif bench == "state_store":
     lines.append("## State stores: save and load latency (criterion)\n")
+    if quick:
+        lines.append(quick_notice)
     lines.append(
         "Measured in real time by criterion (`benches/state_store.rs`): median time of one "
         "save or load of a stream's state, its 95 % confidence interval, and the ratio to the "
@@ -133,6 +170,29 @@ with open(out, "w") as f:
 PY
 }
 
+STAMP_PREFIX="_Measured "
+
+stamp_section() {
+    # $1: bench, $2: when it started (UTC), $3: the command that ran it. Puts a line
+    # saying so under the section's title.
+    python3 - "$RESULTS/$1.md" "$STAMP_PREFIX" "$2" "$3" "$COMMAND" "$commit" <<'PY'
+import sys
+
+path, prefix, when, command, invocation, commit = sys.argv[1:7]
+stamp = (f"{prefix}{when} by `{command}` (run by `{invocation}`), "
+         f"at commit {commit}._")
+with open(path) as f:
+    lines = f.read().split("\n")
+title = next((i for i, l in enumerate(lines) if l.startswith("## ")), None)
+if title is None:
+    lines[0:0] = [stamp, ""]
+else:
+    lines[title + 1:title + 1] = ["", stamp]
+with open(path, "w") as f:
+    f.write("\n".join(lines))
+PY
+}
+
 for bench in $BENCHES; do
     # RUN="scale detection": run only those again, keep the others' last results.
     if [[ -n ${RUN:-} && " $RUN " != *" $bench "* && -f $RESULTS/$bench.md ]]; then
@@ -147,6 +207,8 @@ for bench in $BENCHES; do
     fi
     echo "== $bench"
     began=$(date +%s)
+    began_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
+    # BENCH_QUICK and THROUGHPUT_ONLY reach the bench from this environment.
     if ! cargo bench --all-features --bench "$bench" 2>&1 | tee "$RESULTS/$bench.log"; then
         notes+=("\`$bench\`: the bench failed; see target/bench-results/$bench.log.")
         continue
@@ -156,6 +218,8 @@ for bench in $BENCHES; do
     fi
     if [[ ! -s $RESULTS/$bench.md ]]; then
         notes+=("\`$bench\`: ran but wrote no section to target/bench-results/$bench.md.")
+    else
+        stamp_section "$bench" "$began_utc" "${bench_env}cargo bench --all-features --bench $bench"
     fi
     echo "== $bench took $(( $(date +%s) - began )) s"
 done
@@ -165,14 +229,16 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 {
     echo "# Benchmarks"
     echo
-    echo "Generated by \`$COMMAND\` on $(date -u '+%Y-%m-%d %H:%M UTC'), in $(( ($(date +%s) - STARTED) / 60 )) minutes."
+    echo "Assembled by \`$COMMAND\` on $(date -u '+%Y-%m-%d %H:%M UTC') (that run took $(( ($(date +%s) - STARTED) / 60 )) minutes)."
+    echo "Each section says when (UTC), by which command and at which commit it was measured;"
+    echo "a section kept from an earlier run (\`RUN=\`) keeps its own."
     echo
     echo "| | |"
     echo "|---|---|"
     echo "| machine | $(nproc) cores, ${cpu:-unknown CPU}, $mem memory |"
     echo "| kernel | $(uname -sr) |"
     echo "| rustc | $(rustc --version) |"
-    echo "| command | \`$COMMAND\` (each bench: \`cargo bench --all-features --bench <name>\`) |"
+    echo "| command | \`$COMMAND\` (each bench: \`${bench_env}cargo bench --all-features --bench <name>\`; see each section) |"
     echo
     echo "Every time is also given as a ratio against a baseline measured in the same run;"
     echo "on a shared or small machine the ratios are the figures to compare between runs."
@@ -180,11 +246,11 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     echo
     echo "## Targets"
     echo
-    echo "| figure | target | measured | met? |"
-    echo "|---|---|---|---|"
+    echo "| section | figure | target | measured | met? |"
+    echo "|---|---|---|---|---|"
     for bench in $BENCHES; do
         [[ -f $RESULTS/$bench.md ]] || continue
-        sed -n 's/^<!-- target: \(.*\) -->$/| \1 |/p' "$RESULTS/$bench.md"
+        sed -n "s/^<!-- target: \\(.*\\) -->\$/| $bench | \\1 |/p" "$RESULTS/$bench.md"
     done
     echo
     if (( ${#notes[@]} )); then
@@ -195,7 +261,14 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     fi
     for bench in $BENCHES; do
         [[ -f $RESULTS/$bench.md ]] || continue
-        cat "$RESULTS/$bench.md"
+        if grep -q "^$STAMP_PREFIX" "$RESULTS/$bench.md"; then
+            cat "$RESULTS/$bench.md"
+        else
+            # Measured before sections were stamped: say that its date is unknown.
+            awk -v note="_Kept from an earlier run; when and by which command it was measured was not recorded._" \
+                '!done && /^## / { print; print ""; print note; done = 1; next } { print }' \
+                "$RESULTS/$bench.md"
+        fi
         echo
     done
 } > "$OUT"

@@ -1,5 +1,5 @@
 //! Shared by the throughput and recovery benches: medians, ratios, the receiving
-//! thread's CPU time, free ports, and the markdown section each bench writes to
+//! thread's and the process's CPU time, free ports, and the markdown section each bench writes to
 //! `target/bench-results/<bench>.md` and prints.
 //!
 //! Include with `#[path = "common/net_figures.rs"] mod net_figures;`.
@@ -87,6 +87,84 @@ pub fn thread_cpu() -> Option<Duration> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(ns))
+}
+
+/// A reading of the whole process's CPU time, for [`ProcessCpu::since`].
+#[derive(Debug, Clone)]
+pub struct ProcessCpu {
+    /// `utime + stime` of `/proc/self/stat`: every thread, living or gone, in ticks.
+    total: Duration,
+    /// Each living thread's scheduler time (`/proc/self/task/<tid>/schedstat`, ns).
+    threads: Vec<(u64, Duration)>,
+}
+
+impl ProcessCpu {
+    /// The process's CPU time now; `None` where `/proc` cannot tell.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name may hold spaces; the fields after it do not.
+        let after = stat.get(stat.rfind(')')? + 2..)?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let mut threads = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // A thread that ended since the listing has no file any more.
+            let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse().ok()) {
+                threads.push((tid, Duration::from_nanos(ns)));
+            }
+        }
+        Some(Self {
+            total: clock_tick().mul_f64(ticks as f64),
+            threads,
+        })
+    }
+
+    /// The CPU time the process used between `earlier` and this reading: the
+    /// nanosecond accounting of the threads living now (a thread started meanwhile
+    /// counts from zero), unless the tick accounting of the whole process says that
+    /// threads gone meanwhile used more than two ticks, in which case that.
+    pub fn since(&self, earlier: &Self) -> Duration {
+        let precise: Duration = self
+            .threads
+            .iter()
+            .map(|(tid, now)| {
+                let before = earlier
+                    .threads
+                    .iter()
+                    .find(|(t, _)| t == tid)
+                    .map_or(Duration::ZERO, |(_, d)| *d);
+                now.saturating_sub(before)
+            })
+            .sum();
+        let coarse = self.total.saturating_sub(earlier.total);
+        if coarse > precise + 2 * clock_tick() {
+            coarse
+        } else {
+            precise
+        }
+    }
+}
+
+/// One clock tick (`getconf CLK_TCK`; 1/100 s, Linux's value, when it cannot be asked).
+pub fn clock_tick() -> Duration {
+    static TICK: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        let per_sec = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(100);
+        Duration::from_secs(1) / per_sec
+    })
 }
 
 /// A UDP port free right now on 127.0.0.1.
