@@ -18,7 +18,7 @@ mod state;
 mod target;
 
 pub use channel::{channel, ChannelConnection, ChannelSender};
-pub use secret::Secret;
+pub use secret::{redact_url, Secret};
 pub use sequence::Sequence;
 pub use state::{ConnectionState, ConnectionStatistics, Protocol};
 pub use target::{StreamTarget, Target};
