@@ -18,6 +18,8 @@ mod state;
 mod target;
 
 pub use channel::{channel, ChannelConnection, ChannelSender};
+#[cfg(feature = "srt")]
+pub(crate) use secret::is_secret_name;
 pub use secret::{redact_url, Secret};
 pub use sequence::Sequence;
 pub use state::{ConnectionState, ConnectionStatistics, Protocol};

@@ -99,7 +99,8 @@ fn normalized_name(name: &str) -> String {
     String::from_utf8_lossy(&out).trim().to_ascii_lowercase()
 }
 
-fn is_secret_name(name: &str) -> bool {
+/// Whether a parameter of this name holds a secret, as [`redact_url`] judges it.
+pub(crate) fn is_secret_name(name: &str) -> bool {
     let name = normalized_name(name);
     ["passphrase", "password", "passwd", "secret", "token"]
         .iter()
