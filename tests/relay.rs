@@ -417,3 +417,166 @@ fn the_demo_runs_to_its_report() {
         "timeline"
     );
 }
+
+/// Run the relay to its exit (at most `limit`) with extra environment, reading both
+/// pipes as it goes so that a chatty run cannot block on a full pipe.
+fn run_to_exit(
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    let mut child = ChildGuard::new(
+        "relay",
+        Command::new(relay_bin())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the relay"),
+    );
+    let pipes = child.child.as_mut().expect("running");
+    let (mut out, mut err) = (pipes.stdout.take().unwrap(), pipes.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = out.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = err.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let status = child.wait_exit(limit);
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+/// A passphrase or password no output of the relay may ever show.
+const MARKER: &str = "s3cr3t-MARKER";
+
+#[test]
+fn bad_urls_never_show_a_passphrase_or_password() {
+    let pass = format!("passphrase={MARKER}-0123");
+    let cases: Vec<Vec<String>> = vec![
+        // Input: a mistyped scheme, bad SRT parameters, userinfo where SRT has none.
+        vec![
+            format!("srtt://127.0.0.1:9000?mode=caller&{pass}"),
+            "-".into(),
+        ],
+        vec![
+            format!("srt://127.0.0.1:9000?mode=sideways&{pass}"),
+            "-".into(),
+        ],
+        vec![format!("srt://127.0.0.1:9000?{pass}&latncy=20"), "-".into()],
+        vec![
+            format!("srt://u:{MARKER}@127.0.0.1:9000?mode=caller"),
+            "-".into(),
+        ],
+        vec![
+            format!("srt://127.0.0.1:9000?passphrase:{MARKER}"),
+            "-".into(),
+        ],
+        vec![format!("srt://127.0.0.1:9000?{pass}&{MARKER}"), "-".into()],
+        vec![format!("srt://127.0.0.1:nine?{pass}"), "-".into()],
+        vec![format!("udp://u:{MARKER}@127.0.0.1:9000"), "-".into()],
+        vec![format!("rtp://127.0.0.1:x?password={MARKER}"), "-".into()],
+        // Output: the same mistakes.
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("srtt://127.0.0.1:9000?{pass}"),
+        ],
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("srt://127.0.0.1:9000?mode=sideways&{pass}"),
+        ],
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("srt://u:{MARKER}@127.0.0.1:9000"),
+        ],
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("udp://u:{MARKER}@127.0.0.1:9000"),
+        ],
+        // State: an invalid Redis URL, a mistyped one.
+        vec![
+            "--state".into(),
+            format!("redis://:{MARKER}@bad host:6379"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--state".into(),
+            format!("redis://user:{MARKER}@127.0.0.1:6379/notadb"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--state".into(),
+            format!("redis:/user:{MARKER}@127.0.0.1:6379"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        // A URL where none belongs.
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+            format!("srt://127.0.0.1:9000?{pass}"),
+        ],
+        vec![
+            format!("--demo=srt://127.0.0.1:9000?{pass}"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--events".into(),
+            format!("srt://127.0.0.1:9000?{pass}"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--metrics-addr".into(),
+            format!("u:{MARKER}@127.0.0.1:9184"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--duration".into(),
+            format!("?{pass}"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+    ];
+    let mut problems = Vec::new();
+    for args in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, stdout, stderr) =
+            run_to_exit(&args, &[("RUST_LOG", "trace")], Duration::from_secs(20));
+        if stderr.contains(MARKER) || stdout.contains(MARKER) {
+            problems.push(format!("{args:?} shows the secret: {stderr}{stdout}"));
+        }
+        if status.code() != Some(2)
+            || stderr.trim_end().lines().count() != 1
+            || !stderr.starts_with("relay: ")
+        {
+            problems.push(format!("{args:?}: {status:?}, not one line: {stderr:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn an_unreachable_redis_never_shows_its_password() {
+    let state = format!("redis://u:{MARKER}@127.0.0.1:1");
+    let input = format!("udp://{}", free_udp());
+    let (_, stdout, stderr) = run_to_exit(
+        &["--state", &state, "--duration", "2", &input, "-"],
+        &[("RUST_LOG", "trace")],
+        Duration::from_secs(20),
+    );
+    assert!(
+        !stderr.contains(MARKER) && !stdout.contains(MARKER),
+        "shows the password: {stderr}{stdout}"
+    );
+}

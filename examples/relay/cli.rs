@@ -6,6 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mirror_reconnect::connection::redact_url;
+
 pub(crate) const USAGE: &str = "\
 Usage: relay [OPTIONS] <INPUT> <OUTPUT>
        relay --demo
@@ -84,6 +86,34 @@ fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
 }
 
+/// A value from the command line as a message shows it: quoted, and with any
+/// passphrase or password in it redacted.
+fn shown(value: &str) -> String {
+    format!("{:?}", redact_url(value))
+}
+
+/// The parser's own errors, with any value they repeat redacted.
+fn bad(e: lexopt::Error) -> UsageError {
+    use lexopt::Error;
+    usage(match e {
+        Error::UnexpectedValue { option, value } => format!(
+            "{option} takes no value, not {}",
+            shown(&value.to_string_lossy())
+        ),
+        Error::UnexpectedArgument(value) => {
+            format!("unexpected argument {}", shown(&value.to_string_lossy()))
+        }
+        Error::NonUnicodeValue(value) => format!(
+            "argument {} is not valid UTF-8",
+            shown(&value.to_string_lossy())
+        ),
+        Error::ParsingFailed { value, error } => {
+            format!("cannot parse {}: {error}", shown(&value))
+        }
+        other => other.to_string(),
+    })
+}
+
 /// `HOST:PORT` to one socket address; an empty host is every local address.
 pub(crate) fn socket_addr(what: &str, authority: &str) -> Result<SocketAddr, UsageError> {
     let authority = authority.split(['?', '/']).next().unwrap_or_default();
@@ -96,7 +126,7 @@ pub(crate) fn socket_addr(what: &str, authority: &str) -> Result<SocketAddr, Usa
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| usage(format!("{what} {authority:?} is not HOST:PORT")))
+        .ok_or_else(|| usage(format!("{what} {} is not HOST:PORT", shown(authority))))
 }
 
 fn parse_input(url: &str) -> Result<Input, UsageError> {
@@ -108,7 +138,8 @@ fn parse_input(url: &str) -> Result<Input, UsageError> {
         Ok(Input::Udp(socket_addr("input address", rest)?))
     } else {
         Err(usage(format!(
-            "input {url:?} is not an srt://, rtp:// or udp:// URL"
+            "input {} is not an srt://, rtp:// or udp:// URL",
+            shown(url)
         )))
     }
 }
@@ -130,7 +161,8 @@ fn parse_output(url: &str) -> Result<Output, UsageError> {
         Ok(Output::File(PathBuf::from(path)))
     } else {
         Err(usage(format!(
-            "output {url:?} is not udp://, rtp://, srt://, file:PATH or -"
+            "output {} is not udp://, rtp://, srt://, file:PATH or -",
+            shown(url)
         )))
     }
 }
@@ -147,15 +179,19 @@ fn parse_state(spec: &str) -> Result<StateSpec, UsageError> {
         Ok(StateSpec::Redis(spec.to_owned()))
     } else {
         Err(usage(format!(
-            "--state {spec:?} is not memory, file:DIR or redis://HOST:PORT[/DB]"
+            "--state {} is not memory, file:DIR or redis://HOST:PORT[/DB]",
+            shown(spec)
         )))
     }
 }
 
 fn text(value: OsString, option: &str) -> Result<String, UsageError> {
-    value
-        .into_string()
-        .map_err(|v| usage(format!("{option} {v:?} is not valid UTF-8")))
+    value.into_string().map_err(|v| {
+        usage(format!(
+            "{option} {} is not valid UTF-8",
+            shown(&v.to_string_lossy())
+        ))
+    })
 }
 
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageError> {
@@ -176,7 +212,6 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         demo_sender: None,
     };
     let mut positional = Vec::new();
-    let bad = |e: lexopt::Error| usage(e.to_string());
     while let Some(arg) = parser.next().map_err(bad)? {
         match arg {
             Long("config") => args.config = Some(parser.value().map_err(bad)?.into()),
@@ -191,7 +226,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                 let value = text(parser.value().map_err(bad)?, "--events")?;
                 if value != "json" {
                     return Err(usage(format!(
-                        "--events {value:?}: the only format is json"
+                        "--events {}: the only format is json",
+                        shown(&value)
                     )));
                 }
                 args.events_json = true;
@@ -204,7 +240,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                     .filter(|s: &f64| s.is_finite() && *s > 0.0)
                     .ok_or_else(|| {
                         usage(format!(
-                            "--duration {value:?} is not a positive number of seconds"
+                            "--duration {} is not a positive number of seconds",
+                            shown(&value)
                         ))
                     })?;
                 args.duration = Some(Duration::from_secs_f64(secs));
@@ -217,9 +254,12 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                 let (addr, epoch) = value
                     .split_once(',')
                     .ok_or_else(|| usage("--demo-sender takes ADDR,EPOCH_MS"))?;
-                let epoch = epoch
-                    .parse()
-                    .map_err(|_| usage(format!("--demo-sender epoch {epoch:?} is not a number")))?;
+                let epoch = epoch.parse().map_err(|_| {
+                    usage(format!(
+                        "--demo-sender epoch {} is not a number",
+                        shown(epoch)
+                    ))
+                })?;
                 args.demo_sender = Some((socket_addr("--demo-sender", addr)?, epoch));
                 return Ok(args);
             }
@@ -239,7 +279,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         }
         (false, []) => return Err(usage("missing INPUT and OUTPUT (or --demo)")),
         (false, [_]) => return Err(usage("missing OUTPUT")),
-        (false, _) => return Err(usage(format!("unexpected argument {:?}", positional[2]))),
+        (false, [_, _, extra, ..]) => {
+            return Err(usage(format!("unexpected argument {}", shown(extra))))
+        }
     }
     Ok(args)
 }
