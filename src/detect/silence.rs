@@ -13,27 +13,34 @@ use tokio::time::Instant;
 /// keeps a bursty VBR stream (long gaps between frames) or a lossy one (gaps of several
 /// lost packets) free of false alarms; the first keeps a smooth stream's detection at a
 /// few gaps. The result is clamped between `floor` and `ceiling`.
+///
+/// The bounds given for each field are those
+/// [`ReconnectionConfig::validate`](crate::ReconnectionConfig::validate) checks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SilenceConfig {
     /// Whether the adaptive detector runs (the fixed `timeout_duration` always does).
     pub enabled: bool,
     /// Suspicion level that trips: phi = -log10(probability that a gap is this long).
-    /// Default 8 (one false suspicion in 10⁸ gaps under the learned distribution).
+    /// Default 8 (one false suspicion in 10⁸ gaps under the learned distribution);
+    /// above 0, at most 100.
     pub phi_threshold: f64,
-    /// How many times the longest recent gap the silence must last. Default 2.
+    /// How many times the longest recent gap the silence must last. Default 2; from 1
+    /// to 100.
     pub max_gap_margin: f64,
-    /// Half-life of the remembered longest gap. Default 30 s.
+    /// Half-life of the remembered longest gap. Default 30 s; from 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub max_gap_half_life: Duration,
-    /// Never suspect silence sooner than this. Default 10 ms.
+    /// Never suspect silence sooner than this. Default 10 ms; at most `ceiling`.
     #[serde(with = "humantime_serde")]
     pub floor: Duration,
     /// Always suspect silence by this time (also the limit while the rhythm is still
-    /// being learned). Default 3 s, under SRT's 5 s peer-idle timeout.
+    /// being learned). Default 3 s, under SRT's 5 s peer-idle timeout; from 1 ms to
+    /// 24 h.
     #[serde(with = "humantime_serde")]
     pub ceiling: Duration,
-    /// Gaps to learn from before the adaptive limit applies. Default 16.
+    /// Gaps to learn from before the adaptive limit applies. Default 16; from 1 to
+    /// 10 000.
     pub min_samples: u32,
 }
 
