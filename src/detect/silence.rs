@@ -39,8 +39,8 @@ pub struct SilenceConfig {
     /// 24 h.
     #[serde(with = "humantime_serde")]
     pub ceiling: Duration,
-    /// Gaps to learn from before the adaptive limit applies. Default 16; from 1 to
-    /// 10 000.
+    /// Gaps to learn from before the adaptive limit applies. Default 16; from 1 (0 is
+    /// taken as 1: with no gap learned the limit would be the floor) to 10 000.
     pub min_samples: u32,
 }
 
@@ -153,7 +153,9 @@ impl SilenceDetector {
     }
 
     fn compute_limit(&self) -> Duration {
-        if !self.config.enabled || self.samples < self.config.min_samples {
+        // At least one gap: with none, the mean is zero and the limit the floor.
+        let min_samples = self.config.min_samples.max(1);
+        if !self.config.enabled || self.samples < min_samples {
             return self.config.ceiling;
         }
         // A floor on the deviation, as in Akka, so a perfectly regular stream does
@@ -161,7 +163,7 @@ impl SilenceDetector {
         let std = self.var.sqrt().max(self.mean / 4.0);
         let by_phi = self.mean + self.z * std;
         let mut by_max = self.config.max_gap_margin * self.max_gap;
-        if self.samples < LEARNING * self.config.min_samples {
+        if self.samples < LEARNING.saturating_mul(min_samples) {
             // Early on, the longest gap seen is short and the deviation small, so two or
             // three lost packets in a row would look like silence: until the rhythm is
             // well known, wait at least this many mean gaps.
@@ -221,6 +223,24 @@ mod tests {
             d.observe(t0 + Duration::from_millis(10 * i));
         }
         assert_eq!(d.limit(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn min_samples_0_waits_for_a_gap_as_1_does() {
+        let config = SilenceConfig {
+            min_samples: 0,
+            ..SilenceConfig::default()
+        };
+        let mut d = SilenceDetector::new(config);
+        let t0 = Instant::now();
+        d.observe(t0);
+        assert_eq!(d.limit(), config.ceiling, "no gap learned yet");
+        d.observe(t0 + Duration::from_millis(10));
+        assert_eq!(
+            d.limit(),
+            Duration::from_millis(60),
+            "six gaps while learning"
+        );
     }
 
     #[test]
