@@ -418,13 +418,14 @@ fn the_demo_runs_to_its_report() {
     );
 }
 
-/// Run the relay to its exit (at most `limit`) with extra environment, reading both
-/// pipes as it goes so that a chatty run cannot block on a full pipe.
+/// Run the relay to its exit with extra environment, reading both pipes as it goes so
+/// that a chatty run cannot block on a full pipe. No status when it still ran after
+/// `limit` (it is killed then).
 fn run_to_exit(
     args: &[&str],
     env: &[(&str, &str)],
     limit: Duration,
-) -> (std::process::ExitStatus, String, String) {
+) -> (Option<std::process::ExitStatus>, String, String) {
     use std::io::Read;
     let mut child = ChildGuard::new(
         "relay",
@@ -449,7 +450,18 @@ fn run_to_exit(
         let _ = err.read_to_end(&mut text);
         String::from_utf8_lossy(&text).into_owned()
     });
-    let status = child.wait_exit(limit);
+    let start = Instant::now();
+    let status = loop {
+        let running = child.child.as_mut().expect("running");
+        if let Some(status) = running.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     (status, out.join().unwrap(), err.join().unwrap())
 }
 
@@ -556,7 +568,7 @@ fn bad_urls_never_show_a_passphrase_or_password() {
         if stderr.contains(MARKER) || stdout.contains(MARKER) {
             problems.push(format!("{args:?} shows the secret: {stderr}{stdout}"));
         }
-        if status.code() != Some(2)
+        if status.and_then(|s| s.code()) != Some(2)
             || stderr.trim_end().lines().count() != 1
             || !stderr.starts_with("relay: ")
         {
@@ -579,4 +591,75 @@ fn an_unreachable_redis_never_shows_its_password() {
         !stderr.contains(MARKER) && !stdout.contains(MARKER),
         "shows the password: {stderr}{stdout}"
     );
+}
+
+#[test]
+fn out_of_range_values_exit_2_naming_the_option_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, yaml: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ages = config("ages.yaml", "check_interval: 300000000000y\n");
+    let flapping = config("flapping.yaml", "silence:\n  min_samples: 0\n");
+    let steep = config("steep.yaml", "multiplier: 1e300\n");
+    let a_dir = dir.path().to_str().unwrap().to_owned();
+    let input = format!("udp://{}", free_udp());
+    let input = input.as_str();
+    let mut cases: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+    for duration in [
+        "1e20", "NaN", "nan", "inf", "-inf", "-1", "1e400", "0", "-0",
+    ] {
+        cases.push((vec!["--duration", duration, input, "-"], vec!["--duration"]));
+    }
+    cases.extend([
+        (
+            vec!["--config", &ages, input, "-"],
+            vec!["check_interval", "at most 24h"],
+        ),
+        (
+            vec!["--config", &flapping, input, "-"],
+            vec!["silence.min_samples", "at least 1"],
+        ),
+        (
+            vec!["--config", &steep, input, "-"],
+            vec!["multiplier", "at most"],
+        ),
+        (vec!["--config", &a_dir, input, "-"], vec!["--config"]),
+        (
+            vec!["udp://127.0.0.1:7000/some/path?ttl=3", "-"],
+            vec!["input", "/some/path", "ttl=3"],
+        ),
+        (vec!["rtp://127.0.0.1:7000/x", "-"], vec!["input", "/x"]),
+        (
+            vec!["rtp://127.0.0.1:7000?pkt_size=1316", "-"],
+            vec!["input", "pkt_size=1316"],
+        ),
+        (
+            vec![input, "udp://127.0.0.1:5000?pkt_size=1316"],
+            vec!["output", "pkt_size=1316"],
+        ),
+        (
+            vec![input, "rtp://127.0.0.1:5000/live"],
+            vec!["output", "/live"],
+        ),
+        (
+            vec!["--metrics-addr", "127.0.0.1:0/metrics", input, "-"],
+            vec!["--metrics-addr"],
+        ),
+    ]);
+    let mut problems = Vec::new();
+    for (args, needles) in &cases {
+        let (status, _, stderr) = run_to_exit(args, &[], Duration::from_secs(10));
+        let code = status.and_then(|s| s.code());
+        if code != Some(2)
+            || stderr.trim_end().lines().count() != 1
+            || !stderr.starts_with("relay: ")
+            || needles.iter().any(|n| !stderr.contains(n))
+        {
+            problems.push(format!("{args:?}: exit {code:?}, {stderr:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
