@@ -594,6 +594,39 @@ fn an_unreachable_redis_never_shows_its_password() {
 }
 
 #[test]
+fn a_running_srt_input_never_shows_its_passphrase() {
+    // Valid URLs, traced at the finest level, with events and metrics on.
+    let input = format!(
+        "srt://127.0.0.1:{}?mode=listener&streamid=cam1&passphrase={MARKER}-0123",
+        free_udp().port()
+    );
+    let output = format!(
+        "srt://127.0.0.1:{}?mode=caller&passphrase={MARKER}-4567",
+        free_udp().port()
+    );
+    let metrics = format!("127.0.0.1:{}", free_udp().port());
+    let (status, stdout, stderr) = run_to_exit(
+        &[
+            "--duration",
+            "2",
+            "--events",
+            "json",
+            "--metrics-addr",
+            &metrics,
+            &input,
+            &output,
+        ],
+        &[("RUST_LOG", "trace")],
+        Duration::from_secs(20),
+    );
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    assert!(
+        !stderr.contains(MARKER) && !stdout.contains(MARKER),
+        "shows the passphrase: {stderr}{stdout}"
+    );
+}
+
+#[test]
 fn out_of_range_values_exit_2_naming_the_option_and_the_rule() {
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str, yaml: &str| {
