@@ -60,7 +60,8 @@ pub enum BackoffType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SrtConfig {
-    /// Bounds each connect attempt (through tower's `TimeoutLayer`). Default 3 s.
+    /// Bounds each connect attempt (through tower's `TimeoutLayer`). Default 3 s; from
+    /// 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Whether a connection the peer closed cleanly is reconnected. Default true.
@@ -81,7 +82,7 @@ impl Default for SrtConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RtpConfig {
     /// How long an RTP session may go without packets before the connector ends it.
-    /// Default 10 s.
+    /// Default 10 s; from 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
     /// Whether a session that timed out is reconnected. Default true.
@@ -101,22 +102,24 @@ impl Default for RtpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReconnectionConfig {
-    /// Retries after the first attempt before a reconnection gives up. Default 5.
+    /// Retries after the first attempt before a reconnection gives up. Default 5; at
+    /// most 1 000 000.
     pub max_retries: u32,
-    /// How often health thresholds are checked. Default 1 s.
+    /// How often health thresholds are checked. Default 1 s; from 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
     /// exponential (default), linear or fixed.
     pub backoff_type: BackoffType,
-    /// First delay. Default 1 s.
+    /// First delay. Default 1 s; above zero, at most 24 h.
     #[serde(with = "humantime_serde")]
     pub initial_delay: Duration,
-    /// Largest delay. Default 30 s.
+    /// Largest delay. Default 30 s; at least `initial_delay`, at most 24 h.
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
-    /// Growth factor of exponential backoff, at least 1. Default 2.
+    /// Growth factor of exponential backoff. Default 2; from 1 to 10.
     pub multiplier: f64,
-    /// Step of linear backoff. Default: `initial_delay`.
+    /// Step of linear backoff. Default: `initial_delay`; at most 24 h (zero keeps the
+    /// delay at `initial_delay`).
     #[serde(with = "humantime_serde")]
     pub increment: Option<Duration>,
     /// Whether delays get jitter. Default true.
@@ -124,22 +127,24 @@ pub struct ReconnectionConfig {
     /// The jitter mode when `use_jitter` is on: none, proportional, full, equal
     /// (default) or decorrelated.
     pub jitter: Option<Jitter>,
-    /// Give up a reconnection that has lasted this long. Default: no limit.
+    /// Give up a reconnection that has lasted this long. Default: no limit; when set,
+    /// above zero and at most 24 h.
     #[serde(with = "humantime_serde")]
     pub max_elapsed: Option<Duration>,
-    /// How long a new connection has to deliver its first packet. Default 10 s.
+    /// How long a new connection has to deliver its first packet. Default 10 s; from
+    /// 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub first_packet_timeout: Duration,
-    /// Failure thresholds.
+    /// Failure thresholds (their bounds are on [`FailureThresholds`]' fields).
     pub health_thresholds: FailureThresholds,
-    /// Adaptive media-silence detection.
+    /// Adaptive media-silence detection (its bounds are on [`SilenceConfig`]'s fields).
     pub silence: SilenceConfig,
     /// Whether state is saved and restored. Default true.
     pub persist_state: bool,
-    /// How long saved state stays valid. Default 1 h.
+    /// How long saved state stays valid. Default 1 h; from 1 ms to 30 days.
     #[serde(with = "humantime_serde")]
     pub state_ttl: Duration,
-    /// How often state is saved while packets flow. Default 1 s.
+    /// How often state is saved while packets flow. Default 1 s; from 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub save_interval: Duration,
     /// SRT settings.
@@ -221,9 +226,71 @@ fn invalid(field: &'static str, rule: impl Into<String>) -> ConfigError {
     }
 }
 
-fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+/// The longest interval, timeout or delay, and how a message says it.
+const DAY: (Duration, &str) = (Duration::from_secs(24 * 3600), "24h");
+/// The longest time saved state may stay valid, and how a message says it.
+const MONTH: (Duration, &str) = (Duration::from_secs(30 * 24 * 3600), "30 days");
+/// The shortest interval or timeout something is checked or waited on over and over:
+/// shorter ones only burn CPU, and nothing live happens that fast.
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+/// The most retries: a reconnection that has failed this often will not succeed.
+const MAX_RETRIES: u32 = 1_000_000;
+/// The steepest exponential backoff.
+const MAX_MULTIPLIER: f64 = 10.0;
+/// The highest packet rate a limit can ask for (a 10 Gbit/s stream of 1 316-byte
+/// packets is under a million per second).
+const MAX_PACKET_RATE: f64 = 1_000_000.0;
+/// The most packets an interval may need before its rates are judged.
+const MAX_RATE_SAMPLES: u64 = 1_000_000;
+/// The most gaps the silence detector may wait for before it trusts its rhythm.
+const MAX_SILENCE_SAMPLES: u32 = 10_000;
+/// The highest suspicion level (one false alarm in 10¹⁰⁰ gaps).
+const MAX_PHI: f64 = 100.0;
+/// The largest margin over the longest recent gap.
+const MAX_GAP_MARGIN: f64 = 100.0;
+
+/// `d` is above zero and at most `max`.
+fn positive(field: &'static str, d: Duration, max: (Duration, &str)) -> Result<(), ConfigError> {
     if d.is_zero() {
         Err(invalid(field, "must be greater than zero"))
+    } else {
+        at_most(field, d, max)
+    }
+}
+
+/// `d` is at most `max`.
+fn at_most(field: &'static str, d: Duration, max: (Duration, &str)) -> Result<(), ConfigError> {
+    if d > max.0 {
+        Err(invalid(
+            field,
+            format!("must be at most {}, not {d:?}", max.1),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `d` is from [`MIN_PERIOD`] to `max`.
+fn period(field: &'static str, d: Duration, max: (Duration, &str)) -> Result<(), ConfigError> {
+    positive(field, d, max)?;
+    if d < MIN_PERIOD {
+        Err(invalid(
+            field,
+            format!("must be at least {MIN_PERIOD:?}, not {d:?}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `n` is at most `max`.
+fn count_at_most<N: PartialOrd + fmt::Display>(
+    field: &'static str,
+    n: N,
+    max: N,
+) -> Result<(), ConfigError> {
+    if n > max {
+        Err(invalid(field, format!("must be at most {max}, not {n}")))
     } else {
         Ok(())
     }
@@ -271,56 +338,109 @@ impl ReconnectionConfig {
     }
 
     /// Check every value against its rule; the error names the field and the rule.
+    ///
+    /// Every duration and number has bounds (on each field's documentation), so that
+    /// a config that validates runs: no interval so long that a deadline overflows,
+    /// none so short that it only burns CPU, no detector that trips before it learned
+    /// anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("check_interval", self.check_interval)?;
-        positive("initial_delay", self.initial_delay)?;
-        positive("max_delay", self.max_delay)?;
+        count_at_most("max_retries", self.max_retries, MAX_RETRIES)?;
+        period("check_interval", self.check_interval, DAY)?;
+        positive("initial_delay", self.initial_delay, DAY)?;
+        positive("max_delay", self.max_delay, DAY)?;
         if self.max_delay < self.initial_delay {
             return Err(invalid("max_delay", "must be at least initial_delay"));
         }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+        if !(self.multiplier.is_finite()
+            && self.multiplier >= 1.0
+            && self.multiplier <= MAX_MULTIPLIER)
+        {
             return Err(invalid(
                 "multiplier",
-                format!("must be at least 1, not {}", self.multiplier),
+                format!(
+                    "must be at least 1 and at most {MAX_MULTIPLIER}, not {}",
+                    self.multiplier
+                ),
             ));
         }
+        if let Some(increment) = self.increment {
+            at_most("increment", increment, DAY)?;
+        }
         if let Some(max) = self.max_elapsed {
-            positive("max_elapsed", max)?;
+            positive("max_elapsed", max, DAY)?;
         }
         if !self.use_jitter && self.jitter.is_some_and(|j| j != Jitter::None) {
             return Err(invalid("jitter", "is set but use_jitter is false"));
         }
-        positive("first_packet_timeout", self.first_packet_timeout)?;
+        period("first_packet_timeout", self.first_packet_timeout, DAY)?;
 
         let t = &self.health_thresholds;
         fraction("health_thresholds.max_packet_loss", t.max_packet_loss)?;
         fraction("health_thresholds.max_error_rate", t.max_error_rate)?;
-        positive("health_thresholds.max_latency", t.max_latency)?;
-        positive("health_thresholds.timeout_duration", t.timeout_duration)?;
-        if !(t.min_packet_rate.is_finite() && t.min_packet_rate >= 0.0) {
+        positive("health_thresholds.max_latency", t.max_latency, DAY)?;
+        period(
+            "health_thresholds.timeout_duration",
+            t.timeout_duration,
+            DAY,
+        )?;
+        if !(t.min_packet_rate.is_finite()
+            && t.min_packet_rate >= 0.0
+            && t.min_packet_rate <= MAX_PACKET_RATE)
+        {
             return Err(invalid(
                 "health_thresholds.min_packet_rate",
-                format!("must be zero (off) or more, not {}", t.min_packet_rate),
+                format!(
+                    "must be zero (off) or more, at most {MAX_PACKET_RATE}, not {}",
+                    t.min_packet_rate
+                ),
             ));
         }
+        count_at_most(
+            "health_thresholds.min_samples",
+            t.min_samples,
+            MAX_RATE_SAMPLES,
+        )?;
 
         let s = &self.silence;
-        if !(s.phi_threshold.is_finite() && s.phi_threshold > 0.0) {
-            return Err(invalid("silence.phi_threshold", "must be above 0"));
+        if !(s.phi_threshold.is_finite() && s.phi_threshold > 0.0 && s.phi_threshold <= MAX_PHI) {
+            return Err(invalid(
+                "silence.phi_threshold",
+                format!(
+                    "must be above 0 and at most {MAX_PHI}, not {}",
+                    s.phi_threshold
+                ),
+            ));
         }
-        if !(s.max_gap_margin.is_finite() && s.max_gap_margin >= 1.0) {
-            return Err(invalid("silence.max_gap_margin", "must be at least 1"));
+        if !(s.max_gap_margin.is_finite()
+            && s.max_gap_margin >= 1.0
+            && s.max_gap_margin <= MAX_GAP_MARGIN)
+        {
+            return Err(invalid(
+                "silence.max_gap_margin",
+                format!(
+                    "must be at least 1 and at most {MAX_GAP_MARGIN}, not {}",
+                    s.max_gap_margin
+                ),
+            ));
         }
-        positive("silence.max_gap_half_life", s.max_gap_half_life)?;
-        positive("silence.ceiling", s.ceiling)?;
+        period("silence.max_gap_half_life", s.max_gap_half_life, DAY)?;
+        period("silence.ceiling", s.ceiling, DAY)?;
         if s.floor > s.ceiling {
             return Err(invalid("silence.floor", "must not exceed silence.ceiling"));
         }
+        if s.min_samples == 0 {
+            return Err(invalid(
+                "silence.min_samples",
+                "must be at least 1, not 0 (with 0 the adaptive limit applies before a \
+                 single gap is learned: it is the floor, and every stream trips it)",
+            ));
+        }
+        count_at_most("silence.min_samples", s.min_samples, MAX_SILENCE_SAMPLES)?;
 
-        positive("state_ttl", self.state_ttl)?;
-        positive("save_interval", self.save_interval)?;
-        positive("srt.connect_timeout", self.srt.connect_timeout)?;
-        positive("rtp.session_timeout", self.rtp.session_timeout)?;
+        period("state_ttl", self.state_ttl, MONTH)?;
+        period("save_interval", self.save_interval, DAY)?;
+        period("srt.connect_timeout", self.srt.connect_timeout, DAY)?;
+        period("rtp.session_timeout", self.rtp.session_timeout, DAY)?;
         Ok(())
     }
 

@@ -207,3 +207,180 @@ fn a_parse_error_names_the_file() {
     std::fs::remove_file(&path).unwrap();
     assert!(e.contains(&path.display().to_string()), "{e}");
 }
+
+#[test]
+fn values_past_their_bounds_are_errors_naming_the_key_and_the_bound() {
+    const AGES: &str = "300000000000y";
+    let cases = [
+        (
+            format!("check_interval: {AGES}"),
+            "check_interval",
+            "at most 24h",
+        ),
+        (
+            "check_interval: 500us".into(),
+            "check_interval",
+            "at least 1ms",
+        ),
+        (
+            "initial_delay: 25h\nmax_delay: 26h".into(),
+            "initial_delay",
+            "at most 24h",
+        ),
+        (format!("max_delay: {AGES}"), "max_delay", "at most 24h"),
+        ("multiplier: 1000".into(), "multiplier", "at most 10"),
+        ("multiplier: .nan".into(), "multiplier", "at least 1"),
+        (format!("increment: {AGES}"), "increment", "at most 24h"),
+        (format!("max_elapsed: {AGES}"), "max_elapsed", "at most 24h"),
+        (
+            format!("first_packet_timeout: {AGES}"),
+            "first_packet_timeout",
+            "at most 24h",
+        ),
+        (
+            "max_retries: 4294967295".into(),
+            "max_retries",
+            "at most 1000000",
+        ),
+        (
+            format!("health_thresholds:\n  max_latency: {AGES}"),
+            "health_thresholds.max_latency",
+            "at most 24h",
+        ),
+        (
+            format!("health_thresholds:\n  timeout_duration: {AGES}"),
+            "health_thresholds.timeout_duration",
+            "at most 24h",
+        ),
+        (
+            "health_thresholds:\n  min_packet_rate: 1e12".into(),
+            "health_thresholds.min_packet_rate",
+            "at most 1000000",
+        ),
+        (
+            "health_thresholds:\n  min_samples: 18446744073709551615".into(),
+            "health_thresholds.min_samples",
+            "at most 1000000",
+        ),
+        (
+            "silence:\n  min_samples: 0".into(),
+            "silence.min_samples",
+            "at least 1, not 0",
+        ),
+        (
+            "silence:\n  min_samples: 4294967295".into(),
+            "silence.min_samples",
+            "at most 10000",
+        ),
+        (
+            "silence:\n  phi_threshold: 1e300".into(),
+            "silence.phi_threshold",
+            "at most 100",
+        ),
+        (
+            "silence:\n  max_gap_margin: 1e300".into(),
+            "silence.max_gap_margin",
+            "at most 100",
+        ),
+        (
+            format!("silence:\n  max_gap_half_life: {AGES}"),
+            "silence.max_gap_half_life",
+            "at most 24h",
+        ),
+        (
+            format!("silence:\n  ceiling: {AGES}"),
+            "silence.ceiling",
+            "at most 24h",
+        ),
+        (format!("state_ttl: {AGES}"), "state_ttl", "at most 30 days"),
+        ("state_ttl: 31d".into(), "state_ttl", "at most 30 days"),
+        (
+            format!("save_interval: {AGES}"),
+            "save_interval",
+            "at most 24h",
+        ),
+        (
+            format!("srt:\n  connect_timeout: {AGES}"),
+            "srt.connect_timeout",
+            "at most 24h",
+        ),
+        (
+            format!("rtp:\n  session_timeout: {AGES}"),
+            "rtp.session_timeout",
+            "at most 24h",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (yaml, field, rule) in &cases {
+        match ReconnectionConfig::from_yaml_str(yaml) {
+            Ok(_) => wrong.push(format!("{yaml:?} was accepted")),
+            Err(e) => {
+                let message = e.to_string();
+                if !message.contains(&format!("{field}: ")) || !message.contains(rule) {
+                    wrong.push(format!("{yaml:?}: {message}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_bounds_themselves_are_valid() {
+    let yaml = "
+max_retries: 1000000
+check_interval: 24h
+initial_delay: 24h
+max_delay: 24h
+multiplier: 10
+increment: 24h
+max_elapsed: 24h
+first_packet_timeout: 24h
+health_thresholds:
+  max_latency: 24h
+  timeout_duration: 24h
+  min_packet_rate: 1000000
+  min_samples: 1000000
+silence:
+  phi_threshold: 100
+  max_gap_margin: 100
+  max_gap_half_life: 24h
+  floor: 24h
+  ceiling: 24h
+  min_samples: 10000
+state_ttl: 30days
+save_interval: 24h
+srt:
+  connect_timeout: 24h
+rtp:
+  session_timeout: 24h
+";
+    ReconnectionConfig::from_yaml_str(yaml).unwrap();
+    let low = "
+max_retries: 0
+check_interval: 1ms
+initial_delay: 1ns
+max_delay: 1ns
+multiplier: 1
+increment: 0s
+max_elapsed: 1ns
+first_packet_timeout: 1ms
+health_thresholds:
+  max_latency: 1ns
+  timeout_duration: 1ms
+  min_packet_rate: 0
+  min_samples: 0
+silence:
+  max_gap_half_life: 1ms
+  floor: 0s
+  ceiling: 1ms
+  min_samples: 1
+state_ttl: 1ms
+save_interval: 1ms
+srt:
+  connect_timeout: 1ms
+rtp:
+  session_timeout: 1ms
+";
+    ReconnectionConfig::from_yaml_str(low).unwrap();
+}

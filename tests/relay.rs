@@ -540,3 +540,282 @@ fn the_demo_runs_to_its_report() {
     let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "timeline");
 }
+
+/// Run the relay to its exit with extra environment, reading both pipes as it goes so
+/// that a chatty run cannot block on a full pipe. No status when it still ran after
+/// `limit` (it is killed then).
+fn run_to_exit(
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
+    use std::io::Read;
+    let mut child = ChildGuard::new(
+        "relay",
+        Command::new(relay_bin())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the relay"),
+    );
+    let pipes = child.child.as_mut().expect("running");
+    let (mut out, mut err) = (pipes.stdout.take().unwrap(), pipes.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = out.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = err.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let start = Instant::now();
+    let status = loop {
+        let running = child.child.as_mut().expect("running");
+        if let Some(status) = running.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+/// A passphrase or password no output of the relay may ever show.
+const MARKER: &str = "s3cr3t-MARKER";
+
+#[test]
+fn bad_urls_never_show_a_passphrase_or_password() {
+    let pass = format!("passphrase={MARKER}-0123");
+    let cases: Vec<Vec<String>> = vec![
+        // Input: a mistyped scheme, bad SRT parameters, userinfo where SRT has none.
+        vec![
+            format!("srtt://127.0.0.1:9000?mode=caller&{pass}"),
+            "-".into(),
+        ],
+        vec![
+            format!("srt://127.0.0.1:9000?mode=sideways&{pass}"),
+            "-".into(),
+        ],
+        vec![format!("srt://127.0.0.1:9000?{pass}&latncy=20"), "-".into()],
+        vec![
+            format!("srt://u:{MARKER}@127.0.0.1:9000?mode=caller"),
+            "-".into(),
+        ],
+        vec![
+            format!("srt://127.0.0.1:9000?passphrase:{MARKER}"),
+            "-".into(),
+        ],
+        vec![format!("srt://127.0.0.1:9000?{pass}&{MARKER}"), "-".into()],
+        vec![format!("srt://127.0.0.1:nine?{pass}"), "-".into()],
+        vec![format!("udp://u:{MARKER}@127.0.0.1:9000"), "-".into()],
+        vec![format!("rtp://127.0.0.1:x?password={MARKER}"), "-".into()],
+        // Output: the same mistakes.
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("srtt://127.0.0.1:9000?{pass}"),
+        ],
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("srt://127.0.0.1:9000?mode=sideways&{pass}"),
+        ],
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("srt://u:{MARKER}@127.0.0.1:9000"),
+        ],
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            format!("udp://u:{MARKER}@127.0.0.1:9000"),
+        ],
+        // State: an invalid Redis URL, a mistyped one.
+        vec![
+            "--state".into(),
+            format!("redis://:{MARKER}@bad host:6379"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--state".into(),
+            format!("redis://user:{MARKER}@127.0.0.1:6379/notadb"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--state".into(),
+            format!("redis:/user:{MARKER}@127.0.0.1:6379"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        // A URL where none belongs.
+        vec![
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+            format!("srt://127.0.0.1:9000?{pass}"),
+        ],
+        vec![
+            format!("--demo=srt://127.0.0.1:9000?{pass}"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--events".into(),
+            format!("srt://127.0.0.1:9000?{pass}"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--metrics-addr".into(),
+            format!("u:{MARKER}@127.0.0.1:9184"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+        vec![
+            "--duration".into(),
+            format!("?{pass}"),
+            "udp://127.0.0.1:5000".into(),
+            "-".into(),
+        ],
+    ];
+    let mut problems = Vec::new();
+    for args in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, stdout, stderr) =
+            run_to_exit(&args, &[("RUST_LOG", "trace")], Duration::from_secs(20));
+        if stderr.contains(MARKER) || stdout.contains(MARKER) {
+            problems.push(format!("{args:?} shows the secret: {stderr}{stdout}"));
+        }
+        if status.and_then(|s| s.code()) != Some(2)
+            || stderr.trim_end().lines().count() != 1
+            || !stderr.starts_with("relay: ")
+        {
+            problems.push(format!("{args:?}: {status:?}, not one line: {stderr:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn an_unreachable_redis_never_shows_its_password() {
+    let state = format!("redis://u:{MARKER}@127.0.0.1:1");
+    let input = format!("udp://{}", free_udp());
+    let (_, stdout, stderr) = run_to_exit(
+        &["--state", &state, "--duration", "2", &input, "-"],
+        &[("RUST_LOG", "trace")],
+        Duration::from_secs(20),
+    );
+    assert!(
+        !stderr.contains(MARKER) && !stdout.contains(MARKER),
+        "shows the password: {stderr}{stdout}"
+    );
+}
+
+#[test]
+fn a_running_srt_input_never_shows_its_passphrase() {
+    // Valid URLs, traced at the finest level, with events and metrics on.
+    let input = format!(
+        "srt://127.0.0.1:{}?mode=listener&streamid=cam1&passphrase={MARKER}-0123",
+        free_udp().port()
+    );
+    let output = format!(
+        "srt://127.0.0.1:{}?mode=caller&passphrase={MARKER}-4567",
+        free_udp().port()
+    );
+    let metrics = format!("127.0.0.1:{}", free_udp().port());
+    let (status, stdout, stderr) = run_to_exit(
+        &[
+            "--duration",
+            "2",
+            "--events",
+            "json",
+            "--metrics-addr",
+            &metrics,
+            &input,
+            &output,
+        ],
+        &[("RUST_LOG", "trace")],
+        Duration::from_secs(20),
+    );
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    assert!(
+        !stderr.contains(MARKER) && !stdout.contains(MARKER),
+        "shows the passphrase: {stderr}{stdout}"
+    );
+}
+
+#[test]
+fn out_of_range_values_exit_2_naming_the_option_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, yaml: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ages = config("ages.yaml", "check_interval: 300000000000y\n");
+    let flapping = config("flapping.yaml", "silence:\n  min_samples: 0\n");
+    let steep = config("steep.yaml", "multiplier: 1e300\n");
+    let a_dir = dir.path().to_str().unwrap().to_owned();
+    let input = format!("udp://{}", free_udp());
+    let input = input.as_str();
+    let mut cases: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+    for duration in [
+        "1e20", "NaN", "nan", "inf", "-inf", "-1", "1e400", "0", "-0",
+    ] {
+        cases.push((vec!["--duration", duration, input, "-"], vec!["--duration"]));
+    }
+    cases.extend([
+        (
+            vec!["--config", &ages, input, "-"],
+            vec!["check_interval", "at most 24h"],
+        ),
+        (
+            vec!["--config", &flapping, input, "-"],
+            vec!["silence.min_samples", "at least 1"],
+        ),
+        (
+            vec!["--config", &steep, input, "-"],
+            vec!["multiplier", "at most"],
+        ),
+        (vec!["--config", &a_dir, input, "-"], vec!["--config"]),
+        (
+            vec!["udp://127.0.0.1:7000/some/path?ttl=3", "-"],
+            vec!["input", "/some/path", "ttl=3"],
+        ),
+        (vec!["rtp://127.0.0.1:7000/x", "-"], vec!["input", "/x"]),
+        (
+            vec!["rtp://127.0.0.1:7000?pkt_size=1316", "-"],
+            vec!["input", "pkt_size=1316"],
+        ),
+        (
+            vec![input, "udp://127.0.0.1:5000?pkt_size=1316"],
+            vec!["output", "pkt_size=1316"],
+        ),
+        (
+            vec![input, "rtp://127.0.0.1:5000/live"],
+            vec!["output", "/live"],
+        ),
+        (
+            vec!["--metrics-addr", "127.0.0.1:0/metrics", input, "-"],
+            vec!["--metrics-addr"],
+        ),
+    ]);
+    let mut problems = Vec::new();
+    for (args, needles) in &cases {
+        let (status, _, stderr) = run_to_exit(args, &[], Duration::from_secs(10));
+        let code = status.and_then(|s| s.code());
+        if code != Some(2)
+            || stderr.trim_end().lines().count() != 1
+            || !stderr.starts_with("relay: ")
+            || needles.iter().any(|n| !stderr.contains(n))
+        {
+            problems.push(format!("{args:?}: exit {code:?}, {stderr:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

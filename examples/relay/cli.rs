@@ -6,6 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mirror_reconnect::connection::redact_url;
+
 pub(crate) const USAGE: &str = "\
 Usage: relay [OPTIONS] <INPUT> <OUTPUT>
        relay --demo
@@ -16,13 +18,14 @@ INPUT   srt://HOST:PORT?mode=caller|listener|rendezvous&streamid=ID&latency=MS&p
         rtp://HOST:PORT    receive RTP over UDP on that address
         udp://HOST:PORT    receive raw UDP datagrams (e.g. MPEG-TS) on that address
 OUTPUT  udp://HOST:PORT | rtp://HOST:PORT | srt://... (any mode) | file:PATH | - (stdout)
+        (udp:// and rtp:// take no path or query)
 
 Options:
   --config FILE         YAML reconnection config (defaults otherwise)
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
   --events json         print each reconnection event as one JSON line on stderr
-  --duration SECS       stop cleanly after that long
+  --duration SECS       stop cleanly after that long (at most 31536000, a year)
   --log-level LEVEL     error, warn (default), info, debug or trace; RUST_LOG, when set,
                         takes a full filter instead (this option wins over it)
   --quiet               no log lines and no status line (errors that stop the relay
@@ -77,6 +80,10 @@ pub(crate) struct Args {
     pub(crate) demo_sender: Option<(SocketAddr, u64)>,
 }
 
+/// The longest `--duration`: a year. A relay meant to run longer runs without one and
+/// is stopped with a signal.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A command line that cannot run: said in one line.
 #[derive(Debug)]
 pub(crate) struct UsageError(pub String);
@@ -91,9 +98,36 @@ fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
 }
 
+/// A value from the command line as a message shows it: quoted, and with any
+/// passphrase or password in it redacted.
+fn shown(value: &str) -> String {
+    format!("{:?}", redact_url(value))
+}
+
+/// The parser's own errors, with any value they repeat redacted.
+fn bad(e: lexopt::Error) -> UsageError {
+    use lexopt::Error;
+    usage(match e {
+        Error::UnexpectedValue { option, value } => format!(
+            "{option} takes no value, not {}",
+            shown(&value.to_string_lossy())
+        ),
+        Error::UnexpectedArgument(value) => {
+            format!("unexpected argument {}", shown(&value.to_string_lossy()))
+        }
+        Error::NonUnicodeValue(value) => format!(
+            "argument {} is not valid UTF-8",
+            shown(&value.to_string_lossy())
+        ),
+        Error::ParsingFailed { value, error } => {
+            format!("cannot parse {}: {error}", shown(&value))
+        }
+        other => other.to_string(),
+    })
+}
+
 /// `HOST:PORT` to one socket address; an empty host is every local address.
 pub(crate) fn socket_addr(what: &str, authority: &str) -> Result<SocketAddr, UsageError> {
-    let authority = authority.split(['?', '/']).next().unwrap_or_default();
     let with_host = if authority.starts_with(':') {
         format!("0.0.0.0{authority}")
     } else {
@@ -103,19 +137,55 @@ pub(crate) fn socket_addr(what: &str, authority: &str) -> Result<SocketAddr, Usa
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| usage(format!("{what} {authority:?} is not HOST:PORT")))
+        .ok_or_else(|| usage(format!("{what} {} is not HOST:PORT", shown(authority))))
+}
+
+/// The `HOST:PORT` of a `udp://` or `rtp://` URL (`what` is input or output). They take
+/// nothing else but a trailing `/`: a path, query or fragment would be ignored, so it
+/// is an error that names it.
+fn udp_address(what: &str, url: &str) -> Result<SocketAddr, UsageError> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if !tail.is_empty() && tail != "/" {
+        let (before, fragment) = match tail.split_once('#') {
+            Some((before, fragment)) => (before, Some(fragment)),
+            None => (tail, None),
+        };
+        let (path, query) = match before.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (before, None),
+        };
+        let mut unused = Vec::new();
+        if !path.is_empty() && path != "/" {
+            unused.push(format!("the path {}", shown(path)));
+        }
+        if let Some(query) = query {
+            unused.push(format!("the query {}", shown(query)));
+        }
+        if let Some(fragment) = fragment {
+            unused.push(format!("the fragment {}", shown(fragment)));
+        }
+        return Err(usage(format!(
+            "{what} {}: {scheme}:// takes only HOST:PORT, not {}",
+            shown(url),
+            unused.join(" nor ")
+        )));
+    }
+    socket_addr(&format!("{what} address"), authority)
 }
 
 fn parse_input(url: &str) -> Result<Input, UsageError> {
     if url.starts_with("srt://") {
         Ok(Input::Srt(url.to_owned()))
-    } else if let Some(rest) = url.strip_prefix("rtp://") {
-        Ok(Input::Rtp(socket_addr("input address", rest)?))
-    } else if let Some(rest) = url.strip_prefix("udp://") {
-        Ok(Input::Udp(socket_addr("input address", rest)?))
+    } else if url.starts_with("rtp://") {
+        Ok(Input::Rtp(udp_address("input", url)?))
+    } else if url.starts_with("udp://") {
+        Ok(Input::Udp(udp_address("input", url)?))
     } else {
         Err(usage(format!(
-            "input {url:?} is not an srt://, rtp:// or udp:// URL"
+            "input {} is not an srt://, rtp:// or udp:// URL",
+            shown(url)
         )))
     }
 }
@@ -125,11 +195,8 @@ fn parse_output(url: &str) -> Result<Output, UsageError> {
         Ok(Output::Stdout)
     } else if url.starts_with("srt://") {
         Ok(Output::Srt(url.to_owned()))
-    } else if let Some(rest) = url
-        .strip_prefix("udp://")
-        .or_else(|| url.strip_prefix("rtp://"))
-    {
-        Ok(Output::Udp(socket_addr("output address", rest)?))
+    } else if url.starts_with("udp://") || url.starts_with("rtp://") {
+        Ok(Output::Udp(udp_address("output", url)?))
     } else if let Some(path) = url.strip_prefix("file:") {
         if path.is_empty() {
             return Err(usage("output file: needs a path (file:PATH)"));
@@ -137,7 +204,8 @@ fn parse_output(url: &str) -> Result<Output, UsageError> {
         Ok(Output::File(PathBuf::from(path)))
     } else {
         Err(usage(format!(
-            "output {url:?} is not udp://, rtp://, srt://, file:PATH or -"
+            "output {} is not udp://, rtp://, srt://, file:PATH or -",
+            shown(url)
         )))
     }
 }
@@ -154,15 +222,33 @@ fn parse_state(spec: &str) -> Result<StateSpec, UsageError> {
         Ok(StateSpec::Redis(spec.to_owned()))
     } else {
         Err(usage(format!(
-            "--state {spec:?} is not memory, file:DIR or redis://HOST:PORT[/DB]"
+            "--state {} is not memory, file:DIR or redis://HOST:PORT[/DB]",
+            shown(spec)
         )))
     }
 }
 
+/// The `--config` file, if it can be opened and is not a directory; reading and
+/// checking it comes later.
+fn config_file(path: PathBuf) -> Result<PathBuf, UsageError> {
+    let opened = std::fs::File::open(&path).and_then(|file| file.metadata());
+    let shown_path = shown(&path.to_string_lossy());
+    match opened {
+        Err(e) => Err(usage(format!("--config {shown_path}: {e}"))),
+        Ok(meta) if meta.is_dir() => Err(usage(format!(
+            "--config {shown_path} is a directory, not a YAML file"
+        ))),
+        Ok(_) => Ok(path),
+    }
+}
+
 fn text(value: OsString, option: &str) -> Result<String, UsageError> {
-    value
-        .into_string()
-        .map_err(|v| usage(format!("{option} {v:?} is not valid UTF-8")))
+    value.into_string().map_err(|v| {
+        usage(format!(
+            "{option} {} is not valid UTF-8",
+            shown(&v.to_string_lossy())
+        ))
+    })
 }
 
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageError> {
@@ -185,10 +271,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         demo_sender: None,
     };
     let mut positional = Vec::new();
-    let bad = |e: lexopt::Error| usage(e.to_string());
     while let Some(arg) = parser.next().map_err(bad)? {
         match arg {
-            Long("config") => args.config = Some(parser.value().map_err(bad)?.into()),
+            Long("config") => {
+                args.config = Some(config_file(parser.value().map_err(bad)?.into())?);
+            }
             Long("state") => {
                 args.state = parse_state(&text(parser.value().map_err(bad)?, "--state")?)?;
             }
@@ -200,23 +287,28 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                 let value = text(parser.value().map_err(bad)?, "--events")?;
                 if value != "json" {
                     return Err(usage(format!(
-                        "--events {value:?}: the only format is json"
+                        "--events {}: the only format is json",
+                        shown(&value)
                     )));
                 }
                 args.events_json = true;
             }
             Long("duration") => {
                 let value = text(parser.value().map_err(bad)?, "--duration")?;
-                let secs: f64 = value
+                let duration = value
                     .parse()
                     .ok()
                     .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .filter(|d| *d <= MAX_DURATION)
                     .ok_or_else(|| {
                         usage(format!(
-                            "--duration {value:?} is not a positive number of seconds"
+                            "--duration {} is not a positive number of seconds up to {} (a year)",
+                            shown(&value),
+                            MAX_DURATION.as_secs()
                         ))
                     })?;
-                args.duration = Some(Duration::from_secs_f64(secs));
+                args.duration = Some(duration);
             }
             Long("log-level") => {
                 let value = text(parser.value().map_err(bad)?, "--log-level")?;
@@ -237,13 +329,23 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                 let (addr, epoch) = value
                     .split_once(',')
                     .ok_or_else(|| usage("--demo-sender takes ADDR,EPOCH_MS"))?;
-                let epoch = epoch
-                    .parse()
-                    .map_err(|_| usage(format!("--demo-sender epoch {epoch:?} is not a number")))?;
+                let epoch = epoch.parse().map_err(|_| {
+                    usage(format!(
+                        "--demo-sender epoch {} is not a number",
+                        shown(epoch)
+                    ))
+                })?;
                 args.demo_sender = Some((socket_addr("--demo-sender", addr)?, epoch));
                 return Ok(args);
             }
-            Value(value) => positional.push(text(value, "argument")?),
+            Value(value) => {
+                let what = match positional.len() {
+                    0 => "input",
+                    1 => "output",
+                    _ => "argument",
+                };
+                positional.push(text(value, what)?);
+            }
             _ => return Err(bad(arg.unexpected())),
         }
     }
@@ -259,7 +361,168 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         }
         (false, []) => return Err(usage("missing INPUT and OUTPUT (or --demo)")),
         (false, [_]) => return Err(usage("missing OUTPUT")),
-        (false, _) => return Err(usage(format!("unexpected argument {:?}", positional[2]))),
+        (false, [_, _, extra, ..]) => {
+            return Err(usage(format!("unexpected argument {}", shown(extra))))
+        }
     }
     Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStringExt;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const INPUT: &str = "udp://127.0.0.1:5000";
+
+    fn parse_strs(args: &[&str]) -> Result<Args, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    /// `result` is a parse, or one line of error that names `option`.
+    fn ok_or_names(
+        result: Result<Args, UsageError>,
+        option: &str,
+    ) -> Result<Option<Args>, TestCaseError> {
+        match result {
+            Ok(args) => Ok(Some(args)),
+            Err(e) => {
+                prop_assert!(e.0.contains(option), "does not name {}: {}", option, e);
+                prop_assert!(!e.0.contains('\n'), "more than one line: {:?}", e.0);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Anything: numbers, numbers written oddly, URL-ish noise, any text.
+    fn anything() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_map(|f| f.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:e}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[-+0-9.eEinfaNIFx_]{0,24}",
+            "[a-z]{0,6}(://|:)[a-z0-9.:@\\[\\]/?&=%#-]{0,24}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn duration(value in anything()) {
+            let args = ok_or_names(parse_strs(&["--duration", &value, INPUT, "-"]), "--duration")?;
+            if let Some(d) = args.and_then(|a| a.duration) {
+                prop_assert!(d <= MAX_DURATION, "{:?}", d);
+            }
+        }
+
+        #[test]
+        fn metrics_addr(value in anything()) {
+            ok_or_names(parse_strs(&["--metrics-addr", &value, INPUT, "-"]), "--metrics-addr")?;
+        }
+
+        #[test]
+        fn state(value in anything()) {
+            ok_or_names(parse_strs(&["--state", &value, INPUT, "-"]), "--state")?;
+        }
+
+        #[test]
+        fn events(value in anything()) {
+            let args = ok_or_names(parse_strs(&["--events", &value, INPUT, "-"]), "--events")?;
+            prop_assert!(args.is_none() || value == "json");
+        }
+
+        #[test]
+        fn config(value in anything()) {
+            ok_or_names(parse_strs(&["--config", &value, INPUT, "-"]), "--config")?;
+        }
+
+        #[test]
+        fn a_config_that_is_not_there(name in "[a-zA-Z0-9 ._-]{1,16}") {
+            let path = format!("/nonexistent/{name}.yaml");
+            let result = parse_strs(&["--config", &path, INPUT, "-"]);
+            prop_assert!(result.is_err(), "{} accepted", path);
+            ok_or_names(result, "--config")?;
+        }
+
+        #[test]
+        fn input(value in anything()) {
+            prop_assume!(value == "-" || !value.starts_with('-'));
+            ok_or_names(parse_strs(&[&value, "-"]), "input")?;
+        }
+
+        #[test]
+        fn output(value in anything()) {
+            prop_assume!(value == "-" || !value.starts_with('-'));
+            ok_or_names(parse_strs(&[INPUT, &value]), "output")?;
+        }
+
+        #[test]
+        fn udp_and_rtp_take_no_path_nor_query(
+            scheme in "(udp|rtp)",
+            tail in "(/[a-z0-9/]{1,8}|/?\\?[a-z=0-9&]{0,8}|#[a-z]{0,4})",
+            output in any::<bool>(),
+        ) {
+            let url = format!("{scheme}://127.0.0.1:5000{tail}");
+            let (args, option) = if output {
+                ([INPUT, url.as_str()], "output")
+            } else {
+                ([url.as_str(), "-"], "input")
+            };
+            let result = parse_strs(&args);
+            prop_assert!(result.is_err(), "{} accepted", url);
+            ok_or_names(result, option)?;
+        }
+
+        #[test]
+        fn values_that_are_not_utf8(
+            bytes in proptest::collection::vec(any::<u8>(), 0..16),
+            at in 0usize..8,
+        ) {
+            prop_assume!(String::from_utf8(bytes.clone()).is_err());
+            // A positional argument that starts with `-` is an option.
+            prop_assume!(at < 6 || bytes.first() != Some(&b'-'));
+            let bad = OsString::from_vec(bytes);
+            let options = ["--duration", "--metrics-addr", "--state", "--events", "--config", "--report-dir"];
+            let (args, name): (Vec<OsString>, &str) = match at {
+                6 => (vec![bad, "-".into()], "input"),
+                7 => (vec![INPUT.into(), bad], "output"),
+                i => (vec![options[i].into(), bad, INPUT.into(), "-".into()], options[i]),
+            };
+            // --config and --report-dir take paths, which need not be UTF-8.
+            let result = parse(args);
+            if name == "--report-dir" {
+                prop_assert!(result.is_ok());
+            } else {
+                ok_or_names(result, name)?;
+            }
+        }
+    }
+
+    #[test]
+    fn valid_values_parse_as_before() {
+        let args = parse_strs(&[
+            "--duration",
+            "2.5",
+            "--metrics-addr",
+            "127.0.0.1:9184",
+            "--events",
+            "json",
+            "--state",
+            "memory",
+            "udp://127.0.0.1:5000/",
+            "rtp://127.0.0.1:5002",
+        ])
+        .unwrap();
+        assert_eq!(args.duration, Some(Duration::from_millis(2500)));
+        assert_eq!(args.metrics_addr, Some("127.0.0.1:9184".parse().unwrap()));
+        assert!(matches!(args.input, Some(Input::Udp(a)) if a.port() == 5000));
+        assert!(matches!(args.output, Some(Output::Udp(a)) if a.port() == 5002));
+        let args = parse_strs(&["rtp://:5004", "file:out.ts"]).unwrap();
+        assert!(matches!(args.input, Some(Input::Rtp(a)) if a.port() == 5004));
+    }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mirror_reconnect::backoff::{AnyBackoff, BackoffRetry};
-use mirror_reconnect::connection::{Connection, Protocol, Target};
+use mirror_reconnect::connection::{redact_url, Connection, Protocol, Target};
 use mirror_reconnect::detect::FailureDetect;
 use mirror_reconnect::health::Health;
 use mirror_reconnect::health::HealthLayer;
@@ -173,7 +173,7 @@ async fn open_storage(
             let redis = RedisStorage::builder(url.clone())
                 .ttl(config.state_ttl)
                 .build()
-                .map_err(|e| usage(format!("--state {url}: {e}")))?;
+                .map_err(|e| usage(format!("--state {}: {e}", redact_url(url))))?;
             (Arc::new(redis.clone()), Some(redis))
         }
     })
@@ -231,7 +231,7 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
             (cli::StateSpec::Redis(url), Some(redis)) => Some((
                 LeaseManager::builder(url.clone(), owner_name())
                     .build()
-                    .map_err(|e| usage(format!("--state {url}: {e}")))?,
+                    .map_err(|e| usage(format!("--state {}: {e}", redact_url(url))))?,
                 redis,
             )),
             _ => None,

@@ -18,7 +18,9 @@ mod state;
 mod target;
 
 pub use channel::{channel, ChannelConnection, ChannelSender};
-pub use secret::Secret;
+#[cfg(feature = "srt")]
+pub(crate) use secret::is_secret_name;
+pub use secret::{redact_url, Secret};
 pub use sequence::Sequence;
 pub use state::{ConnectionState, ConnectionStatistics, Protocol};
 pub use target::{StreamTarget, Target};

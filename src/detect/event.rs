@@ -9,25 +9,29 @@ use serde::{Deserialize, Serialize};
 /// it does not; a packet rate at or below `min_packet_rate` trips. Rates are measured
 /// over each check interval, and only once the interval saw `min_samples` packets, so
 /// one bad packet in a quiet second is not a 100 % error rate.
+///
+/// The bounds given for each field are those
+/// [`ReconnectionConfig::validate`](crate::ReconnectionConfig::validate) checks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailureThresholds {
-    /// Fraction of packets lost in a check interval (0.0 to 1.0). Default 0.05.
+    /// Fraction of packets lost in a check interval (above 0, at most 1). Default 0.05.
     pub max_packet_loss: f64,
-    /// Round-trip time the protocol reports. Default 1 s.
+    /// Round-trip time the protocol reports. Default 1 s; above zero, at most 24 h.
     #[serde(with = "humantime_serde")]
     pub max_latency: Duration,
-    /// Fraction of bad packets among all received in a check interval (0.0 to 1.0).
-    /// Default 0.1.
+    /// Fraction of bad packets among all received in a check interval (above 0, at
+    /// most 1). Default 0.1.
     pub max_error_rate: f64,
-    /// Time without any packet, whatever the stream's rhythm. Default 30 s.
+    /// Time without any packet, whatever the stream's rhythm. Default 30 s; from 1 ms
+    /// to 24 h.
     #[serde(with = "humantime_serde")]
     pub timeout_duration: Duration,
     /// Packets per second over a check interval; 0 turns the check off. Default 0.5, so
-    /// a check interval without a single packet trips it.
+    /// a check interval without a single packet trips it; at most 1 000 000.
     pub min_packet_rate: f64,
     /// Packets (or expected packets) an interval needs before loss and error rates are
-    /// judged. Default 20.
+    /// judged. Default 20; at most 1 000 000.
     pub min_samples: u64,
 }
 

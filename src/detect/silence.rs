@@ -13,27 +13,34 @@ use tokio::time::Instant;
 /// keeps a bursty VBR stream (long gaps between frames) or a lossy one (gaps of several
 /// lost packets) free of false alarms; the first keeps a smooth stream's detection at a
 /// few gaps. The result is clamped between `floor` and `ceiling`.
+///
+/// The bounds given for each field are those
+/// [`ReconnectionConfig::validate`](crate::ReconnectionConfig::validate) checks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SilenceConfig {
     /// Whether the adaptive detector runs (the fixed `timeout_duration` always does).
     pub enabled: bool,
     /// Suspicion level that trips: phi = -log10(probability that a gap is this long).
-    /// Default 8 (one false suspicion in 10⁸ gaps under the learned distribution).
+    /// Default 8 (one false suspicion in 10⁸ gaps under the learned distribution);
+    /// above 0, at most 100.
     pub phi_threshold: f64,
-    /// How many times the longest recent gap the silence must last. Default 2.
+    /// How many times the longest recent gap the silence must last. Default 2; from 1
+    /// to 100.
     pub max_gap_margin: f64,
-    /// Half-life of the remembered longest gap. Default 30 s.
+    /// Half-life of the remembered longest gap. Default 30 s; from 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub max_gap_half_life: Duration,
-    /// Never suspect silence sooner than this. Default 10 ms.
+    /// Never suspect silence sooner than this. Default 10 ms; at most `ceiling`.
     #[serde(with = "humantime_serde")]
     pub floor: Duration,
     /// Always suspect silence by this time (also the limit while the rhythm is still
-    /// being learned). Default 3 s, under SRT's 5 s peer-idle timeout.
+    /// being learned). Default 3 s, under SRT's 5 s peer-idle timeout; from 1 ms to
+    /// 24 h.
     #[serde(with = "humantime_serde")]
     pub ceiling: Duration,
-    /// Gaps to learn from before the adaptive limit applies. Default 16.
+    /// Gaps to learn from before the adaptive limit applies. Default 16; from 1 (0 is
+    /// taken as 1: with no gap learned the limit would be the floor) to 10 000.
     pub min_samples: u32,
 }
 
@@ -146,7 +153,9 @@ impl SilenceDetector {
     }
 
     fn compute_limit(&self) -> Duration {
-        if !self.config.enabled || self.samples < self.config.min_samples {
+        // At least one gap: with none, the mean is zero and the limit the floor.
+        let min_samples = self.config.min_samples.max(1);
+        if !self.config.enabled || self.samples < min_samples {
             return self.config.ceiling;
         }
         // A floor on the deviation, as in Akka, so a perfectly regular stream does
@@ -154,7 +163,7 @@ impl SilenceDetector {
         let std = self.var.sqrt().max(self.mean / 4.0);
         let by_phi = self.mean + self.z * std;
         let mut by_max = self.config.max_gap_margin * self.max_gap;
-        if self.samples < LEARNING * self.config.min_samples {
+        if self.samples < LEARNING.saturating_mul(min_samples) {
             // Early on, the longest gap seen is short and the deviation small, so two or
             // three lost packets in a row would look like silence: until the rhythm is
             // well known, wait at least this many mean gaps.
@@ -214,6 +223,24 @@ mod tests {
             d.observe(t0 + Duration::from_millis(10 * i));
         }
         assert_eq!(d.limit(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn min_samples_0_waits_for_a_gap_as_1_does() {
+        let config = SilenceConfig {
+            min_samples: 0,
+            ..SilenceConfig::default()
+        };
+        let mut d = SilenceDetector::new(config);
+        let t0 = Instant::now();
+        d.observe(t0);
+        assert_eq!(d.limit(), config.ceiling, "no gap learned yet");
+        d.observe(t0 + Duration::from_millis(10));
+        assert_eq!(
+            d.limit(),
+            Duration::from_millis(60),
+            "six gaps while learning"
+        );
     }
 
     #[test]

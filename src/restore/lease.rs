@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::redis::{CommandError, Redis, RedisOpenError};
 use super::throttle::{Throttle, WARN_EVERY};
+use crate::connection::redact_url;
 
 /// Take the lease if nobody holds it; the new owner's fencing token is one more than
 /// the last owner's. KEYS: lease, fence. ARGV: owner, ttl in ms.
@@ -164,8 +165,9 @@ pub struct LeaseManagerBuilder {
 
 impl fmt::Debug for LeaseManagerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not the URL: it may hold a password.
+        // The URL may hold a password: redacted.
         f.debug_struct("LeaseManagerBuilder")
+            .field("url", &redact_url(&self.url))
             .field("owner", &self.owner)
             .field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
@@ -670,5 +672,20 @@ impl LeaseWatch {
 impl Drop for LeaseWatch {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_shows_its_url_without_the_password() {
+        let shown = format!(
+            "{:?}",
+            LeaseManager::builder("redis://:s3cr3t-MARKER@cache.example:6379", "relay-a")
+        );
+        assert!(!shown.contains("s3cr3t-MARKER"), "{shown}");
+        assert!(shown.contains("redis://:***@cache.example:6379"), "{shown}");
     }
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::lease::Fence;
 use super::{LeaseWatch, StateStorage, StorageError, StorageErrorKind, StorageFuture};
-use crate::connection::ConnectionState;
+use crate::connection::{redact_url, ConnectionState};
 
 /// Save a state only if the stream's lease still holds the saving owner's value.
 /// KEYS: lease, state. ARGV: owner value, state JSON, expiry in ms (0: none).
@@ -43,7 +43,8 @@ return 1
 
 /// A Redis URL that cannot be used, or no Tokio runtime to use it from.
 ///
-/// The message never repeats the URL, which may hold a password.
+/// The message never repeats the URL, which may hold a password; to name the URL
+/// beside it, show it through [`redact_url`](crate::connection::redact_url).
 #[derive(Debug)]
 pub struct RedisOpenError {
     message: String,
@@ -291,8 +292,9 @@ pub struct RedisStorageBuilder {
 
 impl fmt::Debug for RedisStorageBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not the URL: it may hold a password.
+        // The URL may hold a password: redacted.
         f.debug_struct("RedisStorageBuilder")
+            .field("url", &redact_url(&self.url))
             .field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
             .field("op_timeout", &self.op_timeout)
@@ -887,5 +889,23 @@ impl StateStorage for FencedStorage {
                 .inner
                 .delete(stream_id, self.fence_for(stream_id)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_shows_its_url_without_the_password() {
+        let shown = format!(
+            "{:?}",
+            RedisStorage::builder("redis://user:s3cr3t-MARKER@cache.example:6379/1")
+        );
+        assert!(!shown.contains("s3cr3t-MARKER"), "{shown}");
+        assert!(
+            shown.contains("redis://user:***@cache.example:6379/1"),
+            "{shown}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::params::{Defaults, SrtParams};
-use crate::connection::{Protocol, Secret, Target};
+use crate::connection::{is_secret_name, redact_url, Protocol, Secret, Target};
 use crate::error::{ConnectError, ConnectErrorKind};
 
 fn invalid(message: impl Into<String>) -> ConnectError {
@@ -46,7 +46,8 @@ fn decode(value: &str) -> Option<String> {
 fn parse_host_port(authority: &str) -> Result<SocketAddr, ConnectError> {
     let bad = || {
         invalid(format!(
-            "SRT URL address {authority:?} is not host:port (an IP address, or empty to listen on all)"
+            "SRT URL address {:?} is not host:port (an IP address, or empty to listen on all)",
+            redact_url(authority)
         ))
     };
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
@@ -62,6 +63,16 @@ fn parse_host_port(authority: &str) -> Result<SocketAddr, ConnectError> {
         host.parse().map_err(|_| bad())?
     };
     Ok(SocketAddr::new(ip, port))
+}
+
+/// An option's name as an error shows it: as written, unless it looks like it holds a
+/// passphrase (`Passphrase`, `passphrase:hunter2`, which are not `passphrase=`).
+fn shown_name(name: &str) -> String {
+    if name != "passphrase" && is_secret_name(name) {
+        "that looks like a passphrase (not shown; the option is `passphrase=VALUE`)".to_owned()
+    } else {
+        format!("{name:?}")
+    }
 }
 
 /// A [`Target`] from an `srt://` URL, in libsrt's style:
@@ -95,11 +106,21 @@ pub fn srt_target(url: &str) -> Result<Target, ConnectError> {
     let authority = authority.trim_end_matches('/');
     let address = parse_host_port(authority)?;
     let mut target = Target::new("", Protocol::Srt).address(address);
+    let mut after_passphrase = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if after_passphrase && !pair.contains('=') {
+            // Most likely the rest of a passphrase with an unencoded `&`: not shown.
+            return Err(invalid(
+                "SRT URL passphrase is followed by a part without `=` (an `&` in a \
+                 passphrase must be written %26)",
+            ));
+        }
         let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+        after_passphrase = key == "passphrase";
         let value = decode(raw).ok_or_else(|| {
             invalid(format!(
-                "SRT URL value of {key:?} is not valid percent-encoding"
+                "SRT URL value of {} is not valid percent-encoding",
+                shown_name(key)
             ))
         })?;
         let name = match key {
@@ -116,7 +137,10 @@ pub fn srt_target(url: &str) -> Result<Target, ConnectError> {
             "peer_idle_timeout" | "peeridletimeo" => "peer_idle_timeout",
             "local_port" | "port" => "local_port",
             other => {
-                return Err(invalid(format!("unknown SRT URL option {other:?}")));
+                return Err(invalid(format!(
+                    "unknown SRT URL option {}",
+                    shown_name(other)
+                )));
             }
         };
         target.parameters.insert(name.to_owned(), value);
@@ -163,5 +187,35 @@ mod tests {
             assert!(e.to_string().contains(needle), "{url}: {e}");
             assert!(!e.is_retryable());
         }
+    }
+
+    #[test]
+    fn errors_never_show_a_passphrase_or_password() {
+        const MARKER: &str = "s3cr3t-MARKER";
+        for (url, needle) in [
+            ("srt://u:s3cr3t-MARKER@1.2.3.4:5", "u:***@1.2.3.4:5"),
+            (
+                "srt://1.2.3.4:5?passphrase:s3cr3t-MARKER",
+                "passphrase=VALUE",
+            ),
+            (
+                "srt://1.2.3.4:5?Passphrase=s3cr3t-MARKER",
+                "passphrase=VALUE",
+            ),
+            ("srt://1.2.3.4:5?password=s3cr3t-MARKER", "passphrase=VALUE"),
+            ("srt://1.2.3.4:5?passphrase:s3cr3t-MARKER=%zz", "percent"),
+            ("srt://1.2.3.4:5?passphrase=0123456789&s3cr3t-MARKER", "%26"),
+            ("srt://1.2.3.4:5?mode=pull&passphrase=s3cr3t-MARKER", "pull"),
+        ] {
+            let e = srt_target(url).unwrap_err().to_string();
+            assert!(!e.contains(MARKER), "{url}: {e}");
+            assert!(e.contains(needle), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_option_is_still_named() {
+        let e = srt_target("srt://1.2.3.4:5?latncy=20").unwrap_err();
+        assert!(e.to_string().contains("\"latncy\""), "{e}");
     }
 }
