@@ -385,3 +385,43 @@ async fn a_few_lost_packets_early_on_are_not_silence() {
     let alarm = watch(&mut conn, start + gap * 59).await;
     assert!(alarm.is_none(), "false alarm: {alarm:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn frames_sent_as_bursts_from_a_keyframe_on_are_not_silence() {
+    // What an encoder sends: 30 frames/s, each frame's packets back to back (50 µs
+    // apart), the stream starting with a 40-packet keyframe and one every 2 s. Inside
+    // a burst the gaps are tiny; the rhythm that matters is the frames'.
+    let t = FailureThresholds {
+        max_packet_loss: 1.0,
+        ..FailureThresholds::default()
+    };
+    for seed in 0..20u64 {
+        let (tx, mut conn) = watched(t, SilenceConfig::default()).await;
+        let start = Instant::now();
+        let run = Duration::from_secs(10);
+        let _tx = tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let frame = Duration::from_secs_f64(1.0 / 30.0);
+            let (mut seq, mut n) = (0u16, 0u32);
+            while frame * n < run {
+                let mut at = start + frame * n;
+                let size = if n % 60 == 0 { 40 } else { rng.u32(3..=12) };
+                // Timers tick in milliseconds: the burst is sent at the frame's time,
+                // each packet stamped with its own arrival 50 µs after the last.
+                tokio::time::sleep_until(at).await;
+                for _ in 0..size {
+                    let packet = Packet::new(vec![0u8; 188], at).with_sequence(Sequence::rtp(seq));
+                    if tx.send(packet).await.is_err() {
+                        return tx;
+                    }
+                    seq = seq.wrapping_add(1);
+                    at += Duration::from_micros(50);
+                }
+                n += 1;
+            }
+            tx
+        });
+        let alarm = watch(&mut conn, start + run).await;
+        assert!(alarm.is_none(), "seed {seed}: false alarm: {alarm:?}");
+    }
+}

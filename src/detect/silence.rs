@@ -39,8 +39,11 @@ pub struct SilenceConfig {
     /// 24 h.
     #[serde(with = "humantime_serde")]
     pub ceiling: Duration,
-    /// Gaps to learn from before the adaptive limit applies. Default 16; from 1 (0 is
-    /// taken as 1: with no gap learned the limit would be the floor) to 10 000.
+    /// Gaps to learn from before the adaptive limit applies; they must also span at
+    /// least `min_samples` × `floor` of time (160 ms by default), so that a burst of
+    /// back-to-back packets (a keyframe) is not taken for the stream's rhythm. Until
+    /// then the limit is the `ceiling`. Default 16; from 1 (0 is taken as 1: with no
+    /// gap learned the limit would be the floor) to 10 000.
     pub min_samples: u32,
 }
 
@@ -96,6 +99,7 @@ fn z_for(threshold: f64) -> f64 {
 pub struct SilenceDetector {
     config: SilenceConfig,
     z: f64,
+    first_arrival: Option<Instant>,
     last_arrival: Option<Instant>,
     samples: u32,
     mean: f64,
@@ -109,6 +113,7 @@ impl SilenceDetector {
         Self {
             z: z_for(config.phi_threshold.max(0.1)),
             config,
+            first_arrival: None,
             last_arrival: None,
             samples: 0,
             mean: 0.0,
@@ -127,6 +132,9 @@ impl SilenceDetector {
         }
         if self.last_arrival.is_none_or(|last| arrival > last) {
             self.last_arrival = Some(arrival);
+        }
+        if self.first_arrival.is_none() {
+            self.first_arrival = Some(arrival);
         }
     }
 
@@ -152,10 +160,22 @@ impl SilenceDetector {
         self.max_gap = (self.max_gap * decay).max(gap);
     }
 
+    /// Whether the gaps learned cover at least `min_samples` floors of time. No
+    /// silence shorter than the floor is ever suspected, so a rhythm learned only
+    /// from shorter gaps (the back-to-back packets of one burst, such as a keyframe's
+    /// at the start of a stream) says nothing about silence yet: judged on it, the
+    /// next frame's gap would look like one.
+    fn spans_enough(&self, min_samples: u32) -> bool {
+        let (Some(first), Some(last)) = (self.first_arrival, self.last_arrival) else {
+            return false;
+        };
+        last.duration_since(first) >= self.config.floor.saturating_mul(min_samples)
+    }
+
     fn compute_limit(&self) -> Duration {
         // At least one gap: with none, the mean is zero and the limit the floor.
         let min_samples = self.config.min_samples.max(1);
-        if !self.config.enabled || self.samples < min_samples {
+        if !self.config.enabled || self.samples < min_samples || !self.spans_enough(min_samples) {
             return self.config.ceiling;
         }
         // A floor on the deviation, as in Akka, so a perfectly regular stream does
