@@ -783,10 +783,32 @@ fn main() {
         let ratio = stack.pps() / bare.pps();
         section.target(
             name,
-            "≥ 95 %",
+            "≥ 97 %",
             &percent(stack.pps(), bare.pps()),
-            ratio >= 0.95,
+            ratio >= 0.97,
         );
+    }
+    // With the sender in its own process the receivers mostly keep up, so packets/s
+    // shows little; what the stack costs is its CPU per delivered packet.
+    for (name, stack, bare) in [
+        (
+            "SRT stack / raw srt-tokio, process CPU per packet",
+            srt_stack,
+            srt_raw,
+        ),
+        (
+            "RTP stack / bare UdpSocket loop, process CPU per packet",
+            rtp_stack,
+            udp_loop,
+        ),
+        (
+            "UDP stack / bare UdpSocket loop, process CPU per packet",
+            udp_stack,
+            udp_loop,
+        ),
+    ] {
+        let ratio = stack.process_cpu() / bare.process_cpu();
+        section.target(name, "≤ ×1.05", &format!("×{ratio:.2}"), ratio <= 1.05);
     }
     section.finish();
 }
