@@ -81,7 +81,7 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
     let server = redis_server::RedisServer::start();
     let store = {
         let _entered = rt.enter();
-        mirror_reconnect::restore::RedisStorage::builder(server.url())
+        mirror_reconnect::redis::RedisStorage::builder(server.url())
             .ttl(Duration::from_secs(3600))
             .build()
             .expect("redis storage")

@@ -7,7 +7,6 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,7 +14,6 @@ use mirror_reconnect::prelude::*;
 use mirror_reconnect::protocol::rtp::{RtpConnector, RtpStatistics};
 use mirror_reconnect::BoxError;
 use tokio::time::{interval, Instant};
-use tower::ServiceBuilder;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -36,18 +34,15 @@ async fn main() -> Result<(), BoxError> {
 
 /// The receiver: a stack around the RTP connector, and one line per second.
 async fn receive(address: SocketAddr, duration: Option<Duration>) -> Result<(), BoxError> {
-    let health = HealthLayer::new();
-    let handle = health.handle();
-    let stack = ServiceBuilder::new()
-        .layer(BackoffRetryLayer::new(ExponentialBackoff::default()))
-        .layer(StateRestoreLayer::new(Arc::new(MemoryStorage::new())))
-        .layer(FailureDetectLayer::default())
-        .layer(health)
-        .service(RtpConnector::new());
     let target = Target::new("rtp", Protocol::Rtp)
         .address(address)
         .parameter("rewrite", "true");
-    let mut packets = Reconnecting::new(stack, target);
+    // The whole stack from the default config; an RTP input waits for its sender.
+    let mut packets = ReconnectionConfig::default()
+        .builder()
+        .passive()
+        .build(RtpConnector::new(), target);
+    let handle = packets.health_handle().ok_or("the stack counts health")?;
 
     let stop = duration.map(|d| Instant::now() + d);
     let mut second = interval(Duration::from_secs(1));

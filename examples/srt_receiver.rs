@@ -7,7 +7,6 @@
 //! ffmpeg -re -f lavfi -i testsrc -c:v mpeg2video -f mpegts 'udp://127.0.0.1:5000?pkt_size=1316'
 //! ```
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,7 +14,6 @@ use mirror_reconnect::prelude::*;
 use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
 use mirror_reconnect::BoxError;
 use tokio::time::{interval, Instant};
-use tower::ServiceBuilder;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -33,20 +31,19 @@ async fn main() -> Result<(), BoxError> {
     let url = url.ok_or("usage: srt_receiver srt://HOST:PORT?streamid=... [--duration SECS]")?;
     let target = srt_target(&url)?;
 
-    // The stack, layer by layer; swap or drop any of them.
+    // The whole stack from the default config: retry, attempt timeout, state,
+    // failure detection, health. An empty host listens: a listener waits for its
+    // caller, with no attempt timeout.
     let config = ReconnectionConfig::default();
-    let events = Events::new(target.stream_id.clone());
-    events.on_event(|e| match &e.error {
+    let mut builder = config.builder();
+    if target.parameters.get("mode").map(String::as_str) == Some("listener") {
+        builder = builder.passive();
+    }
+    let mut packets = builder.build(SrtConnector::new(), target);
+    packets.event_bus().on_event(|e| match &e.error {
         Some(error) => eprintln!("{}: {error}", e.event_type),
         None => eprintln!("{}", e.event_type),
     });
-    let stack = ServiceBuilder::new()
-        .layer(config.retry_layer(&events))
-        .layer(StateRestoreLayer::new(Arc::new(MemoryStorage::new())))
-        .layer(config.detect_layer())
-        .layer(HealthLayer::new())
-        .service(SrtConnector::new());
-    let mut packets = Reconnecting::new(stack, target).events(events);
 
     let end = duration.map(|d| Instant::now() + d);
     let mut tick = interval(Duration::from_secs(1));

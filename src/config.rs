@@ -29,19 +29,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tower::timeout::{Timeout, TimeoutLayer};
-use tower_service::Service;
 
 use crate::backoff::{
-    AnyBackoff, BackoffRetry, BackoffRetryLayer, ExponentialBackoff, FixedBackoff, Jitter,
-    LinearBackoff,
+    AnyBackoff, BackoffRetryLayer, ExponentialBackoff, FixedBackoff, Jitter, LinearBackoff,
 };
-use crate::connection::{Connection, StreamTarget};
-use crate::detect::{FailureDetect, FailureDetectLayer, FailureThresholds, SilenceConfig};
-use crate::driver::{Events, Reconnecting};
-use crate::error::BoxError;
-use crate::health::{Health, HealthLayer};
-use crate::restore::{MemoryStorage, StateRestore, StateRestoreLayer, StateStorage};
+use crate::detect::{FailureDetectLayer, FailureThresholds, SilenceConfig};
+use crate::driver::Events;
+use crate::restore::{StateRestoreLayer, StateStorage};
 
 /// Which backoff policy to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -57,14 +51,18 @@ pub enum BackoffType {
 }
 
 /// SRT settings.
+///
+/// Its two keys are older names of settings that apply to every protocol: prefer the
+/// top-level `attempt_timeout` and `retry_on_close`, which win when both are set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SrtConfig {
-    /// Bounds each connect attempt (through tower's `TimeoutLayer`). Default 3 s; from
-    /// 1 ms to 24 h.
+    /// Alias of the top-level `attempt_timeout`, read when that is not set. Default
+    /// 3 s; from 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Whether a connection the peer closed cleanly is reconnected. Default true.
+    /// Alias of the top-level `retry_on_close`, read when that is not set. Default
+    /// true.
     pub retry_on_close: bool,
 }
 
@@ -87,6 +85,16 @@ pub struct RtpConfig {
     pub session_timeout: Duration,
     /// Whether a session that timed out is reconnected. Default true.
     pub retry_on_timeout: bool,
+}
+
+impl RtpConfig {
+    /// The RTP connector these settings describe.
+    #[cfg(feature = "rtp")]
+    pub fn connector(&self) -> crate::protocol::rtp::RtpConnector {
+        crate::protocol::rtp::RtpConnector::new()
+            .session_timeout(self.session_timeout)
+            .retry_on_timeout(self.retry_on_timeout)
+    }
 }
 
 impl Default for RtpConfig {
@@ -135,6 +143,19 @@ pub struct ReconnectionConfig {
     /// 1 ms to 24 h.
     #[serde(with = "humantime_serde")]
     pub first_packet_timeout: Duration,
+    /// Bounds each connect attempt, for every protocol (through tower's
+    /// `TimeoutLayer`). Default 3 s; from 1 ms to 24 h. The older key
+    /// `srt.connect_timeout` is read as an alias when this one is not set; see
+    /// [`attempt_timeout()`](Self::attempt_timeout) for the value in force. Passive
+    /// inputs (listeners) have none: see
+    /// [`ReconnectingBuilder::passive`](crate::stack::ReconnectingBuilder::passive).
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Option<Duration>,
+    /// Whether a connection the peer closed cleanly is reconnected (true) or ends the
+    /// stream, for every protocol. Default true. The older key `srt.retry_on_close` is
+    /// read as an alias when this one is not set; see
+    /// [`retry_on_close()`](Self::retry_on_close) for the value in force.
+    pub retry_on_close: Option<bool>,
     /// Failure thresholds (their bounds are on [`FailureThresholds`]' fields).
     pub health_thresholds: FailureThresholds,
     /// Adaptive media-silence detection (its bounds are on [`SilenceConfig`]'s fields).
@@ -172,6 +193,8 @@ impl Default for ReconnectionConfig {
             persist_state: true,
             state_ttl: Duration::from_secs(3600),
             save_interval: Duration::from_secs(1),
+            attempt_timeout: None,
+            retry_on_close: None,
             srt: SrtConfig::default(),
             rtp: RtpConfig::default(),
         }
@@ -307,10 +330,6 @@ fn fraction(field: &'static str, v: f64) -> Result<(), ConfigError> {
     }
 }
 
-/// The stack [`ReconnectionConfig::build_stack`] builds around a connector `C`:
-/// retry → timeout → state restore → failure detection → health → connector.
-pub type Stack<C> = BackoffRetry<Timeout<StateRestore<FailureDetect<Health<C>>>>, AnyBackoff>;
-
 impl ReconnectionConfig {
     /// Parse YAML and validate it.
     pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
@@ -440,6 +459,9 @@ impl ReconnectionConfig {
         period("state_ttl", self.state_ttl, MONTH)?;
         period("save_interval", self.save_interval, DAY)?;
         period("srt.connect_timeout", self.srt.connect_timeout, DAY)?;
+        if let Some(timeout) = self.attempt_timeout {
+            period("attempt_timeout", timeout, DAY)?;
+        }
         period("rtp.session_timeout", self.rtp.session_timeout, DAY)?;
         Ok(())
     }
@@ -475,6 +497,18 @@ impl ReconnectionConfig {
         }
     }
 
+    /// The bound on each connect attempt in force: `attempt_timeout`, else its alias
+    /// `srt.connect_timeout` (3 s by default).
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout.unwrap_or(self.srt.connect_timeout)
+    }
+
+    /// Whether a closed connection is reconnected: `retry_on_close`, else its alias
+    /// `srt.retry_on_close` (true by default).
+    pub fn retry_on_close(&self) -> bool {
+        self.retry_on_close.unwrap_or(self.srt.retry_on_close)
+    }
+
     /// The retry layer, reporting attempts on `events`.
     pub fn retry_layer(&self, events: &Events) -> BackoffRetryLayer<AnyBackoff> {
         let layer = BackoffRetryLayer::new(self.backoff())
@@ -500,73 +534,5 @@ impl ReconnectionConfig {
         } else {
             StateRestoreLayer::disabled()
         }
-    }
-
-    /// The whole stack around `connector`: retry (reporting attempts on `events`),
-    /// per-attempt timeout, state in `storage`, failure detection, health.
-    pub fn build_stack<C>(
-        &self,
-        connector: C,
-        storage: Arc<dyn StateStorage>,
-        events: &Events,
-    ) -> Stack<C> {
-        tower::ServiceBuilder::new()
-            .layer(self.retry_layer(events))
-            .layer(TimeoutLayer::new(self.srt.connect_timeout))
-            .layer(self.restore_layer(storage))
-            .layer(self.detect_layer())
-            .layer(HealthLayer::new())
-            .service(connector)
-    }
-
-    /// The stream of `target`'s packets through the whole stack around `connector`,
-    /// with state kept in memory.
-    ///
-    /// ```
-    /// # use mirror_reconnect::prelude::*;
-    /// # use mirror_reconnect::connection::{channel, ConnectionState, ChannelConnection};
-    /// # fn connector() -> impl tower::Service<Target, Response = ChannelConnection, Error = std::io::Error, Future = std::future::Ready<Result<ChannelConnection, std::io::Error>>> + Clone + Send + Unpin + 'static {
-    /// #     tower::service_fn(|t: Target| std::future::ready(Ok(channel(ConnectionState::new(t.stream_id, Protocol::InProcess), 1).1)))
-    /// # }
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let dir = std::env::temp_dir().join("mirror-reconnect-doc.yaml");
-    /// # std::fs::write(&dir, "max_retries: 3\n")?;
-    /// let config = ReconnectionConfig::from_yaml_file(&dir)?;
-    /// let packets = config.reconnecting(connector(), Target::new("cam1", Protocol::Srt));
-    /// # drop(packets); Ok(()) }
-    /// ```
-    pub fn reconnecting<C, T>(&self, connector: C, target: T) -> Reconnecting<Stack<C>, T>
-    where
-        C: Service<T> + Clone + Send + 'static,
-        C::Response: Connection,
-        C::Error: Into<BoxError>,
-        C::Future: Send + 'static,
-        T: StreamTarget,
-    {
-        let storage: Arc<dyn StateStorage> = Arc::new(MemoryStorage::with_ttl(self.state_ttl));
-        self.reconnecting_with(connector, target, storage)
-    }
-
-    /// As [`reconnecting`](Self::reconnecting), with state kept in `storage`.
-    pub fn reconnecting_with<C, T>(
-        &self,
-        connector: C,
-        target: T,
-        storage: Arc<dyn StateStorage>,
-    ) -> Reconnecting<Stack<C>, T>
-    where
-        C: Service<T> + Clone + Send + 'static,
-        C::Response: Connection,
-        C::Error: Into<BoxError>,
-        C::Future: Send + 'static,
-        T: StreamTarget,
-    {
-        let events = Events::new(target.stream_id());
-        let stack = self.build_stack(connector, storage, &events);
-        Reconnecting::new(stack, target)
-            .events(events)
-            .first_packet_timeout(self.first_packet_timeout)
-            .retry_on_close(self.srt.retry_on_close)
-            .unverified_backoff(self.backoff())
     }
 }

@@ -13,10 +13,13 @@ pub mod health;
 pub mod metrics;
 #[cfg(any(feature = "srt", feature = "rtp", feature = "udp"))]
 pub mod protocol;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod restore;
 mod serde_secs;
 #[cfg(feature = "network-simulation")]
 pub mod sim;
+pub mod stack;
 
 pub use config::ReconnectionConfig;
 pub use driver::{Events, Reconnecting, ReconnectionEvent};
@@ -33,4 +36,5 @@ pub mod prelude {
     pub use crate::driver::{EventType, Events, Reconnecting, ReconnectionEvent};
     pub use crate::health::HealthLayer;
     pub use crate::restore::{MemoryStorage, StateRestoreLayer, StateStorage};
+    pub use crate::stack::ReconnectingBuilder;
 }

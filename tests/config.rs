@@ -384,3 +384,33 @@ rtp:
 ";
     ReconnectionConfig::from_yaml_str(low).unwrap();
 }
+
+#[test]
+fn attempt_timeout_and_retry_on_close_apply_to_every_protocol_and_read_their_old_srt_keys() {
+    let c = ReconnectionConfig::default();
+    assert_eq!(c.attempt_timeout(), Duration::from_secs(3));
+    assert!(c.retry_on_close());
+
+    let c = ReconnectionConfig::from_yaml_str("attempt_timeout: 750ms\nretry_on_close: false\n")
+        .unwrap();
+    assert_eq!(c.attempt_timeout(), Duration::from_millis(750));
+    assert!(!c.retry_on_close());
+
+    // The old keys, under srt:, are still read.
+    let c =
+        ReconnectionConfig::from_yaml_str("srt:\n  connect_timeout: 2s\n  retry_on_close: false\n")
+            .unwrap();
+    assert_eq!(c.attempt_timeout(), Duration::from_secs(2));
+    assert!(!c.retry_on_close());
+
+    // Both given: the new ones win.
+    let c = ReconnectionConfig::from_yaml_str(
+        "attempt_timeout: 1s\nretry_on_close: true\nsrt:\n  connect_timeout: 2s\n  retry_on_close: false\n",
+    )
+    .unwrap();
+    assert_eq!(c.attempt_timeout(), Duration::from_secs(1));
+    assert!(c.retry_on_close());
+
+    let error = error_of("attempt_timeout: 0s\n");
+    assert!(error.contains("attempt_timeout"), "{error}");
+}

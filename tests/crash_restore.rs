@@ -41,7 +41,7 @@ fn store_from(spec: &str) -> Arc<dyn StateStorage> {
     #[cfg(feature = "redis")]
     if let Some(url) = spec.strip_prefix("redis:") {
         return Arc::new(
-            mirror_reconnect::restore::RedisStorage::builder(url)
+            mirror_reconnect::redis::RedisStorage::builder(url)
                 .ttl(Duration::from_secs(3600))
                 .build()
                 .expect("redis storage"),

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{ConnectionState, Protocol, Secret, Target};
-use mirror_reconnect::restore::{RedisStorage, StateStorage, StorageErrorKind};
+use mirror_reconnect::redis::RedisStorage;
+use mirror_reconnect::restore::{StateStorage, StorageErrorKind};
 use mirror_reconnect::ReconnectionConfig;
 
 use feed::Feed;

@@ -22,10 +22,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{ConnectionState, Protocol, Target};
-use mirror_reconnect::restore::{
-    FencedStorage, LeaseError, LeaseManager, LeaseWatch, RedisStorage, StateStorage, StorageError,
-    StorageErrorKind,
-};
+use mirror_reconnect::redis::{FencedStorage, LeaseError, LeaseManager, LeaseWatch, RedisStorage};
+use mirror_reconnect::restore::{StateStorage, StorageError, StorageErrorKind};
 use mirror_reconnect::ReconnectionConfig;
 use serde_json::{json, Value};
 

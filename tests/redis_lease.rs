@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{Protocol, Target};
-use mirror_reconnect::restore::{LeaseManager, RedisStorage, StateStorage};
+use mirror_reconnect::redis::{LeaseManager, RedisStorage};
+use mirror_reconnect::restore::StateStorage;
 use mirror_reconnect::ReconnectionConfig;
 use serde_json::{json, Value};
 use tower::Service;

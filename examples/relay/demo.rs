@@ -12,11 +12,9 @@ use futures_util::{SinkExt, StreamExt};
 use mirror_reconnect::backoff::Jitter;
 use mirror_reconnect::connection::{Protocol, Target};
 use mirror_reconnect::driver::{EventType, ReconnectionEvent};
-use mirror_reconnect::health::HealthLayer;
 use mirror_reconnect::protocol::srt::{srt_target, SrtConnection, SrtConnector};
-use mirror_reconnect::restore::MemoryStorage;
 use mirror_reconnect::sim::NetworkSimulator;
-use mirror_reconnect::{Events, ReconnectionConfig};
+use mirror_reconnect::ReconnectionConfig;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -280,17 +278,20 @@ pub(crate) async fn run(args: &cli::Args) -> Result<(), Failure> {
         jitter: Some(Jitter::Equal),
         check_interval: Duration::from_millis(500),
         first_packet_timeout: Duration::from_secs(2),
+        attempt_timeout: Some(Duration::from_secs(2)),
         ..ReconnectionConfig::default()
     };
-    let mut config = config;
-    config.srt.connect_timeout = Duration::from_secs(2);
 
     let url = format!(
         "srt://{}?mode=caller&streamid=demo&latency=120",
         sim.local_addr()
     );
     let target = srt_target(&url).map_err(failure)?;
-    let events = Events::new(target.stream_id.clone());
+    let packets = config
+        .builder()
+        .cancel_token(stop.clone())
+        .build(SrtConnector::new(), target);
+    let events = packets.event_bus().clone();
     let log: Arc<Mutex<Vec<(Instant, ReconnectionEvent)>>> = Arc::default();
     {
         let log = Arc::clone(&log);
@@ -307,16 +308,6 @@ pub(crate) async fn run(args: &cli::Args) -> Result<(), Failure> {
             }
         });
     }
-    let packets = crate::reconnecting(
-        &config,
-        Arc::new(MemoryStorage::new()),
-        &events,
-        HealthLayer::new(),
-        SrtConnector::new(),
-        target,
-        false,
-    )
-    .cancel_token(stop.clone());
 
     println!(
         "demo: SRT sender on {sender_addr}, network simulator on {}, relay calling through it",

@@ -23,24 +23,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mirror_reconnect::backoff::{AnyBackoff, BackoffRetry};
 use mirror_reconnect::connection::{redact_url, Connection, Protocol, Target};
-use mirror_reconnect::detect::FailureDetect;
-use mirror_reconnect::health::Health;
-use mirror_reconnect::health::HealthLayer;
 use mirror_reconnect::metrics::StreamMetrics;
-use mirror_reconnect::protocol::rtp::RtpConnector;
 use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
 use mirror_reconnect::protocol::udp::UdpConnector;
-use mirror_reconnect::restore::StateRestore;
-use mirror_reconnect::restore::{
-    FileStorage, LeaseManager, MemoryStorage, RedisStorage, StateStorage,
-};
-use mirror_reconnect::{BoxError, Events, Reconnecting, ReconnectionConfig};
+use mirror_reconnect::redis::{LeaseManager, RedisStorage};
+use mirror_reconnect::restore::{FileStorage, MemoryStorage, StateStorage};
+use mirror_reconnect::{BoxError, ReconnectionConfig};
 use tokio_util::sync::CancellationToken;
-use tower::timeout::{Timeout, TimeoutLayer};
-use tower::util::Either;
-use tower::{Service, ServiceBuilder};
+use tower::Service;
 
 /// Why the relay stopped other than cleanly.
 enum Failure {
@@ -246,59 +237,13 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         }
         cli::Input::Rtp(addr) => {
             let target = Target::new(format!("rtp://{addr}"), Protocol::Rtp).address(*addr);
-            let connector = RtpConnector::from_config(&relay.config.rtp);
+            let connector = relay.config.rtp.connector();
             relay.stream(connector, target, true).await
         }
         cli::Input::Udp(addr) => {
             let target = Target::new(format!("udp://{addr}"), Protocol::Udp).address(*addr);
             relay.stream(UdpConnector::new(), target, true).await
         }
-    }
-}
-
-/// The relay's stack: the config's layers, with a per-attempt timeout only for active
-/// inputs.
-type RelayStack<C> = BackoffRetry<
-    Either<Timeout<StateRestore<FailureDetect<Health<C>>>>, StateRestore<FailureDetect<Health<C>>>>,
-    AnyBackoff,
->;
-
-/// The full stack around `connector`, and the driver over it. `passive` inputs
-/// (listening for a caller, or for RTP/UDP senders) wait for their sender as long as it
-/// takes: no per-attempt limit, no limit on connections without a first packet.
-fn reconnecting<C>(
-    config: &ReconnectionConfig,
-    storage: Arc<dyn StateStorage>,
-    events: &Events,
-    health: HealthLayer,
-    connector: C,
-    target: Target,
-    passive: bool,
-) -> Reconnecting<RelayStack<C>, Target>
-where
-    C: Service<Target> + Clone + Send + Unpin + 'static,
-    C::Response: Connection,
-    C::Error: Into<BoxError>,
-    C::Future: Send + Unpin + 'static,
-{
-    // A passive attempt waits for its sender: no limit at all, rather than a long one.
-    let attempt_timeout = (!passive).then(|| TimeoutLayer::new(config.srt.connect_timeout));
-    let stack = ServiceBuilder::new()
-        .layer(config.retry_layer(events))
-        .option_layer(attempt_timeout)
-        .layer(config.restore_layer(storage))
-        .layer(config.detect_layer())
-        .layer(health)
-        .service(connector);
-    let packets = Reconnecting::new(stack, target)
-        .events(events.clone())
-        .first_packet_timeout(config.first_packet_timeout)
-        .retry_on_close(config.srt.retry_on_close)
-        .unverified_backoff(config.backoff());
-    if passive {
-        packets.max_unverified(u32::MAX)
-    } else {
-        packets
     }
 }
 
@@ -355,7 +300,19 @@ impl Relay {
             }
             None => None,
         };
-        let events = Events::new(stream_id.clone());
+        let mut builder = self
+            .config
+            .builder()
+            .storage(Arc::clone(&self.storage))
+            .cancel_token(self.stop.clone());
+        if passive {
+            builder = builder.passive();
+        }
+        let mut packets = builder.build(connector, target);
+        let events = packets.event_bus().clone();
+        let Some(handle) = packets.health_handle() else {
+            return Err(Failure::Runtime("the stack counts no health".into()));
+        };
         if self.events_json {
             events.on_event(|event| match serde_json::to_string(event) {
                 Ok(line) => eprintln!("{line}"),
@@ -363,18 +320,6 @@ impl Relay {
             });
         }
         let tally = status::Tally::watch(&events);
-        let health = HealthLayer::new();
-        let handle = health.handle();
-        let mut packets = reconnecting(
-            &self.config,
-            Arc::clone(&self.storage),
-            &events,
-            health,
-            connector,
-            target,
-            passive,
-        )
-        .cancel_token(self.stop.clone());
         if self.metrics {
             let reporter =
                 StreamMetrics::new(stream_id.clone(), Arc::clone(&handle)).events(&events);

@@ -12,12 +12,18 @@
 //! connection.
 
 mod channel;
+mod failure;
+mod health;
+pub mod metric_names;
 mod secret;
 mod sequence;
 mod state;
 mod target;
 
 pub use channel::{channel, ChannelConnection, ChannelSender};
+pub use failure::{FailureEvent, FailureReason, Severity};
+pub(crate) use health::SeqTracker;
+pub use health::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
 #[cfg(feature = "srt")]
 pub(crate) use secret::is_secret_name;
 pub use secret::{redact_url, Secret};
@@ -33,9 +39,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use tokio::time::Instant;
 
-use crate::detect::FailureEvent;
 use crate::error::BoxError;
-use crate::health::HealthHandle;
 
 /// One media packet as it came off the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{FailureEvent, FailureReason, FailureThresholds, Severity, SilenceConfig};
-use crate::health::HealthCounters;
+use crate::connection::HealthCounters;
 
 /// A callback told of every failure a detector finds.
 pub type FailureCallback = Arc<dyn Fn(&FailureEvent) + Send + Sync>;

@@ -38,13 +38,14 @@
 //! ```
 
 mod detector;
-mod event;
 mod layer;
 mod service;
 mod silence;
+mod thresholds;
 
+pub use crate::connection::{FailureEvent, FailureReason, Severity};
 pub use detector::{FailureCallback, FailureDetector, Window};
-pub use event::{FailureEvent, FailureReason, FailureThresholds, Severity};
 pub use layer::FailureDetectLayer;
 pub use service::{Detected, FailureDetect, FailureDetectFuture};
 pub use silence::{SilenceConfig, SilenceDetector};
+pub use thresholds::FailureThresholds;

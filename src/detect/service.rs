@@ -11,8 +11,8 @@ use tower_service::Service;
 
 use super::{FailureDetector, FailureEvent, FailureReason, Severity, SilenceDetector, Window};
 use crate::connection::{Connection, ConnectionError, ConnectionState, Packet};
+use crate::connection::{HealthChecker, HealthCounters, HealthHandle};
 use crate::error::BoxError;
-use crate::health::{HealthChecker, HealthCounters, HealthHandle};
 
 /// The service [`FailureDetectLayer`](super::FailureDetectLayer) makes: connects
 /// through the inner connector and wraps each connection in [`Detected`].

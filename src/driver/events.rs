@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::backoff::Attempt;
-use crate::detect::FailureReason;
+use crate::connection::metric_names as names;
+use crate::connection::FailureReason;
 
 /// What happened to a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -254,24 +255,23 @@ fn record_metrics(event: &ReconnectionEvent) {
     let reason = event.reason.map_or("none", FailureReason::as_str);
     match event.event_type {
         EventType::FailureDetected => {
-            metrics::counter!("mirror_reconnect_failure_detections_total", "stream_id" => stream_id, "reason" => reason)
+            metrics::counter!(names::FAILURE_DETECTIONS, "stream_id" => stream_id, "reason" => reason)
                 .increment(1);
         }
         EventType::ReconnectionAttempt => {
-            metrics::counter!("mirror_reconnect_reconnection_attempts_total", "stream_id" => stream_id, "reason" => reason)
+            metrics::counter!(names::RECONNECTION_ATTEMPTS, "stream_id" => stream_id, "reason" => reason)
                 .increment(1);
         }
         EventType::ReconnectionSucceeded => {
-            metrics::counter!("mirror_reconnect_reconnection_successes_total", "stream_id" => stream_id.clone())
+            metrics::counter!(names::RECONNECTION_SUCCESSES, "stream_id" => stream_id.clone())
                 .increment(1);
             if let Some(duration) = event.duration {
-                metrics::histogram!("mirror_reconnect_reconnection_duration_seconds", "stream_id" => stream_id)
+                metrics::histogram!(names::RECONNECTION_DURATION, "stream_id" => stream_id)
                     .record(duration.as_secs_f64());
             }
         }
         EventType::ReconnectionFailed => {
-            metrics::counter!("mirror_reconnect_reconnection_failures_total", "stream_id" => stream_id)
-                .increment(1);
+            metrics::counter!(names::RECONNECTION_FAILURES, "stream_id" => stream_id).increment(1);
         }
         EventType::ReconnectionStarted | EventType::ReconnectionAborted => {}
     }

@@ -19,6 +19,7 @@ pub use events::{EventCallback, EventType, Events, ReconnectionEvent};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
@@ -29,9 +30,8 @@ use tower_service::Service;
 
 use crate::backoff::{error::RetryError, Backoff, ExponentialBackoff};
 use crate::connection::{Connection, ConnectionError, ConnectionState, Packet, StreamTarget};
-use crate::detect::{FailureEvent, FailureReason, Severity};
+use crate::connection::{FailureEvent, FailureReason, HealthHandle, Severity};
 use crate::error::BoxError;
-use crate::health::HealthHandle;
 
 /// The error that ends a [`Reconnecting`] stream: the stack gave up.
 #[derive(Debug)]
@@ -146,9 +146,11 @@ where
     retry_on_close: bool,
     max_unverified: u32,
     unverified_backoff: Box<dyn Backoff>,
-    cancel: Option<Cancel>,
+    cancel: Cancel,
     state: State<S::Future, S::Response>,
     final_state: Option<ConnectionState>,
+    stopped: Arc<Mutex<Option<ConnectionState>>>,
+    health: Option<HealthHandle>,
     span: tracing::Span,
     reconnect_started: Option<Instant>,
     unverified: u32,
@@ -187,9 +189,11 @@ where
             retry_on_close: true,
             max_unverified: 5,
             unverified_backoff: Box::new(ExponentialBackoff::default()),
-            cancel: None,
+            cancel: Cancel::new(CancellationToken::new()),
             state: State::Ready,
             final_state: None,
+            stopped: Arc::default(),
+            health: None,
             reconnect_started: None,
             unverified: 0,
         }
@@ -211,12 +215,26 @@ where
     ///
     /// [`StateRestoreLayer`]: crate::restore::StateRestoreLayer
     pub fn cancel_token(mut self, token: CancellationToken) -> Self {
-        self.cancel = Some(Cancel {
-            wait: Box::pin(token.clone().cancelled_owned()),
-            token,
-            registered: None,
-        });
+        self.cancel = Cancel::new(token);
         self
+    }
+
+    /// Count health into `handle`: the handle of the stack's
+    /// [`HealthLayer`](crate::health::HealthLayer), so that
+    /// [`health_handle`](Self::health_handle) reads it before the first connection
+    /// is up and between connections. The [stack builder](crate::stack) sets it.
+    pub fn with_health_handle(mut self, handle: HealthHandle) -> Self {
+        self.health = Some(handle);
+        self
+    }
+
+    /// A handle that stops this stream from anywhere (cancelling its token) and, once
+    /// it has stopped, says what state it stopped with.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            token: self.cancel.token.clone(),
+            stopped: Arc::clone(&self.stopped),
+        }
     }
 
     /// How long a new connection has to deliver its first packet before it counts as
@@ -269,6 +287,14 @@ where
     /// The current connection's health, when a health layer counts it.
     pub fn health(&self) -> Option<HealthHandle> {
         self.connection().and_then(Connection::health)
+    }
+
+    /// The stream's health handle, for a program to read at any time (before the
+    /// first packet too): the one set with
+    /// [`with_health_handle`](Self::with_health_handle),
+    /// else the current connection's.
+    pub fn health_handle(&self) -> Option<HealthHandle> {
+        self.health.clone().or_else(|| self.health())
     }
 
     /// The current connection's state, if one is up.
@@ -390,9 +416,7 @@ where
     /// stream goes idle with a waker it has not registered yet: a stream that goes
     /// idle after every packet, always woken by the same task, pays one atomic load.
     fn cancelled(&mut self, cx: &mut Context<'_>, register: bool) -> bool {
-        let Some(cancel) = &mut self.cancel else {
-            return false;
-        };
+        let cancel = &mut self.cancel;
         if cancel.token.is_cancelled() {
             return true;
         }
@@ -423,16 +447,21 @@ where
         let state = std::mem::replace(&mut self.state, State::Done);
         tracing::debug!(from = state.name(), "cancelled; stopping");
         if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
-            self.final_state = Some(conn.state());
+            self.keep_final_state(conn.state());
             self.state = State::Closing(conn);
         }
+    }
+
+    fn keep_final_state(&mut self, state: ConnectionState) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
+        self.final_state = Some(state);
     }
 
     /// The peer closed `conn` and closes are not retried: the stream ends with it.
     fn closed_for_good(&mut self) -> Poll<Option<Result<Packet, ReconnectError>>> {
         let state = std::mem::replace(&mut self.state, State::Done);
         if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
-            self.final_state = Some(conn.state());
+            self.keep_final_state(conn.state());
         }
         Poll::Ready(None)
     }
@@ -443,6 +472,47 @@ struct Cancel {
     token: CancellationToken,
     wait: Pin<Box<WaitForCancellationFutureOwned>>,
     registered: Option<Waker>,
+}
+
+impl Cancel {
+    fn new(token: CancellationToken) -> Self {
+        Self {
+            wait: Box::pin(token.clone().cancelled_owned()),
+            token,
+            registered: None,
+        }
+    }
+}
+
+/// Stops a [`Reconnecting`] stream from anywhere, from
+/// [`Reconnecting::stop_handle`]: the stream closes its connection (the restore
+/// layer's last save included) and ends, and the handle then says what state it
+/// stopped with.
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    token: CancellationToken,
+    stopped: Arc<Mutex<Option<ConnectionState>>>,
+}
+
+impl StopHandle {
+    /// Ask the stream to stop. It stops when next polled.
+    pub fn stop(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The state the stream stopped with, once it has ended with a connection up
+    /// (see [`Reconnecting::final_state`]).
+    pub fn final_state(&self) -> Option<ConnectionState> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl<S, T> Stream for Reconnecting<S, T>

@@ -37,10 +37,9 @@
 //! # Ok(()) }
 //! ```
 
-mod checker;
 mod layer;
 mod service;
 
-pub use checker::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
+pub use crate::connection::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
 pub use layer::HealthLayer;
 pub use service::{Health, HealthFuture, Monitored};

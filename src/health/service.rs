@@ -9,9 +9,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::checker::SeqTracker;
-use super::HealthHandle;
-use crate::connection::{Connection, ConnectionError, ConnectionState, Packet};
+use crate::connection::{
+    Connection, ConnectionError, ConnectionState, HealthHandle, Packet, SeqTracker,
+};
 use crate::error::BoxError;
 
 /// The service [`HealthLayer`](super::HealthLayer) makes: connects through the inner

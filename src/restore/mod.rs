@@ -7,9 +7,9 @@
 //! never fatal: the media goes on, starting from the configured target when nothing can
 //! be loaded.
 //!
-//! When relays share a Redis and own each stream through a `LeaseManager` lease, give
-//! the stack `RedisStorage::fenced` (feature `redis`) so that only the lease holder's
-//! saves land.
+//! The stores here are in memory ([`MemoryStorage`]) and in files ([`FileStorage`], the
+//! embedded default); Redis, for state shared by many processes, and the leases that
+//! decide which process owns a stream, are in `crate::redis` (feature `redis`).
 //!
 //! [`ConnectionState`]: crate::connection::ConnectionState
 //! [`StreamTarget::apply_state`]: crate::connection::StreamTarget::apply_state
@@ -17,19 +17,11 @@
 
 mod file;
 mod layer;
-#[cfg(feature = "redis")]
-mod lease;
-#[cfg(feature = "redis")]
-mod redis;
 mod service;
 mod storage;
-mod throttle;
+pub(crate) mod throttle;
 
-#[cfg(feature = "redis")]
-pub use self::redis::{FencedStorage, RedisOpenError, RedisStorage, RedisStorageBuilder};
 pub use file::FileStorage;
 pub use layer::StateRestoreLayer;
-#[cfg(feature = "redis")]
-pub use lease::{LeaseError, LeaseManager, LeaseManagerBuilder, LeaseWatch, StreamLease};
 pub use service::{Restored, StateRestore};
 pub use storage::{MemoryStorage, StateStorage, StorageError, StorageErrorKind, StorageFuture};

@@ -12,9 +12,11 @@ use tower_service::Service;
 
 use super::throttle::StoreErrors;
 use super::{StateRestoreLayer, StateStorage, StorageError, StorageErrorKind};
-use crate::connection::{Connection, ConnectionError, ConnectionState, Packet, StreamTarget};
+use crate::connection::metric_names as names;
+use crate::connection::{
+    Connection, ConnectionError, ConnectionState, HealthHandle, Packet, StreamTarget,
+};
 use crate::error::{BoxError, ConnectError, ConnectErrorKind};
-use crate::health::HealthHandle;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -60,7 +62,7 @@ fn storage_error(errors: &StoreErrors, op: &'static str, error: &StorageError) {
         );
     }
     metrics::counter!(
-        "mirror_reconnect_state_store_errors_total",
+        names::STATE_STORE_ERRORS,
         "stream_id" => error.stream_id().to_owned(),
         "op" => op,
         "kind" => error.kind().as_str()

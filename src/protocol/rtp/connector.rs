@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tower_service::Service;
 
-use crate::config::RtpConfig;
 use crate::connection::Target;
 use crate::error::{BoxError, ConnectError, ConnectErrorKind};
 
@@ -32,23 +31,19 @@ pub struct RtpConnector {
 
 impl Default for RtpConnector {
     fn default() -> Self {
-        Self::from_config(&RtpConfig::default())
+        Self {
+            session_timeout: Duration::from_secs(10),
+            retry_on_timeout: true,
+        }
     }
 }
 
 impl RtpConnector {
-    /// A connector with the default [`RtpConfig`]: 10 s session timeout, reported
-    /// as an error.
+    /// A connector with the defaults: a session that goes 10 s without a packet ends,
+    /// and is reconnected. `ReconnectionConfig`'s `rtp` settings make one with
+    /// [`RtpConfig::connector`](crate::config::RtpConfig::connector).
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A connector with `config`'s settings.
-    pub fn from_config(config: &RtpConfig) -> Self {
-        Self {
-            session_timeout: config.session_timeout,
-            retry_on_timeout: config.retry_on_timeout,
-        }
     }
 
     /// End a session after this long without an RTP packet (at least 1 ms). A

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::connection::Sequence;
+use super::Sequence;
 
 const NEVER: u64 = u64::MAX;
 
@@ -53,7 +53,7 @@ pub struct HealthCounters {
 
 /// Lock-free health accounting for one stream.
 ///
-/// Written by the connection wrapper ([`Monitored`](super::Monitored)) as packets pass;
+/// Written by the connection wrapper ([`Monitored`](crate::health::Monitored)) as packets pass;
 /// read by anyone holding a [`HealthHandle`]. Every counter is a relaxed atomic: readers
 /// see a consistent-enough picture without ever slowing the media down.
 #[derive(Debug)]

@@ -1,17 +1,20 @@
+//! States in Redis, shared by every process that points at it, and the same store
+//! with saves fenced by a stream's lease.
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, FromRedisValue, Script};
+use ::redis::Script;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::lease::Fence;
-use super::{LeaseWatch, StateStorage, StorageError, StorageErrorKind, StorageFuture};
+use super::client::{CommandError, Redis, RedisOpenError};
+use super::lease::{Fence, LeaseWatch};
 use crate::connection::{redact_url, ConnectionState};
+use crate::restore::{StateStorage, StorageError, StorageErrorKind, StorageFuture};
 
 /// Save a state only if the stream's lease still holds the saving owner's value.
 /// KEYS: lease, state. ARGV: owner value, state JSON, expiry in ms (0: none).
@@ -40,156 +43,6 @@ return 1
 ",
     )
 });
-
-/// A Redis URL that cannot be used, or no Tokio runtime to use it from.
-///
-/// The message never repeats the URL, which may hold a password; to name the URL
-/// beside it, show it through [`redact_url`](crate::connection::redact_url).
-#[derive(Debug)]
-pub struct RedisOpenError {
-    message: String,
-}
-
-impl RedisOpenError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for RedisOpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for RedisOpenError {}
-
-/// What [`RedisStorage`] and [`LeaseManager`](super::LeaseManager) share: a client that
-/// connects lazily and reconnects by itself, each command bounded in time.
-#[derive(Clone)]
-pub(crate) struct Redis {
-    manager: ConnectionManager,
-    endpoint: Arc<str>,
-    op_timeout: Duration,
-}
-
-impl fmt::Debug for Redis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may hold a password: only the endpoint is shown.
-        f.debug_struct("Redis")
-            .field("endpoint", &self.endpoint)
-            .field("op_timeout", &self.op_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why one Redis command did not succeed.
-#[derive(Debug)]
-pub(crate) enum CommandError {
-    /// No answer within the operation timeout.
-    TimedOut(Duration),
-    /// Redis (or the way to it) answered with an error.
-    Failed(::redis::RedisError),
-}
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TimedOut(after) => write!(f, "no answer within {after:?}"),
-            Self::Failed(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for CommandError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::TimedOut(_) => None,
-            Self::Failed(e) => Some(e),
-        }
-    }
-}
-
-impl Redis {
-    /// A client for `url` that has not connected yet. Must run inside a Tokio runtime.
-    pub(crate) fn open(url: &str, op_timeout: Duration) -> Result<Self, RedisOpenError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RedisOpenError::new(
-                "a Redis store must be opened inside a Tokio runtime",
-            ));
-        }
-        if url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
-            return Err(RedisOpenError::new(
-                "rediss:// (Redis over TLS) needs the `redis-tls` feature of mirror-reconnect",
-            ));
-        }
-        let client = Client::open(url)
-            .map_err(|e| RedisOpenError::new(format!("invalid Redis URL: {e}")))?;
-        let endpoint: Arc<str> = client.get_connection_info().addr().to_string().into();
-        // Each connect and each answer is bounded by the operation timeout too, so that
-        // a dead Redis fails commands quickly instead of queueing them.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            RedisOpenError::new(format!(
-                "cannot set up the Redis client for {endpoint}: {e}"
-            ))
-        })?;
-        Ok(Self {
-            manager,
-            endpoint,
-            op_timeout,
-        })
-    }
-
-    pub(crate) fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    pub(crate) fn op_timeout(&self) -> Duration {
-        self.op_timeout
-    }
-
-    /// Run `cmd`, giving up after the operation timeout.
-    pub(crate) async fn query<T: FromRedisValue>(
-        &self,
-        cmd: &::redis::Cmd,
-    ) -> Result<T, CommandError> {
-        self.query_within(cmd, self.op_timeout).await
-    }
-
-    /// Run `cmd`, giving up after `timeout`.
-    pub(crate) async fn query_within<T: FromRedisValue>(
-        &self,
-        cmd: &::redis::Cmd,
-        timeout: Duration,
-    ) -> Result<T, CommandError> {
-        let mut conn = self.manager.clone();
-        match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(result) => result.map_err(CommandError::Failed),
-            Err(_) => Err(CommandError::TimedOut(timeout)),
-        }
-    }
-
-    /// Run a Lua script, giving up after `timeout`.
-    pub(crate) async fn script<T: FromRedisValue>(
-        &self,
-        invocation: &::redis::ScriptInvocation<'_>,
-        timeout: Duration,
-    ) -> Result<T, CommandError> {
-        let mut conn = self.manager.clone();
-        match tokio::time::timeout(timeout, invocation.invoke_async::<T>(&mut conn)).await {
-            Ok(result) => result.map_err(CommandError::Failed),
-            Err(_) => Err(CommandError::TimedOut(timeout)),
-        }
-    }
-}
 
 /// A save that has not reached Redis yet.
 #[derive(Debug)]
@@ -245,14 +98,14 @@ struct Inner {
 ///   newest there is; a load that fails or finds something unreadable is an error
 ///   ([`Unavailable`](StorageErrorKind::Unavailable) or
 ///   [`Corrupt`](StorageErrorKind::Corrupt), naming the key), and
-///   [`StateRestoreLayer`](super::StateRestoreLayer) then starts the stream from its
+///   [`StateRestoreLayer`](crate::restore::StateRestoreLayer) then starts the stream from its
 ///   configured target.
 ///
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use mirror_reconnect::prelude::*;
-/// use mirror_reconnect::restore::RedisStorage;
+/// use mirror_reconnect::redis::RedisStorage;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = ReconnectionConfig::default();
@@ -404,7 +257,8 @@ impl RedisStorage {
     ///
     /// ```no_run
     /// use std::sync::Arc;
-    /// use mirror_reconnect::restore::{LeaseManager, RedisStorage, StateStorage};
+    /// use mirror_reconnect::restore::{StateStorage};
+    /// use mirror_reconnect::redis::{LeaseManager, RedisStorage};
     ///
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let url = "redis://127.0.0.1:6379";
@@ -437,7 +291,7 @@ impl RedisStorage {
 /// A refused save is a [`StorageError`] of kind [`StorageErrorKind::FencedOut`]
 /// whose [`source`](std::error::Error::source) is
 /// [`LeaseError::Lost`](super::LeaseError::Lost) with the stream and the fencing
-/// token. [`StateRestoreLayer`](super::StateRestoreLayer) counts it like any store
+/// token. [`StateRestoreLayer`](crate::restore::StateRestoreLayer) counts it like any store
 /// error; it is never retried, and a pending save that a retry finds fenced out is
 /// dropped. A save while Redis is unreachable fails fast and is kept pending as with
 /// [`RedisStorage`], and is checked against the lease again when it is retried.
@@ -448,7 +302,8 @@ impl RedisStorage {
 /// ```no_run
 /// use std::error::Error as _;
 /// use mirror_reconnect::connection::{ConnectionState, Protocol};
-/// use mirror_reconnect::restore::{LeaseError, LeaseManager, RedisStorage, StateStorage};
+/// use mirror_reconnect::restore::{StateStorage};
+/// use mirror_reconnect::redis::{LeaseError, LeaseManager, RedisStorage};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let url = "redis://127.0.0.1:6379";
@@ -489,7 +344,7 @@ impl FencedStorage {
     /// The stream whose saves are fenced.
     ///
     /// ```no_run
-    /// # use mirror_reconnect::restore::{LeaseManager, RedisStorage};
+    /// # use mirror_reconnect::redis::{LeaseManager, RedisStorage};
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let url = "redis://127.0.0.1:6379";
     /// let lease = LeaseManager::builder(url, "relay-a").build()?.acquire("cam1").await.keep_alive();
@@ -504,7 +359,7 @@ impl FencedStorage {
     /// The fencing token of the lease the saves must still find.
     ///
     /// ```no_run
-    /// # use mirror_reconnect::restore::{LeaseManager, RedisStorage};
+    /// # use mirror_reconnect::redis::{LeaseManager, RedisStorage};
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let url = "redis://127.0.0.1:6379";
     /// let lease = LeaseManager::builder(url, "relay-a").build()?.acquire("cam1").await.keep_alive();
@@ -519,7 +374,7 @@ impl FencedStorage {
     /// The plain store underneath (whose saves are not fenced).
     ///
     /// ```no_run
-    /// # use mirror_reconnect::restore::{LeaseManager, RedisStorage};
+    /// # use mirror_reconnect::redis::{LeaseManager, RedisStorage};
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let url = "redis://127.0.0.1:6379";
     /// let lease = LeaseManager::builder(url, "relay-a").build()?.acquire("cam1").await.keep_alive();

@@ -6,9 +6,9 @@ use ::redis::Script;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::redis::{CommandError, Redis, RedisOpenError};
-use super::throttle::{Throttle, WARN_EVERY};
+use super::client::{CommandError, Redis, RedisOpenError};
 use crate::connection::redact_url;
+use crate::restore::throttle::{Throttle, WARN_EVERY};
 
 /// Take the lease if nobody holds it; the new owner's fencing token is one more than
 /// the last owner's. KEYS: lease, fence. ARGV: owner, ttl in ms.
@@ -128,7 +128,7 @@ impl std::error::Error for LeaseError {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use mirror_reconnect::restore::LeaseManager;
+/// use mirror_reconnect::redis::LeaseManager;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let leases = LeaseManager::builder("redis://127.0.0.1:6379", "relay-a")
