@@ -28,6 +28,11 @@ pub trait Backoff: Send + Sync + 'static {
     fn reset(&mut self);
 }
 
+// The driver keeps a `Box<dyn Backoff>`: this stops compiling if the trait stops being
+// usable as a trait object.
+#[allow(dead_code)]
+fn _obj_safe(_: Box<dyn Backoff>) {}
+
 /// How randomness is added to a delay so that many streams that failed together do not
 /// retry together (see AWS's "Exponential Backoff and Jitter").
 ///

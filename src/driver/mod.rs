@@ -330,7 +330,8 @@ where
         failure: FailureEvent,
         verified: bool,
     ) -> Option<ReconnectError> {
-        self.state = State::Done;
+        tracing::debug!(reason = %failure.reason, details = %failure.details, verified, "connection failed");
+        self.enter(State::Done);
         self.events.set_reason(Some(failure.reason));
         let mut event = self.events.event(EventType::FailureDetected, 0);
         event.error = Some(failure.details.clone());
@@ -344,7 +345,7 @@ where
         if verified {
             self.unverified = 0;
             self.unverified_backoff.reset();
-            self.state = State::Ready;
+            self.enter(State::Ready);
             return None;
         }
         self.unverified += 1;
@@ -357,12 +358,13 @@ where
         }
         let delay = self.unverified_backoff.next_delay();
         tracing::debug!(?delay, "connection failed before its first packet; pausing");
-        self.state = State::Pausing(Box::pin(tokio::time::sleep(delay)));
+        self.enter(State::Pausing(Box::pin(tokio::time::sleep(delay))));
         None
     }
 
     fn give_up(&mut self, error: BoxError) -> ReconnectError {
-        self.state = State::Done;
+        tracing::debug!(%error, "giving up");
+        self.enter(State::Done);
         let attempts = error
             .downcast_ref::<RetryError>()
             .map_or_else(|| self.events.last_attempt(), RetryError::attempts);
@@ -432,6 +434,12 @@ where
         cancel.wait.as_mut().poll(cx).is_ready()
     }
 
+    /// Move to `next`, saying so in the trace.
+    fn enter(&mut self, next: State<S::Future, S::Response>) {
+        tracing::trace!(from = self.state.name(), to = next.name(), "driver state");
+        self.state = next;
+    }
+
     /// Cancelled: report an abort if a reconnection was under way, and close the
     /// connection if one is up.
     fn stop(&mut self) {
@@ -448,7 +456,7 @@ where
         tracing::debug!(from = state.name(), "cancelled; stopping");
         if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
             self.keep_final_state(conn.state());
-            self.state = State::Closing(conn);
+            self.enter(State::Closing(conn));
         }
     }
 
@@ -458,12 +466,16 @@ where
     }
 
     /// The peer closed `conn` and closes are not retried: the stream ends with it.
-    fn closed_for_good(&mut self) -> Poll<Option<Result<Packet, ReconnectError>>> {
+    fn closed_for_good(&mut self) {
+        tracing::trace!(
+            from = self.state.name(),
+            to = "done",
+            "driver state: closed for good"
+        );
         let state = std::mem::replace(&mut self.state, State::Done);
         if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
             self.keep_final_state(conn.state());
         }
-        Poll::Ready(None)
     }
 }
 
@@ -534,7 +546,7 @@ where
                 State::Closing(conn) => {
                     ready!(conn.poll_close(cx));
                     tracing::debug!("closed");
-                    this.state = State::Done;
+                    this.enter(State::Done);
                     return Poll::Ready(None);
                 }
                 _ => {}
@@ -558,94 +570,137 @@ where
     S::Error: Into<BoxError>,
     T: StreamTarget + Unpin,
 {
-    fn poll_stream(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Packet, ReconnectError>>> {
-        let this = self;
+    /// Drive the state machine until it has an item for the caller or must wait.
+    fn poll_stream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
         loop {
-            match &mut this.state {
+            let step = match self.state {
                 State::Done | State::Closing(_) => return Poll::Ready(None),
-                State::Ready => {
-                    if let Err(error) = ready!(this.stack.poll_ready(cx)) {
-                        return Poll::Ready(Some(Err(this.give_up(error.into()))));
-                    }
-                    let future = this.stack.call(this.target.clone());
-                    this.state = State::Connecting(Box::pin(future));
-                }
-                State::Connecting(future) => match ready!(future.as_mut().poll(cx)) {
-                    Ok(conn) => {
-                        tracing::debug!("connected; waiting for the first packet");
-                        let deadline = Box::pin(tokio::time::sleep(this.first_packet_timeout));
-                        this.state = State::Verifying { conn, deadline };
-                    }
-                    Err(error) => return Poll::Ready(Some(Err(this.give_up(error.into())))),
-                },
-                State::Pausing(sleep) => {
-                    ready!(sleep.as_mut().poll(cx));
-                    this.state = State::Ready;
-                }
-                State::Verifying { conn, deadline } => match Pin::new(conn).poll_next(cx) {
-                    Poll::Ready(Some(Ok(packet))) => {
-                        let State::Verifying { conn, .. } =
-                            std::mem::replace(&mut this.state, State::Done)
-                        else {
-                            unreachable!("matched Verifying above")
-                        };
-                        this.state = State::Streaming(conn);
-                        this.verified();
-                        return Poll::Ready(Some(Ok(packet)));
-                    }
-                    Poll::Ready(Some(Err(error))) if !error.is_fatal() => {}
-                    Poll::Ready(Some(Err(error))) => {
-                        let failure = this.failure_of(error);
-                        if let Some(e) = this.connection_failed(failure, false) {
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                    Poll::Ready(None) => {
-                        if !this.retry_on_close {
-                            return this.closed_for_good();
-                        }
-                        if let Some(e) = this.connection_failed(this.closed(), false) {
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                    Poll::Pending => {
-                        ready!(deadline.as_mut().poll(cx));
-                        let failure = FailureEvent::new(
-                            FailureReason::Timeout,
-                            Severity::Critical,
-                            this.events.stream_id(),
-                            format!(
-                                "no packet within {:?} of connecting",
-                                this.first_packet_timeout
-                            ),
-                        );
-                        if let Some(e) = this.connection_failed(failure, false) {
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                },
-                State::Streaming(conn) => match ready!(Pin::new(conn).poll_next(cx)) {
-                    Some(Ok(packet)) => return Poll::Ready(Some(Ok(packet))),
-                    Some(Err(error)) if !error.is_fatal() => {}
-                    Some(Err(error)) => {
-                        let failure = this.failure_of(error);
-                        if let Some(e) = this.connection_failed(failure, true) {
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                    None => {
-                        if !this.retry_on_close {
-                            return this.closed_for_good();
-                        }
-                        if let Some(e) = this.connection_failed(this.closed(), true) {
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                },
+                State::Ready => ready!(self.poll_ready_state(cx)),
+                State::Connecting(_) => ready!(self.poll_connecting(cx)),
+                State::Pausing(_) => ready!(self.poll_pausing(cx)),
+                State::Verifying { .. } => ready!(self.poll_verifying(cx)),
+                State::Streaming(_) => ready!(self.poll_streaming(cx)),
+            };
+            if let Step::Yield(item) = step {
+                return Poll::Ready(item);
             }
         }
     }
+
+    /// Ready: wait for the stack to take a connect, then start it.
+    fn poll_ready_state(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        if let Err(error) = ready!(self.stack.poll_ready(cx)) {
+            return Poll::Ready(Step::Yield(Some(Err(self.give_up(error.into())))));
+        }
+        let future = self.stack.call(self.target.clone());
+        self.enter(State::Connecting(Box::pin(future)));
+        Poll::Ready(Step::Next)
+    }
+
+    /// Connecting: the stack's connect (its retries included); its error is the end.
+    fn poll_connecting(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let State::Connecting(future) = &mut self.state else {
+            return Poll::Ready(Step::Next);
+        };
+        match ready!(future.as_mut().poll(cx)) {
+            Ok(conn) => {
+                let deadline = Box::pin(tokio::time::sleep(self.first_packet_timeout));
+                self.enter(State::Verifying { conn, deadline });
+                Poll::Ready(Step::Next)
+            }
+            Err(error) => Poll::Ready(Step::Yield(Some(Err(self.give_up(error.into()))))),
+        }
+    }
+
+    /// Pausing: the wait after a connection that failed before its first packet.
+    fn poll_pausing(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let State::Pausing(sleep) = &mut self.state else {
+            return Poll::Ready(Step::Next);
+        };
+        ready!(sleep.as_mut().poll(cx));
+        self.enter(State::Ready);
+        Poll::Ready(Step::Next)
+    }
+
+    /// Verifying: the new connection's first packet, before its deadline.
+    fn poll_verifying(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let State::Verifying { conn, deadline } = &mut self.state else {
+            return Poll::Ready(Step::Next);
+        };
+        match Pin::new(conn).poll_next(cx) {
+            Poll::Ready(item) => Poll::Ready(self.on_item(item, false)),
+            Poll::Pending => {
+                ready!(deadline.as_mut().poll(cx));
+                let failure = FailureEvent::new(
+                    FailureReason::Timeout,
+                    Severity::Critical,
+                    self.events.stream_id(),
+                    format!(
+                        "no packet within {:?} of connecting",
+                        self.first_packet_timeout
+                    ),
+                );
+                Poll::Ready(self.failed(failure, false))
+            }
+        }
+    }
+
+    /// Streaming: the connection's packets, until it fails or ends.
+    fn poll_streaming(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let State::Streaming(conn) = &mut self.state else {
+            return Poll::Ready(Step::Next);
+        };
+        let item = ready!(Pin::new(conn).poll_next(cx));
+        Poll::Ready(self.on_item(item, true))
+    }
+
+    /// What the current connection's stream gave; `verified` once it has delivered
+    /// a packet.
+    fn on_item(&mut self, item: Option<Result<Packet, ConnectionError>>, verified: bool) -> Step {
+        match item {
+            Some(Ok(packet)) => {
+                if !verified {
+                    if let State::Verifying { conn, .. } =
+                        std::mem::replace(&mut self.state, State::Done)
+                    {
+                        self.enter(State::Streaming(conn));
+                    }
+                    self.verified();
+                }
+                Step::Yield(Some(Ok(packet)))
+            }
+            // A bad packet, counted below: the stream goes on.
+            Some(Err(error)) if !error.is_fatal() => Step::Next,
+            Some(Err(error)) => {
+                let failure = self.failure_of(error);
+                self.failed(failure, verified)
+            }
+            None if !self.retry_on_close => {
+                self.closed_for_good();
+                Step::Yield(None)
+            }
+            None => {
+                let failure = self.closed();
+                self.failed(failure, verified)
+            }
+        }
+    }
+
+    fn failed(&mut self, failure: FailureEvent, verified: bool) -> Step {
+        match self.connection_failed(failure, verified) {
+            Some(gave_up) => Step::Yield(Some(Err(gave_up))),
+            None => Step::Next,
+        }
+    }
+}
+
+/// An item of the driver's stream.
+type Item = Result<Packet, ReconnectError>;
+
+/// What one step of the state machine says.
+enum Step {
+    /// The state changed (or stays, after a bad packet): poll again.
+    Next,
+    /// Hand this to the caller.
+    Yield(Option<Item>),
 }

@@ -43,6 +43,11 @@ pub trait StateStorage: Send + Sync + 'static {
     fn delete<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, ()>;
 }
 
+// Stores are used as `Arc<dyn StateStorage>`: this stops compiling if the trait stops
+// being usable as a trait object.
+#[allow(dead_code)]
+fn _obj_safe(_: Box<dyn StateStorage>) {}
+
 /// What went wrong in a [`StateStorage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
