@@ -5,7 +5,8 @@
 //! state restore, failure detection and health, in that order around the connector.
 //! It wires the stream's [`Events`] once (the retry layer reports its attempts on the
 //! same bus the driver reports on) and hands back, on the driver, what a program needs
-//! before the first packet: the health handle, the event bus and a [`StopHandle`].
+//! before the first packet: the health handle, the event bus and a
+//! [`StopHandle`](crate::driver::StopHandle).
 //!
 //! ```
 //! use std::time::Duration;

@@ -19,6 +19,7 @@ mod secret;
 mod sequence;
 mod state;
 mod target;
+mod wrap;
 
 pub use channel::{channel, ChannelConnection, ChannelSender};
 pub use failure::{FailureEvent, FailureReason, Severity};
@@ -30,6 +31,7 @@ pub use secret::{redact_url, Secret};
 pub use sequence::Sequence;
 pub use state::{ConnectionState, ConnectionStatistics, Protocol};
 pub use target::{StreamTarget, Target};
+pub use wrap::{Wrap, WrapFuture, WrapService};
 
 use std::fmt;
 use std::task::{Context, Poll};

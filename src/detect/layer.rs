@@ -61,6 +61,6 @@ impl<S> Layer<S> for FailureDetectLayer {
     type Service = FailureDetect<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        FailureDetect::new(inner, Arc::new(self.detector.clone()))
+        FailureDetect::judging(inner, Arc::new(self.detector.clone()))
     }
 }

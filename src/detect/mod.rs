@@ -46,6 +46,6 @@ mod thresholds;
 pub use crate::connection::{FailureEvent, FailureReason, Severity};
 pub use detector::{FailureCallback, FailureDetector, Window};
 pub use layer::FailureDetectLayer;
-pub use service::{Detected, FailureDetect, FailureDetectFuture};
+pub use service::{Detected, FailureDetect, FailureDetectFuture, Judge};
 pub use silence::{SilenceConfig, SilenceDetector};
 pub use thresholds::FailureThresholds;

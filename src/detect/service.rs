@@ -1,97 +1,44 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tower_service::Service;
 
 use super::{FailureDetector, FailureEvent, FailureReason, Severity, SilenceDetector, Window};
-use crate::connection::{Connection, ConnectionError, ConnectionState, Packet};
+use crate::connection::{
+    Connection, ConnectionError, ConnectionState, Packet, Wrap, WrapFuture, WrapService,
+};
 use crate::connection::{HealthChecker, HealthCounters, HealthHandle};
-use crate::error::BoxError;
 
 /// The service [`FailureDetectLayer`](super::FailureDetectLayer) makes: connects
 /// through the inner connector and wraps each connection in [`Detected`].
+pub type FailureDetect<S> = WrapService<S, Judge>;
+
+/// The future of [`FailureDetect`]: the inner connect, then the wrap.
+pub type FailureDetectFuture<F> = WrapFuture<F, Judge>;
+
+/// The wrap of [`FailureDetectLayer`](super::FailureDetectLayer): watches each
+/// connection with the layer's detector.
 #[derive(Debug, Clone)]
-pub struct FailureDetect<S> {
-    inner: S,
+pub struct Judge {
     detector: Arc<FailureDetector>,
+}
+
+impl<C: Connection> Wrap<C> for Judge {
+    type Wrapped = Detected<C>;
+
+    fn wrap(&self, conn: C) -> Detected<C> {
+        Detected::new(conn, Arc::clone(&self.detector))
+    }
 }
 
 impl<S> FailureDetect<S> {
     /// Wrap `inner`, judging with `detector`.
-    pub fn new(inner: S, detector: Arc<FailureDetector>) -> Self {
-        Self { inner, detector }
-    }
-
-    /// The inner connector.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner connector, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Take the inner connector back.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, T> Service<T> for FailureDetect<S>
-where
-    S: Service<T>,
-    S::Response: Connection,
-    S::Error: Into<BoxError>,
-{
-    type Response = Detected<S::Response>;
-    type Error = BoxError;
-    type Future = FailureDetectFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, target: T) -> Self::Future {
-        FailureDetectFuture {
-            inner: self.inner.call(target),
-            detector: Some(Arc::clone(&self.detector)),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`FailureDetect`]: the inner connect, then the wrap.
-    #[derive(Debug)]
-    pub struct FailureDetectFuture<F> {
-        #[pin]
-        inner: F,
-        detector: Option<Arc<FailureDetector>>,
-    }
-}
-
-impl<F, C, E> Future for FailureDetectFuture<F>
-where
-    F: Future<Output = Result<C, E>>,
-    C: Connection,
-    E: Into<BoxError>,
-{
-    type Output = Result<Detected<C>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let conn = ready!(this.inner.poll(cx)).map_err(Into::into)?;
-        let detector = this
-            .detector
-            .take()
-            .expect("FailureDetectFuture polled after completion");
-        Poll::Ready(Ok(Detected::new(conn, detector)))
+    pub fn judging(inner: S, detector: Arc<FailureDetector>) -> Self {
+        WrapService::new(inner, Judge { detector })
     }
 }
 

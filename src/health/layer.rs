@@ -45,6 +45,6 @@ impl<S> Layer<S> for HealthLayer {
     type Service = Health<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Health::new(inner, self.handle())
+        Health::counting(inner, self.handle())
     }
 }

@@ -42,4 +42,4 @@ mod service;
 
 pub use crate::connection::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
 pub use layer::HealthLayer;
-pub use service::{Health, HealthFuture, Monitored};
+pub use service::{CountHealth, Health, HealthFuture, Monitored};

@@ -1,102 +1,47 @@
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use futures_core::Stream;
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
-use tower_service::Service;
 
 use crate::connection::{
-    Connection, ConnectionError, ConnectionState, HealthHandle, Packet, SeqTracker,
+    Connection, ConnectionError, ConnectionState, HealthHandle, Packet, SeqTracker, Wrap,
+    WrapFuture, WrapService,
 };
-use crate::error::BoxError;
 
 /// The service [`HealthLayer`](super::HealthLayer) makes: connects through the inner
 /// connector and wraps each connection in [`Monitored`].
+pub type Health<S> = WrapService<S, CountHealth>;
+
+/// The future of [`Health`]: the inner connect, then the wrap.
+pub type HealthFuture<F> = WrapFuture<F, CountHealth>;
+
+/// The wrap of [`HealthLayer`](super::HealthLayer): counts each connection into the
+/// stream's checker.
 #[derive(Debug, Clone)]
-pub struct Health<S> {
-    inner: S,
+pub struct CountHealth {
     checker: HealthHandle,
+}
+
+impl<C: Connection> Wrap<C> for CountHealth {
+    type Wrapped = Monitored<C>;
+
+    fn wrap(&self, conn: C) -> Monitored<C> {
+        Monitored::new(conn, Arc::clone(&self.checker))
+    }
 }
 
 impl<S> Health<S> {
     /// Wrap `inner`, counting into `checker`.
-    pub fn new(inner: S, checker: HealthHandle) -> Self {
-        Self { inner, checker }
+    pub fn counting(inner: S, checker: HealthHandle) -> Self {
+        WrapService::new(inner, CountHealth { checker })
     }
 
     /// The stream's health handle.
     pub fn handle(&self) -> HealthHandle {
-        Arc::clone(&self.checker)
-    }
-
-    /// The inner connector.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner connector, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Take the inner connector back.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, T> Service<T> for Health<S>
-where
-    S: Service<T>,
-    S::Response: Connection,
-    S::Error: Into<BoxError>,
-{
-    type Response = Monitored<S::Response>;
-    type Error = BoxError;
-    type Future = HealthFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, target: T) -> Self::Future {
-        HealthFuture {
-            inner: self.inner.call(target),
-            checker: Some(self.handle()),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`Health`]: the inner connect, then the wrap.
-    #[derive(Debug)]
-    pub struct HealthFuture<F> {
-        #[pin]
-        inner: F,
-        checker: Option<HealthHandle>,
-    }
-}
-
-impl<F, C, E> Future for HealthFuture<F>
-where
-    F: Future<Output = Result<C, E>>,
-    C: Connection,
-    E: Into<BoxError>,
-{
-    type Output = Result<Monitored<C>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let conn = ready!(this.inner.poll(cx)).map_err(Into::into)?;
-        let checker = this
-            .checker
-            .take()
-            .expect("HealthFuture polled after completion");
-        Poll::Ready(Ok(Monitored::new(conn, checker)))
+        Arc::clone(&self.wrapper().checker)
     }
 }
 
