@@ -10,6 +10,7 @@ pub mod detect;
 pub mod driver;
 pub mod error;
 pub mod health;
+mod macros;
 pub mod metrics;
 #[cfg(any(feature = "srt", feature = "rtp", feature = "udp"))]
 pub mod protocol;

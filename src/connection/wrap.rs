@@ -76,20 +76,7 @@ impl<S, W> WrapService<S, W> {
         &self.wrap
     }
 
-    /// The inner connector.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner connector, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Take the inner connector back.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S, W, T> Service<T> for WrapService<S, W>

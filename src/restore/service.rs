@@ -32,20 +32,7 @@ impl<S> StateRestore<S> {
         Self { inner, config }
     }
 
-    /// The inner connector.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner connector, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Take the inner connector back.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 fn storage_error(errors: &StoreErrors, op: &'static str, error: &StorageError) {
