@@ -16,7 +16,8 @@ use mirror_reconnect::restore::{FileStorage, MemoryStorage, StateStorage};
 use tokio::runtime::Runtime;
 
 #[cfg(feature = "redis")]
-#[path = "../tests/common/redis_server.rs"]
+#[path = "../tests/support/redis_server.rs"]
+#[allow(dead_code, unreachable_pub)]
 mod redis_server;
 
 #[path = "common/quick.rs"]

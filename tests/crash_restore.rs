@@ -6,13 +6,8 @@
 //! with an environment variable naming the store); the child prints what it sees as
 //! JSON lines on stdout.
 
-#[path = "common/feed.rs"]
-mod feed;
-#[path = "common/process.rs"]
-mod process;
 #[cfg(feature = "redis")]
-#[path = "common/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -27,8 +22,8 @@ use mirror_reconnect::ReconnectionConfig;
 use serde_json::{json, Value};
 use tower::Service;
 
-use feed::Feed;
-use process::ChildGuard;
+use support::feed::Feed;
+use support::process::ChildGuard;
 
 const STORE_ENV: &str = "MIRROR_CRASH_STORE";
 const CONFIGURE_ENV: &str = "MIRROR_CRASH_CONFIGURE";
@@ -208,7 +203,7 @@ fn a_killed_relay_resumes_from_the_file_store() {
 #[cfg(feature = "redis")]
 #[test]
 fn a_killed_relay_resumes_from_redis() {
-    let server = redis_server::RedisServer::start();
+    let server = support::redis_server::RedisServer::start();
     let store = format!("redis:{}", server.url());
     kill_and_restart(&store, || {
         server.dump().into_iter().find_map(|(key, value)| {

@@ -1,11 +1,10 @@
 //! The driver over a scripted connector: packets, order, events, give-up, cancel.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{payload_number, serve, End, Recorder, Scripted, Step};
 use futures_util::StreamExt;
 use mirror_reconnect::backoff::{BackoffRetryLayer, FixedBackoff};
 use mirror_reconnect::connection::{Protocol, Target};
@@ -13,6 +12,7 @@ use mirror_reconnect::detect::{FailureDetectLayer, FailureThresholds};
 use mirror_reconnect::error::ConnectErrorKind;
 use mirror_reconnect::health::HealthLayer;
 use mirror_reconnect::{Events, Reconnecting};
+use support::{payload_number, serve, End, Recorder, Scripted, Step};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 

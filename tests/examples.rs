@@ -1,15 +1,14 @@
 //! The example programs, run as a user runs them, so they cannot rot.
 #![cfg(all(feature = "srt", feature = "rtp"))]
 
-#[path = "common/process.rs"]
-mod process;
+mod support;
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use process::ChildGuard;
+use support::process::ChildGuard;
 
 /// An example program built by `cargo build --examples` (scripts/test.sh does).
 fn example(name: &str) -> Command {

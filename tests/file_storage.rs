@@ -1,8 +1,7 @@
 //! FileStorage: one JSON document per stream, atomic writes, safe names, TTL, corrupt
 //! files, and the stack starting from the configured target when the file is bad.
 
-#[path = "common/feed.rs"]
-mod feed;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use mirror_reconnect::connection::{ConnectionState, Protocol, Secret, Target};
 use mirror_reconnect::restore::{FileStorage, StateStorage, StorageErrorKind};
 use mirror_reconnect::ReconnectionConfig;
 
-use feed::Feed;
+use support::feed::Feed;
 
 fn state(stream_id: &str) -> ConnectionState {
     let mut state = ConnectionState::new(stream_id, Protocol::Srt);

@@ -3,10 +3,7 @@
 //! authentication, and no secret in any stored value.
 #![cfg(feature = "redis")]
 
-#[path = "common/feed.rs"]
-mod feed;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,8 +15,8 @@ use mirror_reconnect::redis::RedisStorage;
 use mirror_reconnect::restore::{StateStorage, StorageErrorKind};
 use mirror_reconnect::ReconnectionConfig;
 
-use feed::Feed;
-use redis_server::{free_port, RedisServer};
+use support::feed::Feed;
+use support::redis_server::{free_port, RedisServer};
 
 fn state(stream_id: &str) -> ConnectionState {
     let mut state = ConnectionState::new(stream_id, Protocol::Srt);

@@ -3,14 +3,7 @@
 //! final, or pending from an outage) are refused and never land over the new owner's.
 #![cfg(feature = "redis")]
 
-#[path = "common/feed.rs"]
-mod feed;
-#[path = "common/process.rs"]
-mod process;
-#[path = "common/redis_server.rs"]
-mod redis_server;
-#[path = "common/tcp_proxy.rs"]
-mod tcp_proxy;
+mod support;
 
 use std::error::Error as _;
 use std::io::{BufRead, BufReader};
@@ -27,10 +20,10 @@ use mirror_reconnect::restore::{StateStorage, StorageError, StorageErrorKind};
 use mirror_reconnect::ReconnectionConfig;
 use serde_json::{json, Value};
 
-use feed::Feed;
-use process::ChildGuard;
-use redis_server::RedisServer;
-use tcp_proxy::TcpProxy;
+use support::feed::Feed;
+use support::process::ChildGuard;
+use support::redis_server::RedisServer;
+use support::tcp_proxy::TcpProxy;
 
 const STREAM: &str = "cam1";
 

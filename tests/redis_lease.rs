@@ -3,12 +3,7 @@
 //! new owner resuming from the saved state.
 #![cfg(feature = "redis")]
 
-#[path = "common/feed.rs"]
-mod feed;
-#[path = "common/process.rs"]
-mod process;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -24,9 +19,9 @@ use mirror_reconnect::ReconnectionConfig;
 use serde_json::{json, Value};
 use tower::Service;
 
-use feed::Feed;
-use process::ChildGuard;
-use redis_server::RedisServer;
+use support::feed::Feed;
+use support::process::ChildGuard;
+use support::redis_server::RedisServer;
 
 fn manager(server: &RedisServer, owner: &str, ttl: Duration) -> LeaseManager {
     LeaseManager::builder(server.url(), owner)

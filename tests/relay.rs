@@ -8,17 +8,14 @@
     feature = "network-simulation"
 ))]
 
-#[path = "common/process.rs"]
-mod process;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use process::ChildGuard;
+use support::process::ChildGuard;
 
 /// The relay example, built beside this test by `cargo build --examples`.
 fn relay_bin() -> PathBuf {
@@ -223,7 +220,7 @@ fn udp_in_udp_out_and_sigterm_stops_cleanly_with_state_saved() {
 
 #[test]
 fn sigterm_with_redis_saves_the_final_state_then_releases_the_lease() {
-    let server = redis_server::RedisServer::start();
+    let server = support::redis_server::RedisServer::start();
     let relayed = relay_udp_then_sigterm(&server.url());
     let mut redis = server.connection();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut redis).unwrap();
@@ -242,7 +239,7 @@ fn sigterm_with_redis_saves_the_final_state_then_releases_the_lease() {
 
 /// Run the relay against a Redis nobody listens on for a few seconds, then stop it.
 fn relay_with_unreachable_redis(extra: &[&str]) -> String {
-    let port = redis_server::free_port();
+    let port = support::redis_server::free_port();
     let state = format!("redis://:pass-MARKER@127.0.0.1:{port}");
     let mut args = vec!["--state", &state];
     args.extend_from_slice(extra);

@@ -1,7 +1,7 @@
 //! State saved before a failure is the state the next connection starts with; a
 //! failing store never stops the media.
 
-mod common;
+mod support;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{payload_number, serve, End, Scripted};
 use futures_util::{Stream, StreamExt};
 use mirror_reconnect::connection::{
     ChannelConnection, Connection, ConnectionError, ConnectionState, Packet, Protocol, Secret,
@@ -19,6 +18,7 @@ use mirror_reconnect::restore::{
     MemoryStorage, StateStorage, StorageError, StorageErrorKind, StorageFuture,
 };
 use mirror_reconnect::{BoxError, ReconnectionConfig};
+use support::{payload_number, serve, End, Scripted};
 use tower::Service;
 
 /// A connection that keeps, as protocols do, a parameter worth resuming from: the

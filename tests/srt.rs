@@ -7,7 +7,7 @@
 #![cfg(feature = "srt")]
 #![allow(clippy::unwrap_used)]
 
-mod srt_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +20,8 @@ use mirror_reconnect::driver::EventType;
 use mirror_reconnect::error::ConnectErrorKind;
 use mirror_reconnect::protocol::srt::{PeerVanished, SrtConnector, SrtMode};
 use mirror_reconnect::restore::{MemoryStorage, StateStorage};
-use srt_support::{connect_error_in, fast_config, free_addr, number_of, numbered, Recorder};
 use srt_tokio::SrtSocket;
+use support::srt::{connect_error_in, fast_config, free_addr, number_of, numbered, Recorder};
 use tokio::time::timeout;
 use tower::ServiceExt;
 

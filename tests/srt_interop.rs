@@ -9,7 +9,7 @@
 #![cfg(feature = "srt")]
 #![allow(clippy::unwrap_used)]
 
-mod srt_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -23,7 +23,7 @@ use mirror_reconnect::detect::FailureReason;
 use mirror_reconnect::driver::EventType;
 use mirror_reconnect::error::ConnectErrorKind;
 use mirror_reconnect::protocol::srt::SrtConnector;
-use srt_support::{connect_error_in, fast_config, free_udp_port, have, ChildGuard, Recorder};
+use support::srt::{connect_error_in, fast_config, free_udp_port, have, ChildGuard, Recorder};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 

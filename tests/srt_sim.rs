@@ -8,7 +8,7 @@
 #![cfg(all(feature = "srt", feature = "network-simulation"))]
 #![allow(clippy::unwrap_used)]
 
-mod srt_support;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,8 +20,8 @@ use mirror_reconnect::detect::FailureReason;
 use mirror_reconnect::driver::EventType;
 use mirror_reconnect::protocol::srt::SrtConnector;
 use mirror_reconnect::sim::NetworkSimulator;
-use srt_support::{fast_config, number_of, numbered, Recorder};
 use srt_tokio::{SrtListener, SrtSocket};
+use support::srt::{fast_config, number_of, numbered, Recorder};
 use tokio::time::timeout;
 
 const OUTAGES: usize = 3;

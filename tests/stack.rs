@@ -1,17 +1,17 @@
 //! The stack builder: what it wires, what it hands back, and its options.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{payload_number, serve, End, Scripted};
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{Protocol, Target};
 use mirror_reconnect::driver::EventType;
 use mirror_reconnect::restore::{MemoryStorage, StateStorage};
 use mirror_reconnect::stack::ReconnectingBuilder;
 use mirror_reconnect::ReconnectionConfig;
+use support::{payload_number, serve, End, Scripted};
 use tower::ServiceExt;
 
 fn target() -> Target {

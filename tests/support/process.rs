@@ -1,7 +1,4 @@
 //! Child processes that are always killed at the end of a test, even a failing one.
-//!
-//! Include with `#[path = "common/process.rs"] mod process;`.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -79,6 +76,14 @@ impl ChildGuard {
             let _ = out.read_to_string(&mut text);
         }
         text
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
     }
 
     /// SIGKILL and reap.

@@ -1,10 +1,9 @@
 //! Helpers shared by the SRT tests: a fast config, free ports, numbered payloads,
 //! event recording, and a guard that kills child processes.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -114,40 +113,7 @@ pub fn connect_error_in<'a>(
     None
 }
 
-/// Kills (SIGKILL) and reaps its child when dropped, even when the test fails.
-pub struct ChildGuard {
-    pub name: String,
-    pub child: Option<Child>,
-}
-
-impl ChildGuard {
-    pub fn new(name: impl Into<String>, child: Child) -> Self {
-        Self {
-            name: name.into(),
-            child: Some(child),
-        }
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+pub use super::process::ChildGuard;
 
 /// Whether a program is on the PATH (tests that need it say so and fail without it).
 pub fn have(program: &str) -> bool {

@@ -1,9 +1,6 @@
 //! A loopback TCP proxy that can be cut and healed: a network partition between the
 //! clients that go through it and the server, while other clients reach the server
 //! directly.
-//!
-//! Include with `#[path = "common/tcp_proxy.rs"] mod tcp_proxy;`.
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 

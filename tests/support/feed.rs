@@ -1,7 +1,4 @@
 //! An in-process connector that feeds packets forever and records what it was asked.
-//!
-//! Include with `#[path = "common/feed.rs"] mod feed;`.
-#![allow(dead_code, unreachable_pub)]
 
 use std::future::Ready;
 use std::sync::{Arc, Mutex};

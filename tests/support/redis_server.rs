@@ -1,7 +1,4 @@
 //! A real `redis-server` on a free loopback port, killed when dropped.
-//!
-//! Include with `#[path = "common/redis_server.rs"] mod redis_server;`.
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,5 +1,4 @@
 //! Shared helpers: a scripted in-process connector.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::VecDeque;
 use std::future::Future;
