@@ -19,7 +19,7 @@ pub use events::{EventCallback, EventType, Events, ReconnectionEvent};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
@@ -146,10 +146,13 @@ where
     retry_on_close: bool,
     max_unverified: u32,
     unverified_backoff: Box<dyn Backoff>,
-    cancel: Cancel,
+    /// Made on the first `cancel_token` or `stop_handle`: a stream nobody can stop
+    /// carries no token.
+    cancel: OnceLock<Cancel>,
     state: State<S::Future, S::Response>,
     final_state: Option<ConnectionState>,
-    stopped: Arc<Mutex<Option<ConnectionState>>>,
+    /// Shared with the stop handles, made with the first.
+    stopped: OnceLock<Arc<Mutex<Option<ConnectionState>>>>,
     health: Option<HealthHandle>,
     span: tracing::Span,
     reconnect_started: Option<Instant>,
@@ -189,10 +192,10 @@ where
             retry_on_close: true,
             max_unverified: 5,
             unverified_backoff: Box::new(ExponentialBackoff::default()),
-            cancel: Cancel::new(CancellationToken::new()),
+            cancel: OnceLock::new(),
             state: State::Ready,
             final_state: None,
-            stopped: Arc::default(),
+            stopped: OnceLock::new(),
             health: None,
             reconnect_started: None,
             unverified: 0,
@@ -215,7 +218,7 @@ where
     ///
     /// [`StateRestoreLayer`]: crate::restore::StateRestoreLayer
     pub fn cancel_token(mut self, token: CancellationToken) -> Self {
-        self.cancel = Cancel::new(token);
+        self.cancel = OnceLock::from(Cancel::new(token));
         self
     }
 
@@ -232,8 +235,12 @@ where
     /// it has stopped, says what state it stopped with.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            token: self.cancel.token.clone(),
-            stopped: Arc::clone(&self.stopped),
+            token: self
+                .cancel
+                .get_or_init(|| Cancel::new(CancellationToken::new()))
+                .token
+                .clone(),
+            stopped: Arc::clone(self.stopped.get_or_init(Arc::default)),
         }
     }
 
@@ -418,7 +425,9 @@ where
     /// stream goes idle with a waker it has not registered yet: a stream that goes
     /// idle after every packet, always woken by the same task, pays one atomic load.
     fn cancelled(&mut self, cx: &mut Context<'_>, register: bool) -> bool {
-        let cancel = &mut self.cancel;
+        let Some(cancel) = self.cancel.get_mut() else {
+            return false;
+        };
         if cancel.token.is_cancelled() {
             return true;
         }
@@ -461,7 +470,9 @@ where
     }
 
     fn keep_final_state(&mut self, state: ConnectionState) {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
+        if let Some(stopped) = self.stopped.get() {
+            *stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
+        }
         self.final_state = Some(state);
     }
 
