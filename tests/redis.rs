@@ -177,6 +177,13 @@ async fn a_redis_that_is_down_fails_fast_and_gets_the_saves_when_it_is_back() {
     )
     .await;
     println!("pending save flushed {flushed:?} after Redis came up");
+    // The retry task forgets the save just after Redis took it: wait for that too.
+    eventually(
+        "the flushed save is no longer pending",
+        Duration::from_secs(5),
+        || storage.pending_count() == 0,
+    )
+    .await;
     assert_eq!(storage.pending_count(), 0);
     let fresh = RedisStorage::open(&server.url()).expect("open");
     assert_eq!(fresh.load("cam1").await.expect("load"), Some(saved));

@@ -324,6 +324,13 @@ async fn a_pending_save_lands_when_the_lease_is_still_ours_after_a_partition() {
         stored_origin(&server).as_deref() == Some("a2")
     })
     .await;
+    // The retry task forgets the save just after Redis took it: wait for that too.
+    eventually(
+        "the landed save is no longer pending",
+        Duration::from_secs(5),
+        || store.get_ref().pending_count() == 0,
+    )
+    .await;
     assert_eq!(store.get_ref().pending_count(), 0);
     assert!(watch.is_held());
 }
