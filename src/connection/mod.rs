@@ -90,6 +90,21 @@ impl ConnectionError {
     pub fn is_fatal(&self) -> bool {
         !matches!(self, Self::Packet(_))
     }
+
+    /// The failure this error is, for `stream_id`: the detector's own verdict as it
+    /// is, anything else a critical [`NetworkError`](FailureReason::NetworkError)
+    /// saying what happened. The one place an error becomes a failure.
+    pub fn into_failure(self, stream_id: &str) -> FailureEvent {
+        match self {
+            Self::Failed(event) => event,
+            other => FailureEvent::new(
+                FailureReason::NetworkError,
+                Severity::Critical,
+                stream_id,
+                other.to_string(),
+            ),
+        }
+    }
 }
 
 impl fmt::Display for ConnectionError {

@@ -241,19 +241,13 @@ impl<C: Connection> Stream for Detected<C> {
                     }
                     return Poll::Ready(Some(Err(error)));
                 }
-                let event = match error {
-                    ConnectionError::Failed(event) => {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(ConnectionError::Failed(event))));
-                    }
-                    other => FailureEvent::new(
-                        FailureReason::NetworkError,
-                        Severity::Critical,
-                        this.stream_id.clone(),
-                        other.to_string(),
-                    ),
-                };
-                this.fail(event)
+                if let ConnectionError::Failed(event) = error {
+                    // Judged below already: passed on as it is, not reported twice.
+                    this.done = true;
+                    return Poll::Ready(Some(Err(ConnectionError::Failed(event))));
+                }
+                let failure = error.into_failure(&this.stream_id);
+                this.fail(failure)
             }
             Poll::Ready(None) => {
                 this.done = true;

@@ -400,15 +400,7 @@ where
     }
 
     fn failure_of(&self, error: ConnectionError) -> FailureEvent {
-        match error {
-            ConnectionError::Failed(event) => event,
-            other => FailureEvent::new(
-                FailureReason::NetworkError,
-                Severity::Critical,
-                self.events.stream_id(),
-                other.to_string(),
-            ),
-        }
+        error.into_failure(self.events.stream_id())
     }
 
     fn closed(&self) -> FailureEvent {
