@@ -356,15 +356,11 @@ fn report_detection(detected: &mirror_reconnect::detect::Detected<Monitored<Endl
 /// Criterion's settings: a few seconds per benchmark, or a fraction of a second with
 /// `BENCH_QUICK=1`.
 fn config() -> Criterion {
-    let c = Criterion::default();
-    if quick::quick() {
-        c.sample_size(10)
-            .warm_up_time(Duration::from_millis(100))
-            .measurement_time(Duration::from_millis(300))
-    } else {
-        c.warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3))
-    }
+    quick::criterion(
+        Criterion::default()
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3)),
+    )
 }
 
 criterion_group! {

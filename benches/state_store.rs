@@ -99,16 +99,12 @@ fn redis(_c: &mut Criterion, _rt: &Runtime) {
 /// Criterion's settings: 50 samples over a few seconds per benchmark, or a fraction of
 /// a second with `BENCH_QUICK=1`.
 fn config() -> Criterion {
-    let c = Criterion::default();
-    if quick::quick() {
-        c.sample_size(10)
-            .warm_up_time(Duration::from_millis(100))
-            .measurement_time(Duration::from_millis(300))
-    } else {
-        c.sample_size(50)
+    quick::criterion(
+        Criterion::default()
+            .sample_size(50)
             .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(3))
-    }
+            .measurement_time(Duration::from_secs(3)),
+    )
 }
 
 criterion_group! {

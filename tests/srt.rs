@@ -34,6 +34,28 @@ fn srt_target(stream_id: &str, address: SocketAddr, mode: SrtMode) -> Target {
         .parameter("latency", "40")
 }
 
+/// A caller of `target` connects, and the listener `waiting` for it accepts it and
+/// receives what it sends.
+async fn hello_reaches_the_listener(
+    target: Target,
+    waiting: tokio::task::JoinHandle<
+        Result<mirror_reconnect::protocol::srt::SrtConnection, mirror_reconnect::BoxError>,
+    >,
+) {
+    let mut caller = timeout(WAIT, SrtConnector::new().oneshot(target))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut accepted = timeout(WAIT, waiting).await.unwrap().unwrap().unwrap();
+    caller.send(Bytes::from_static(b"hello")).await.unwrap();
+    let got = timeout(WAIT, accepted.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"hello");
+}
+
 /// srt-tokio sending `count` numbered packets of `round`, 2 ms apart.
 async fn send_round(socket: &mut SrtSocket, round: u32, count: u32) {
     for i in 0..count {
@@ -362,21 +384,7 @@ async fn a_refused_stream_id_is_rejected_and_the_right_one_accepted() {
     assert_eq!(events.count(EventType::ReconnectionAttempt), 1);
 
     // The listener still takes its own stream.
-    let mut caller = timeout(
-        WAIT,
-        SrtConnector::new().oneshot(srt_target("cam1", addr, SrtMode::Caller)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let mut accepted = timeout(WAIT, waiting).await.unwrap().unwrap().unwrap();
-    caller.send(Bytes::from_static(b"hello")).await.unwrap();
-    let got = timeout(WAIT, accepted.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(&got.payload[..], b"hello");
+    hello_reaches_the_listener(srt_target("cam1", addr, SrtMode::Caller), waiting).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,16 +535,5 @@ async fn a_listener_refuses_callers_of_another_key_length_than_its_pbkeylen() {
     let strong = srt_target("cam1", addr, SrtMode::Caller)
         .parameter("pbkeylen", "32")
         .passphrase(secret());
-    let mut caller = timeout(WAIT, SrtConnector::new().oneshot(strong))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut accepted = timeout(WAIT, waiting).await.unwrap().unwrap().unwrap();
-    caller.send(Bytes::from_static(b"hello")).await.unwrap();
-    let got = timeout(WAIT, accepted.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(&got.payload[..], b"hello");
+    hello_reaches_the_listener(strong, waiting).await;
 }

@@ -22,6 +22,19 @@ pub fn pick<T>(full: T, small: T) -> T {
     }
 }
 
+/// Criterion's settings: `full` normally; in quick mode ten samples over a fraction of
+/// a second.
+pub fn criterion(full: criterion::Criterion) -> criterion::Criterion {
+    if quick() {
+        criterion::Criterion::default()
+            .sample_size(10)
+            .warm_up_time(std::time::Duration::from_millis(100))
+            .measurement_time(std::time::Duration::from_millis(300))
+    } else {
+        full
+    }
+}
+
 /// The paragraph a section opens with in quick mode; `None` in a full run.
 pub fn notice() -> Option<String> {
     quick().then(|| {
