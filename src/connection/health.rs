@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Sequence;
+use super::sequence::SeqEvent;
 
 const NEVER: u64 = u64::MAX;
 
@@ -165,23 +165,23 @@ impl HealthChecker {
         bump(&self.errors, 1);
     }
 
-    /// Publish what the sequence tracker measured.
+    /// Publish what the sequence tracker made of one numbered packet.
     #[inline]
-    fn record_sequence(&self, step: SeqStep) {
-        match step {
-            SeqStep::Advanced { gap } => {
+    pub(crate) fn record_sequence(&self, event: SeqEvent) {
+        match event {
+            SeqEvent::First | SeqEvent::Jump | SeqEvent::Restart => bump(&self.expected, 1),
+            SeqEvent::InOrder { gap } => {
                 bump(&self.expected, gap + 1);
                 if gap > 0 {
                     bump(&self.lost, gap);
                 }
             }
-            SeqStep::Recovered => {
+            SeqEvent::Late => {
                 // A late packet fills a gap counted as lost: never below zero.
                 let lost = self.lost.load(Relaxed);
                 self.lost.store(lost.saturating_sub(1), Relaxed);
             }
-            SeqStep::Duplicate => bump(&self.duplicates, 1),
-            SeqStep::Resynced => bump(&self.expected, 1),
+            SeqEvent::Duplicate | SeqEvent::TooLate => bump(&self.duplicates, 1),
         }
     }
 
@@ -282,92 +282,18 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// What one numbered packet told the tracker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SeqStep {
-    Advanced { gap: u64 },
-    Recovered,
-    Duplicate,
-    Resynced,
-}
-
-/// A jump this far ahead is a sender restart, not loss (RFC 3550's MAX_DROPOUT), for
-/// numbering that can restart.
-const MAX_DROPOUT: i64 = 3000;
-/// A packet this far behind is from before a restart (RFC 3550's MAX_MISORDER), for
-/// numbering that can restart; for numbering that cannot, a packet this far behind is
-/// too late to say anything and counts as a duplicate.
-const MAX_MISORDER: i64 = 100;
-/// How many numbers behind the highest the window remembers: every packet that is not
-/// from before a restart must fit, or a late one would count as a duplicate.
-const WINDOW: i64 = 128;
-const _: () = assert!(MAX_MISORDER < WINDOW);
-
-/// Loss, duplicate and reorder tracking over sequence numbers, owned by the
-/// connection wrapper (so it needs no atomics of its own): the highest number seen
-/// and a 128-packet window of which numbers behind it arrived.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct SeqTracker {
-    highest: Option<Sequence>,
-    window: u128,
-}
-
-impl SeqTracker {
-    #[inline]
-    pub(crate) fn observe(&mut self, seq: Sequence, checker: &HealthChecker) {
-        let step = self.step(seq);
-        checker.record_sequence(step);
-    }
-
-    #[inline]
-    fn step(&mut self, seq: Sequence) -> SeqStep {
-        let Some(highest) = self.highest else {
-            self.highest = Some(seq);
-            self.window = 1;
-            return SeqStep::Advanced { gap: 0 };
-        };
-        let d = seq.distance_from(highest);
-        let restarted = seq.bits() != highest.bits()
-            || (seq.restarts() && !(-MAX_MISORDER..=MAX_DROPOUT).contains(&d));
-        if restarted {
-            self.highest = Some(seq);
-            self.window = 1;
-            return SeqStep::Resynced;
-        }
-        if d > 0 {
-            self.window = if d >= WINDOW {
-                1
-            } else {
-                (self.window << d) | 1
-            };
-            self.highest = Some(seq);
-            return SeqStep::Advanced {
-                gap: (d - 1) as u64,
-            };
-        }
-        if -d > MAX_MISORDER {
-            return SeqStep::Duplicate;
-        }
-        let bit = 1u128 << -d;
-        if self.window & bit != 0 {
-            SeqStep::Duplicate
-        } else {
-            self.window |= bit;
-            SeqStep::Recovered
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::sequence::{SeqTracker, MAX_MISORDER};
+    use crate::connection::Sequence;
 
     fn feed(seqs: &[u16]) -> HealthCounters {
         let checker = HealthChecker::new(None);
         checker.connection_started(Instant::now());
         let mut tracker = SeqTracker::default();
         for &s in seqs {
-            tracker.observe(Sequence::rtp(s), &checker);
+            checker.record_sequence(tracker.update(Sequence::rtp(s)));
         }
         checker.counters()
     }
@@ -422,7 +348,7 @@ mod tests {
         checker.connection_started(Instant::now());
         let mut tracker = SeqTracker::default();
         for &s in seqs {
-            tracker.observe(Sequence::srt(s), &checker);
+            checker.record_sequence(tracker.update(Sequence::srt(s)));
         }
         checker.counters()
     }

@@ -23,12 +23,12 @@ mod wrap;
 
 pub use channel::{channel, ChannelConnection, ChannelSender};
 pub use failure::{FailureEvent, FailureReason, Severity};
-pub(crate) use health::SeqTracker;
 pub use health::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
 #[cfg(feature = "srt")]
 pub(crate) use secret::is_secret_name;
 pub use secret::{redact_url, Secret};
 pub use sequence::Sequence;
+pub(crate) use sequence::{SeqEvent, SeqTracker};
 pub use state::{ConnectionState, ConnectionStatistics, Protocol};
 pub use target::{StreamTarget, Target};
 pub use wrap::{Wrap, WrapFuture, WrapService};

@@ -96,7 +96,7 @@ impl<C: Connection> Monitored<C> {
         self.checker
             .record_packet(packet.payload.len(), packet.arrival);
         if let Some(seq) = packet.sequence {
-            self.sequence.observe(seq, &self.checker);
+            self.checker.record_sequence(self.sequence.update(seq));
         }
         if let Some(rtt) = self.inner.rtt() {
             self.checker.record_latency(rtt);

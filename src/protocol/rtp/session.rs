@@ -9,15 +9,11 @@ use tokio::time::Instant;
 
 use super::error::RtpPacketError;
 use super::stats::{keys, RtpStatistics};
-
-/// A jump this far ahead is a sender restart, not loss (RFC 3550's MAX_DROPOUT).
-pub(crate) const MAX_DROPOUT: u16 = 3000;
-/// A packet this far behind is from before a restart (RFC 3550's MAX_MISORDER).
-pub(crate) const MAX_MISORDER: u16 = 100;
+use crate::connection::{SeqEvent, SeqTracker, Sequence};
 
 /// How far `seq` is ahead of `from` (negative when behind), the short way round.
-pub(crate) fn seq_distance(seq: u16, from: u16) -> i32 {
-    i32::from(seq.wrapping_sub(from) as i16)
+pub(crate) fn seq_distance(seq: u16, from: u16) -> i64 {
+    Sequence::rtp(seq).distance_from(Sequence::rtp(from))
 }
 
 /// What the fixed RTP header says about a packet.
@@ -27,142 +23,6 @@ pub(crate) struct Header {
     pub(crate) payload_type: u8,
     pub(crate) sequence: u16,
     pub(crate) timestamp: u32,
-}
-
-/// What a sequence number means for the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SeqEvent {
-    /// The first packet of the session (or of a new sender).
-    First,
-    /// The next packet, `gap` numbers after the previous highest.
-    InOrder { gap: u16 },
-    /// A packet behind the highest that had not arrived yet.
-    Late,
-    /// A packet that already arrived.
-    Duplicate,
-    /// A jump too large to be loss; dropped until the next packet confirms it.
-    Jump,
-    /// The packet after a jump continued it: the sender restarted its numbering.
-    Restart,
-}
-
-/// Sequence tracking over extended (wrap-counted) sequence numbers.
-///
-/// Loss is `expected - received`, where `expected` spans the lowest to the highest
-/// number seen and `received` counts each number once, so duplicates never hide
-/// loss and a late packet fills its gap.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SeqTracker {
-    /// Highest extended sequence number; `None` before the first packet.
-    max: Option<u64>,
-    base: u64,
-    /// Bit `k` set: `max - k` arrived. Covers MAX_MISORDER.
-    window: u128,
-    /// After a jump, the number that would confirm a restart.
-    probation: Option<u16>,
-    received: u64,
-    /// Expected and received over the sender's earlier runs (before restarts).
-    expected_before: u64,
-    received_before: u64,
-    pub(crate) duplicates: u64,
-    pub(crate) reordered: u64,
-    pub(crate) jumps: u64,
-}
-
-impl SeqTracker {
-    fn start(&mut self, seq: u16) {
-        self.expected_before += self.expected_now();
-        self.received_before += self.received;
-        // Start one cycle in, so packets from before the first stay positive.
-        let ext = (1u64 << 16) + u64::from(seq);
-        self.max = Some(ext);
-        self.base = ext;
-        self.window = 1;
-        self.probation = None;
-        self.received = 1;
-    }
-
-    fn expected_now(&self) -> u64 {
-        self.max.map_or(0, |max| max - self.base + 1)
-    }
-
-    /// Packets the numbers say were sent, over the whole session.
-    pub(crate) fn expected(&self) -> u64 {
-        self.expected_before + self.expected_now()
-    }
-
-    /// Distinct packets received, over the whole session.
-    pub(crate) fn received(&self) -> u64 {
-        self.received_before + self.received
-    }
-
-    /// Packets missing (never below zero).
-    pub(crate) fn lost(&self) -> u64 {
-        self.expected().saturating_sub(self.received())
-    }
-
-    /// The highest sequence number seen, unextended.
-    pub(crate) fn highest(&self) -> Option<u16> {
-        self.max.map(|m| m as u16)
-    }
-
-    /// Forget the current run: the next packet starts a new one (a new sender).
-    pub(crate) fn reset(&mut self) {
-        self.expected_before += self.expected_now();
-        self.received_before += self.received;
-        self.max = None;
-        self.received = 0;
-        self.probation = None;
-    }
-
-    pub(crate) fn update(&mut self, seq: u16) -> SeqEvent {
-        let Some(max) = self.max else {
-            self.start(seq);
-            return SeqEvent::First;
-        };
-        let d = seq_distance(seq, max as u16);
-        if d > 0 && d <= i32::from(MAX_DROPOUT) {
-            let step = d as u32;
-            self.window = if step >= 128 {
-                1
-            } else {
-                (self.window << step) | 1
-            };
-            self.max = Some(max + u64::from(step));
-            self.received += 1;
-            self.probation = None;
-            return SeqEvent::InOrder {
-                gap: (step - 1) as u16,
-            };
-        }
-        if d == 0 {
-            self.duplicates += 1;
-            return SeqEvent::Duplicate;
-        }
-        if d < 0 && -d <= i32::from(MAX_MISORDER) {
-            let back = (-d) as u32;
-            let bit = 1u128 << back;
-            if self.window & bit != 0 {
-                self.duplicates += 1;
-                return SeqEvent::Duplicate;
-            }
-            self.window |= bit;
-            let ext = max - u64::from(back);
-            self.base = self.base.min(ext);
-            self.received += 1;
-            self.reordered += 1;
-            self.probation = None;
-            return SeqEvent::Late;
-        }
-        // Too far either way: a restart if the next packet carries on from here.
-        if self.probation == Some(seq) {
-            self.start(seq);
-            return SeqEvent::Restart;
-        }
-        self.probation = Some(seq.wrapping_add(1));
-        self.jumps += 1;
-        SeqEvent::Jump
-    }
 }
 
 /// RFC 3550 interarrival jitter, in timestamp units.
@@ -453,8 +313,8 @@ impl Session {
                 got: h.payload_type,
             });
         }
-        let highest = self.seq.highest();
-        let event = self.seq.update(h.sequence);
+        let highest = self.seq.highest().map(|s| s.value() as u16);
+        let event = self.seq.update(Sequence::rtp(h.sequence));
         match event {
             SeqEvent::Jump => {
                 return Err(RtpPacketError::SequenceJump {
@@ -549,85 +409,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn track(seqs: &[u16]) -> (SeqTracker, Vec<SeqEvent>) {
-        let mut t = SeqTracker::default();
-        let events = seqs.iter().map(|s| t.update(*s)).collect();
-        (t, events)
-    }
-
-    #[test]
-    fn loss_is_expected_minus_distinct_received() {
-        let (t, _) = track(&[10, 11, 13, 14, 17]);
-        assert_eq!((t.expected(), t.received(), t.lost()), (8, 5, 3));
-    }
-
-    #[test]
-    fn late_packets_fill_gaps_and_duplicates_do_not() {
-        let (t, events) = track(&[1, 2, 4, 3, 3, 4, 5]);
-        assert_eq!(events[3], SeqEvent::Late);
-        assert_eq!(events[4], SeqEvent::Duplicate);
-        assert_eq!(events[5], SeqEvent::Duplicate);
-        assert_eq!((t.expected(), t.received(), t.lost()), (5, 5, 0));
-        assert_eq!((t.duplicates, t.reordered), (2, 1));
-    }
-
-    #[test]
-    fn wrap_around_is_continuous() {
-        let (t, events) = track(&[65_533, 65_534, 0, 65_535, 1, 2]);
-        assert_eq!(events[2], SeqEvent::InOrder { gap: 1 });
-        assert_eq!(events[3], SeqEvent::Late);
-        assert_eq!((t.expected(), t.lost(), t.reordered), (6, 0, 1));
-        assert_eq!(t.highest(), Some(2));
-    }
-
-    #[test]
-    fn a_packet_before_the_first_extends_the_range() {
-        let (t, events) = track(&[100, 99, 101]);
-        assert_eq!(events[1], SeqEvent::Late);
-        assert_eq!((t.expected(), t.lost()), (3, 0));
-    }
-
-    #[test]
-    fn a_big_jump_confirmed_by_the_next_packet_is_a_restart() {
-        let (t, events) = track(&[1, 2, 3, 20_000, 20_001, 20_002]);
-        assert_eq!(
-            &events[3..],
-            &[
-                SeqEvent::Jump,
-                SeqEvent::Restart,
-                SeqEvent::InOrder { gap: 0 }
-            ]
-        );
-        // The jump packet was dropped; the two runs count on their own.
-        assert_eq!((t.expected(), t.received(), t.lost()), (5, 5, 0));
-        assert_eq!(t.jumps, 1);
-    }
-
-    #[test]
-    fn a_lone_stray_packet_is_only_a_jump() {
-        let (t, events) = track(&[1, 2, 40_000, 3, 4]);
-        assert_eq!(events[2], SeqEvent::Jump);
-        assert_eq!(events[3], SeqEvent::InOrder { gap: 0 });
-        assert_eq!((t.expected(), t.lost()), (4, 0));
-    }
-
-    #[test]
-    fn gaps_up_to_max_dropout_are_loss() {
-        let (t, events) = track(&[0, MAX_DROPOUT]);
-        assert_eq!(
-            events[1],
-            SeqEvent::InOrder {
-                gap: MAX_DROPOUT - 1
-            }
-        );
-        assert_eq!(t.lost(), u64::from(MAX_DROPOUT) - 1);
-        let (_, events) = track(&[0, MAX_DROPOUT + 1]);
-        assert_eq!(events[1], SeqEvent::Jump);
-        let (_, events) = track(&[1000, 1000 - MAX_MISORDER, 1000 - MAX_MISORDER - 1]);
-        assert_eq!(events[1], SeqEvent::Late);
-        assert_eq!(events[2], SeqEvent::Jump);
-    }
 
     #[test]
     fn jitter_is_zero_for_a_perfect_clock() {
