@@ -1,11 +1,12 @@
 #![allow(missing_docs)]
 //! Per-packet cost of the stack's hot path.
 //!
-//! - `accounting`: the health layer's lock-free per-packet accounting, against a
-//!   mutex-guarded statistics struct (the straightforward design it replaces), each
-//!   alone and with a concurrent reader on another thread reading the figures in a
-//!   tight loop (`check_health()`, or taking the lock): the case of a metrics reporter,
-//!   at its most aggressive;
+//! - `accounting`: one packet polled through the health layer's connection while a
+//!   concurrent reader on another thread reads the figures in a tight loop
+//!   (`check_health()`), against a wrapper doing the same accounting under a mutex
+//!   (the straightforward design it replaces) read by taking the lock: the case of a
+//!   metrics reporter, at its most aggressive (uncontended, the same pair is in
+//!   `stream`);
 //! - `stream`: polling packets through `Monitored` (health) and
 //!   `Detected<Monitored>` (health + failure detection), against polling the bare
 //!   connection, and against a wrapper doing the same per-packet accounting as
@@ -32,12 +33,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::Stream;
+use mirror_reconnect::connection::Target;
 use mirror_reconnect::connection::{
     Connection, ConnectionError, ConnectionState, Packet, Protocol, Sequence,
 };
 use mirror_reconnect::detect::{FailureDetectLayer, FailureThresholds};
-use mirror_reconnect::health::{HealthChecker, Monitored};
+use mirror_reconnect::health::{HealthLayer, Monitored};
 use tokio::time::Instant;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 #[path = "common/quick.rs"]
 mod quick;
@@ -106,61 +109,72 @@ impl Connection for Endless {
 }
 
 fn accounting(c: &mut Criterion) {
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let mut cx = Context::from_waker(Waker::noop());
     let mut group = c.benchmark_group("accounting");
     group.throughput(Throughput::Elements(1));
-    let checker = Arc::new(HealthChecker::new(None));
-    // Packets arrive after the checker exists, as in a stream.
-    let now = Instant::now();
-    checker.connection_started(now);
-    group.bench_function("lock_free", |b| {
-        b.iter(|| checker.record_packet(black_box(1316), black_box(now)))
-    });
 
-    let locked = Arc::new(Mutex::new(LockedStats::default()));
-    let mut seq = 0u16;
-    group.bench_function("mutex_baseline", |b| {
-        b.iter(|| locked_record(&locked, &mut seq, now))
-    });
-
-    // The same, while another thread reads the figures as fast as it can.
-    let reader = Reader::start({
-        let checker = Arc::clone(&checker);
-        move || {
-            black_box(checker.check_health());
-        }
+    // One packet polled through the health layer's connection while another thread
+    // reads the same figures as fast as it can, and the same with the mutex wrapper.
+    let mut monitored = open(&runtime, HealthLayer::new());
+    let handle = monitored.health().expect("the health layer has a handle");
+    let reader = Reader::start(move || {
+        black_box(handle.check_health());
     });
     group.bench_function("lock_free_with_reader", |b| {
-        b.iter(|| checker.record_packet(black_box(1316), black_box(now)))
+        b.iter(|| poll_one(&mut monitored, &mut cx))
     });
     reader.stop();
 
+    let mut locked = LockedMonitored {
+        inner: Endless::new(),
+        stats: Arc::default(),
+    };
     let reader = Reader::start({
-        let locked = Arc::clone(&locked);
+        let locked = Arc::clone(&locked.stats);
         move || {
             let s = locked.lock().expect("not poisoned");
             black_box((s.packets, s.bytes, s.last_seen, s.lost));
         }
     });
     group.bench_function("mutex_with_reader", |b| {
-        b.iter(|| locked_record(&locked, &mut seq, now))
+        b.iter(|| poll_one(&mut locked, &mut cx))
     });
     reader.stop();
     group.finish();
 }
 
-/// One packet counted the mutex way: lock, update, unlock.
-#[inline]
-fn locked_record(locked: &Mutex<LockedStats>, seq: &mut u16, now: Instant) {
-    *seq = seq.wrapping_add(1);
-    let mut s = locked.lock().expect("not poisoned");
-    s.packets += 1;
-    s.bytes += black_box(1316);
-    s.last_seen = Some(black_box(now));
-    if let Some(h) = s.highest_seq {
-        s.lost += u64::from(seq.wrapping_sub(h).saturating_sub(1));
-    }
-    s.highest_seq = Some(*seq);
+/// A current-thread runtime with timers, for the failure detector's.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
 }
+
+/// One connection of an endless connector, opened through `layer` as a program would.
+fn open<L>(runtime: &tokio::runtime::Runtime, layer: L) -> <L::Service as Service<Target>>::Response
+where
+    L: Layer<Connector>,
+    L::Service: Service<Target>,
+    <L::Service as Service<Target>>::Error: std::fmt::Debug,
+{
+    let connector: Connector =
+        tower::service_fn(|_: Target| std::future::ready(Ok(Endless::new())));
+    runtime
+        .block_on(
+            layer
+                .layer(connector)
+                .oneshot(Target::new("bench", Protocol::InProcess)),
+        )
+        .expect("the endless connector connects")
+}
+
+/// The connector under every stack of this bench.
+type Connector = tower::util::ServiceFn<
+    fn(Target) -> std::future::Ready<Result<Endless, std::convert::Infallible>>,
+>;
 
 /// A thread calling `read` in a loop until stopped.
 struct Reader {
@@ -281,10 +295,7 @@ fn poll_one<S: Stream + Unpin>(stream: &mut S, cx: &mut Context<'_>) {
 }
 
 fn stream(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let _guard = runtime.enter();
     let mut cx = Context::from_waker(Waker::noop());
     let mut group = c.benchmark_group("stream");
@@ -293,7 +304,7 @@ fn stream(c: &mut Criterion) {
     let mut bare = Endless::new();
     group.bench_function("bare", |b| b.iter(|| poll_one(&mut bare, &mut cx)));
 
-    let mut monitored = Monitored::new(Endless::new(), Arc::new(HealthChecker::new(None)));
+    let mut monitored = open(&runtime, HealthLayer::new());
     group.bench_function("health", |b| b.iter(|| poll_one(&mut monitored, &mut cx)));
 
     let mut locked = LockedMonitored {
@@ -306,9 +317,11 @@ fn stream(c: &mut Criterion) {
 
     let detect =
         FailureDetectLayer::new(FailureThresholds::default()).check_interval(CHECK_INTERVAL);
-    let mut detected = mirror_reconnect::detect::Detected::new(
-        Monitored::new(Endless::new(), Arc::new(HealthChecker::new(None))),
-        Arc::new(detect.detector().clone()),
+    let mut detected = open(
+        &runtime,
+        ServiceBuilder::new()
+            .layer(detect)
+            .layer(HealthLayer::new()),
     );
     group.bench_function("health_and_detection", |b| {
         b.iter(|| poll_one(&mut detected, &mut cx))

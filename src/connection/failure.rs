@@ -59,7 +59,7 @@ pub enum Severity {
 
 impl Severity {
     /// The severity of `value` against `limit`, where larger is worse.
-    pub fn of_excess(value: f64, limit: f64) -> Self {
+    pub(crate) fn of_excess(value: f64, limit: f64) -> Self {
         if limit <= 0.0 || !value.is_finite() {
             return Self::Critical;
         }

@@ -1,10 +1,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::sequence::SeqEvent;
+use super::sequence::{SeqEvent, SeqTracker};
+use super::{ConnectionState, Packet};
 
 const NEVER: u64 = u64::MAX;
 
@@ -79,7 +80,7 @@ pub struct HealthChecker {
 impl HealthChecker {
     /// A checker with no connection yet. `expected_rate` (packets per second), when
     /// given, measures loss for packets that carry no sequence number.
-    pub fn new(expected_rate: Option<f64>) -> Self {
+    pub(crate) fn new(expected_rate: Option<f64>) -> Self {
         Self {
             epoch: Instant::now(),
             expected_rate: expected_rate.filter(|r| r.is_finite() && *r > 0.0),
@@ -116,7 +117,7 @@ impl HealthChecker {
 
     /// Start counting a new connection, up since `now`: every counter restarts at zero
     /// (what the last connection counted moves into the stream's [`totals`](Self::totals)).
-    pub fn connection_started(&self, now: Instant) {
+    pub(crate) fn connection_started(&self, now: Instant) {
         // Reset first, then carry over: a reader in between sees a total briefly too
         // low, never one counted twice, so totals read over time never go backwards
         // for good.
@@ -141,7 +142,7 @@ impl HealthChecker {
     }
 
     /// The connection is gone.
-    pub fn connection_ended(&self) {
+    pub(crate) fn connection_ended(&self) {
         self.connected.store(false, Relaxed);
     }
 
@@ -152,7 +153,7 @@ impl HealthChecker {
     /// locked read-modify-write, which is what makes them cheaper than a mutex. Readers
     /// may read from anywhere at any time.
     #[inline]
-    pub fn record_packet(&self, len: usize, arrival: Instant) {
+    pub(crate) fn record_packet(&self, len: usize, arrival: Instant) {
         bump(&self.packets, 1);
         bump(&self.bytes, len as u64);
         self.last_seen.store(self.nanos(arrival), Relaxed);
@@ -161,7 +162,7 @@ impl HealthChecker {
     /// Count one bad packet or error (one writer at a time, as for
     /// [`record_packet`](Self::record_packet)).
     #[inline]
-    pub fn record_error(&self) {
+    pub(crate) fn record_error(&self) {
         bump(&self.errors, 1);
     }
 
@@ -187,7 +188,7 @@ impl HealthChecker {
 
     /// Set the latency (round-trip time) the protocol reports.
     #[inline]
-    pub fn record_latency(&self, rtt: Duration) {
+    pub(crate) fn record_latency(&self, rtt: Duration) {
         let nanos = u64::try_from(rtt.as_nanos()).unwrap_or(NEVER - 1);
         self.latency.store(nanos, Relaxed);
     }
@@ -273,6 +274,95 @@ impl HealthChecker {
     /// The expected packet rate given at creation.
     pub fn expected_rate(&self) -> Option<f64> {
         self.expected_rate
+    }
+}
+
+/// The one place a connection's packets, errors, loss and latency are counted into a
+/// stream's checker: the health wrapper's, and the failure detector's when no health
+/// layer sits below it. It owns the connection's sequence tracker and is the checker's
+/// one writer while the connection lives (which is what the checker's plain load-and-
+/// store counting relies on).
+#[derive(Debug)]
+pub(crate) struct Counting {
+    checker: HealthHandle,
+    sequence: SeqTracker,
+    started: Instant,
+    started_wall: SystemTime,
+    ended: bool,
+}
+
+impl Counting {
+    /// Start counting a new connection into `checker` (which restarts its counters).
+    pub(crate) fn start(checker: HealthHandle, rtt: Option<Duration>) -> Self {
+        let started = Instant::now();
+        checker.connection_started(started);
+        if let Some(rtt) = rtt {
+            checker.record_latency(rtt);
+        }
+        Self {
+            checker,
+            sequence: SeqTracker::default(),
+            started,
+            started_wall: SystemTime::now(),
+            ended: false,
+        }
+    }
+
+    /// The checker counted into.
+    pub(crate) fn checker(&self) -> &HealthHandle {
+        &self.checker
+    }
+
+    /// Count one packet; `rtt` is what the protocol reports now.
+    #[inline]
+    pub(crate) fn packet(&mut self, packet: &Packet, rtt: Option<Duration>) {
+        self.checker
+            .record_packet(packet.payload.len(), packet.arrival);
+        if let Some(seq) = packet.sequence {
+            self.checker.record_sequence(self.sequence.update(seq));
+        }
+        if let Some(rtt) = rtt {
+            self.checker.record_latency(rtt);
+        }
+    }
+
+    /// Count one bad packet or error.
+    #[inline]
+    pub(crate) fn error(&mut self) {
+        self.checker.record_error();
+    }
+
+    /// The connection is gone (said once).
+    pub(crate) fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.checker.connection_ended();
+        }
+    }
+
+    /// Whether [`end`](Self::end) was said.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Put what was counted into the connection's state: its statistics, uptime and
+    /// last activity.
+    pub(crate) fn fill(&self, state: &mut ConnectionState) {
+        let counters = self.checker.counters();
+        state.statistics.packets_received = counters.packets;
+        state.statistics.bytes_received = counters.bytes;
+        state.statistics.packet_errors = counters.errors;
+        state.statistics.uptime = Instant::now().saturating_duration_since(self.started);
+        if let Some(seen) = self.checker.last_seen() {
+            let since_start = seen.saturating_duration_since(self.started);
+            state.last_activity = self.started_wall + since_start;
+        }
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

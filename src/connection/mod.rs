@@ -23,6 +23,7 @@ mod wrap;
 
 pub use channel::{channel, ChannelConnection, ChannelSender};
 pub use failure::{FailureEvent, FailureReason, Severity};
+pub(crate) use health::Counting;
 pub use health::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
 #[cfg(feature = "srt")]
 pub(crate) use secret::is_secret_name;
@@ -94,7 +95,7 @@ impl ConnectionError {
     /// The failure this error is, for `stream_id`: the detector's own verdict as it
     /// is, anything else a critical [`NetworkError`](FailureReason::NetworkError)
     /// saying what happened. The one place an error becomes a failure.
-    pub fn into_failure(self, stream_id: &str) -> FailureEvent {
+    pub(crate) fn into_failure(self, stream_id: &str) -> FailureEvent {
         match self {
             Self::Failed(event) => event,
             other => FailureEvent::new(

@@ -217,6 +217,23 @@ impl SeqTracker {
     /// Take one packet's number.
     #[inline]
     pub(crate) fn update(&mut self, seq: Sequence) -> SeqEvent {
+        // The next number, as almost every packet is: the per-packet path.
+        if let Some((highest, max)) = &mut self.max {
+            if seq.bits() == highest.bits() && seq.distance_from(*highest) == 1 {
+                self.window = (self.window << 1) | 1;
+                *highest = seq;
+                *max += 1;
+                self.received += 1;
+                self.probation = None;
+                return SeqEvent::InOrder { gap: 0 };
+            }
+        }
+        self.update_other(seq)
+    }
+
+    /// Every case but the next number.
+    #[inline(never)]
+    fn update_other(&mut self, seq: Sequence) -> SeqEvent {
         let Some((highest, max)) = self.max else {
             self.start(seq);
             return SeqEvent::First;

@@ -10,7 +10,7 @@ pub type FailureCallback = Arc<dyn Fn(&FailureEvent) + Send + Sync>;
 
 /// What happened on a connection over one check interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Window {
+pub(crate) struct Window {
     /// How long the interval was.
     pub elapsed: Duration,
     /// Packets received in it.
@@ -29,7 +29,7 @@ pub struct Window {
 
 impl Window {
     /// The window between two snapshots of the counters.
-    pub fn between(
+    pub(crate) fn between(
         before: &HealthCounters,
         after: &HealthCounters,
         elapsed: Duration,
@@ -71,7 +71,7 @@ impl fmt::Debug for FailureDetector {
 
 impl FailureDetector {
     /// A detector with these thresholds, default silence settings and a 1 s check interval.
-    pub fn new(thresholds: FailureThresholds) -> Self {
+    pub(crate) fn new(thresholds: FailureThresholds) -> Self {
         Self {
             thresholds,
             silence: SilenceConfig::default(),
@@ -97,7 +97,7 @@ impl FailureDetector {
 
     /// Judge one check interval: the first limit crossed, in the order loss, latency,
     /// error rate, packet rate. Silence is judged continuously, not here.
-    pub fn evaluate(&self, stream_id: &str, window: &Window) -> Option<FailureEvent> {
+    pub(crate) fn evaluate(&self, stream_id: &str, window: &Window) -> Option<FailureEvent> {
         let t = &self.thresholds;
         let secs = window.elapsed.as_secs_f64();
 
@@ -200,7 +200,7 @@ impl FailureDetector {
     }
 
     /// Tell every callback, and the log, of `event`.
-    pub fn report(&self, event: &FailureEvent) {
+    pub(crate) fn report(&self, event: &FailureEvent) {
         tracing::warn!(
             stream_id = %event.stream_id,
             reason = %event.reason,

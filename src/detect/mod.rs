@@ -44,7 +44,8 @@ mod silence;
 mod thresholds;
 
 pub use crate::connection::{FailureEvent, FailureReason, Severity};
-pub use detector::{FailureCallback, FailureDetector, Window};
+pub(crate) use detector::Window;
+pub use detector::{FailureCallback, FailureDetector};
 pub use layer::FailureDetectLayer;
 pub use service::{Detected, FailureDetect, FailureDetectFuture, Judge};
 pub use silence::{SilenceConfig, SilenceDetector};

@@ -11,7 +11,7 @@ use super::{FailureDetector, FailureEvent, FailureReason, Severity, SilenceDetec
 use crate::connection::{
     Connection, ConnectionError, ConnectionState, Packet, Wrap, WrapFuture, WrapService,
 };
-use crate::connection::{HealthChecker, HealthCounters, HealthHandle};
+use crate::connection::{Counting, HealthChecker, HealthCounters, HealthHandle};
 
 /// The service [`FailureDetectLayer`](super::FailureDetectLayer) makes: connects
 /// through the inner connector and wraps each connection in [`Detected`].
@@ -37,7 +37,7 @@ impl<C: Connection> Wrap<C> for Judge {
 
 impl<S> FailureDetect<S> {
     /// Wrap `inner`, judging with `detector`.
-    pub fn judging(inner: S, detector: Arc<FailureDetector>) -> Self {
+    pub(crate) fn judging(inner: S, detector: Arc<FailureDetector>) -> Self {
         WrapService::new(inner, Judge { detector })
     }
 }
@@ -51,7 +51,8 @@ pub struct Detected<C> {
     stream_id: String,
     /// The health below, or our own when nothing below counts.
     health: HealthHandle,
-    counts_itself: bool,
+    /// Our own count, when nothing below counts.
+    own: Option<Counting>,
     silence: SilenceDetector,
     connected_at: Instant,
     next_check: Instant,
@@ -63,14 +64,13 @@ pub struct Detected<C> {
 
 impl<C: Connection> Detected<C> {
     /// Start watching `conn`.
-    pub fn new(conn: C, detector: Arc<FailureDetector>) -> Self {
+    pub(crate) fn new(conn: C, detector: Arc<FailureDetector>) -> Self {
         let now = Instant::now();
-        let (health, counts_itself) = match conn.health() {
-            Some(health) => (health, false),
+        let (health, own) = match conn.health() {
+            Some(health) => (health, None),
             None => {
-                let own = Arc::new(HealthChecker::new(None));
-                own.connection_started(now);
-                (own, true)
+                let own = Counting::start(Arc::new(HealthChecker::new(None)), conn.rtt());
+                (Arc::clone(own.checker()), Some(own))
             }
         };
         let last_counters = health.counters();
@@ -81,7 +81,7 @@ impl<C: Connection> Detected<C> {
             inner: conn,
             stream_id,
             health,
-            counts_itself,
+            own,
             silence,
             connected_at: now,
             next_check,
@@ -110,8 +110,8 @@ impl<C: Connection> Detected<C> {
 
     fn fail(&mut self, event: FailureEvent) -> Poll<Option<<Self as Stream>::Item>> {
         self.done = true;
-        if self.counts_itself {
-            self.health.connection_ended();
+        if let Some(own) = &mut self.own {
+            own.end();
         }
         self.detector.report(&event);
         Poll::Ready(Some(Err(ConnectionError::Failed(event))))
@@ -213,9 +213,8 @@ impl<C: Connection> Stream for Detected<C> {
         }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(packet))) => {
-                if this.counts_itself {
-                    this.health
-                        .record_packet(packet.payload.len(), packet.arrival);
+                if let Some(own) = &mut this.own {
+                    own.packet(&packet, this.inner.rtt());
                 }
                 if this.silence.last_arrival().is_none() {
                     // Judging starts with the first packet: until then the connection is
@@ -236,8 +235,8 @@ impl<C: Connection> Stream for Detected<C> {
             }
             Poll::Ready(Some(Err(error))) => {
                 if !error.is_fatal() {
-                    if this.counts_itself {
-                        this.health.record_error();
+                    if let Some(own) = &mut this.own {
+                        own.error();
                     }
                     return Poll::Ready(Some(Err(error)));
                 }
@@ -251,8 +250,8 @@ impl<C: Connection> Stream for Detected<C> {
             }
             Poll::Ready(None) => {
                 this.done = true;
-                if this.counts_itself {
-                    this.health.connection_ended();
+                if let Some(own) = &mut this.own {
+                    own.end();
                 }
                 Poll::Ready(None)
             }
@@ -267,12 +266,8 @@ impl<C: Connection> Stream for Detected<C> {
 impl<C: Connection> Connection for Detected<C> {
     fn state(&self) -> ConnectionState {
         let mut state = self.inner.state();
-        if self.counts_itself {
-            let c = self.health.counters();
-            state.statistics.packets_received = c.packets;
-            state.statistics.bytes_received = c.bytes;
-            state.statistics.packet_errors = c.errors;
-            state.statistics.uptime = Instant::now().saturating_duration_since(self.connected_at);
+        if let Some(own) = &self.own {
+            own.fill(&mut state);
         }
         state
     }

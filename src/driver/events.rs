@@ -215,7 +215,7 @@ impl Events {
 
     /// A new event of `event_type` for this stream, stamped now, carrying the current
     /// failure reason.
-    pub fn event(&self, event_type: EventType, attempt: u32) -> ReconnectionEvent {
+    pub(crate) fn event(&self, event_type: EventType, attempt: u32) -> ReconnectionEvent {
         ReconnectionEvent {
             event_type,
             stream_id: self.inner.stream_id.clone(),
@@ -229,7 +229,7 @@ impl Events {
     }
 
     /// Deliver `event`: metrics, log, callbacks, then subscribers.
-    pub fn emit(&self, event: ReconnectionEvent) {
+    pub(crate) fn emit(&self, event: ReconnectionEvent) {
         record_metrics(&event);
         tracing::info!(
             stream_id = %event.stream_id,

@@ -1,14 +1,13 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_core::Stream;
-use tokio::time::Instant;
 
 use crate::connection::{
-    Connection, ConnectionError, ConnectionState, HealthHandle, Packet, SeqTracker, Wrap,
-    WrapFuture, WrapService,
+    Connection, ConnectionError, ConnectionState, Counting, HealthHandle, Packet, Wrap, WrapFuture,
+    WrapService,
 };
 
 /// The service [`HealthLayer`](super::HealthLayer) makes: connects through the inner
@@ -35,7 +34,7 @@ impl<C: Connection> Wrap<C> for CountHealth {
 
 impl<S> Health<S> {
     /// Wrap `inner`, counting into `checker`.
-    pub fn counting(inner: S, checker: HealthHandle) -> Self {
+    pub(crate) fn counting(inner: S, checker: HealthHandle) -> Self {
         WrapService::new(inner, CountHealth { checker })
     }
 
@@ -49,28 +48,16 @@ impl<S> Health<S> {
 #[derive(Debug)]
 pub struct Monitored<C> {
     inner: C,
-    checker: HealthHandle,
-    sequence: SeqTracker,
-    started: Instant,
-    started_wall: SystemTime,
-    ended: bool,
+    counting: Counting,
 }
 
 impl<C: Connection> Monitored<C> {
     /// Start counting `conn` into `checker` (which restarts its counters).
-    pub fn new(conn: C, checker: HealthHandle) -> Self {
-        let started = Instant::now();
-        checker.connection_started(started);
-        if let Some(rtt) = conn.rtt() {
-            checker.record_latency(rtt);
-        }
+    pub(crate) fn new(conn: C, checker: HealthHandle) -> Self {
+        let counting = Counting::start(checker, conn.rtt());
         Self {
             inner: conn,
-            checker,
-            sequence: SeqTracker::default(),
-            started,
-            started_wall: SystemTime::now(),
-            ended: false,
+            counting,
         }
     }
 
@@ -83,33 +70,6 @@ impl<C: Connection> Monitored<C> {
     pub fn get_mut(&mut self) -> &mut C {
         &mut self.inner
     }
-
-    fn end(&mut self) {
-        if !self.ended {
-            self.ended = true;
-            self.checker.connection_ended();
-        }
-    }
-
-    #[inline]
-    fn count(&mut self, packet: &Packet) {
-        self.checker
-            .record_packet(packet.payload.len(), packet.arrival);
-        if let Some(seq) = packet.sequence {
-            self.checker.record_sequence(self.sequence.update(seq));
-        }
-        if let Some(rtt) = self.inner.rtt() {
-            self.checker.record_latency(rtt);
-        }
-    }
-}
-
-impl<C> Drop for Monitored<C> {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.checker.connection_ended();
-        }
-    }
 }
 
 impl<C: Connection> Stream for Monitored<C> {
@@ -117,19 +77,19 @@ impl<C: Connection> Stream for Monitored<C> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.ended {
+        if this.counting.ended() {
             return Poll::Ready(None);
         }
         let item = ready!(Pin::new(&mut this.inner).poll_next(cx));
         match &item {
-            Some(Ok(packet)) => this.count(packet),
+            Some(Ok(packet)) => this.counting.packet(packet, this.inner.rtt()),
             Some(Err(error)) => {
-                this.checker.record_error();
+                this.counting.error();
                 if error.is_fatal() {
-                    this.end();
+                    this.counting.end();
                 }
             }
-            None => this.end(),
+            None => this.counting.end(),
         }
         Poll::Ready(item)
     }
@@ -138,15 +98,7 @@ impl<C: Connection> Stream for Monitored<C> {
 impl<C: Connection> Connection for Monitored<C> {
     fn state(&self) -> ConnectionState {
         let mut state = self.inner.state();
-        let counters = self.checker.counters();
-        state.statistics.packets_received = counters.packets;
-        state.statistics.bytes_received = counters.bytes;
-        state.statistics.packet_errors = counters.errors;
-        state.statistics.uptime = Instant::now().saturating_duration_since(self.started);
-        if let Some(seen) = self.checker.last_seen() {
-            let since_start = seen.saturating_duration_since(self.started);
-            state.last_activity = self.started_wall + since_start;
-        }
+        self.counting.fill(&mut state);
         state
     }
 
@@ -159,7 +111,7 @@ impl<C: Connection> Connection for Monitored<C> {
     }
 
     fn health(&self) -> Option<HealthHandle> {
-        Some(Arc::clone(&self.checker))
+        Some(Arc::clone(self.counting.checker()))
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
