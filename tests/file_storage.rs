@@ -334,8 +334,10 @@ async fn a_passphrase_never_reaches_the_files() {
         feed.targets()[0].passphrase.as_ref().map(Secret::expose),
         Some(PASSPHRASE)
     );
-    drop(packets);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stop cleanly: the stream ends once its final state is on disk, so no save is
+    // still being written while the files are read.
+    packets.stop_handle().stop();
+    while packets.next().await.is_some() {}
 
     let mut scanned = 0;
     for name in tree(dir.path()) {
