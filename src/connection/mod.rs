@@ -29,7 +29,7 @@ pub use health::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
 pub(crate) use secret::is_secret_name;
 pub use secret::{redact_url, Secret};
 pub use sequence::Sequence;
-pub(crate) use sequence::{SeqEvent, SeqTracker};
+pub(crate) use sequence::{SeqEvent, SeqTotals};
 pub use state::{ConnectionState, ConnectionStatistics, Protocol};
 pub use target::{StreamTarget, Target};
 pub use wrap::{Wrap, WrapFuture, WrapService};

@@ -134,9 +134,11 @@ pub(crate) enum SeqEvent {
     Restart,
 }
 
-/// The one sequence tracker (RFC 3550 A.1), for every protocol's numbering: loss,
-/// duplicates and reordering over extended (wrap-counted) numbers, with a 128-number
-/// window of which numbers behind the highest arrived.
+/// The one sequence tracker (RFC 3550 A.1), for every protocol's numbering: what each
+/// number means (in order after a gap, late, duplicate, a jump, a restart) over
+/// extended (wrap-counted) numbers, with a 128-number window of which numbers behind
+/// the highest arrived. It counts only what a run's loss needs; totals over runs are
+/// [`SeqTotals`]'.
 ///
 /// Loss is `expected - received`, where `expected` spans the lowest to the highest
 /// number seen and `received` counts each number once, so duplicates never hide loss
@@ -156,22 +158,12 @@ pub(crate) struct SeqTracker {
     window: u128,
     /// After a jump, the number that would confirm a restart.
     probation: Option<u32>,
+    /// Distinct numbers received in the current run.
     received: u64,
-    /// Expected and received over the sender's earlier runs (before restarts).
-    expected_before: u64,
-    received_before: u64,
-    /// Packets that arrived twice (or too late to tell).
-    pub(crate) duplicates: u64,
-    /// Packets that arrived behind a later one and filled their gap.
-    pub(crate) reordered: u64,
-    /// Jumps too large to be loss.
-    pub(crate) jumps: u64,
 }
 
 impl SeqTracker {
     fn start(&mut self, seq: Sequence) {
-        self.expected_before += self.expected_now();
-        self.received_before += self.received;
         // Start one cycle in, so packets from before the first stay positive.
         let ext = (1u64 << 32) + u64::from(seq.value());
         self.max = Some((seq, ext));
@@ -181,23 +173,15 @@ impl SeqTracker {
         self.received = 1;
     }
 
-    fn expected_now(&self) -> u64 {
+    /// Packets the numbers of the current run say were sent (a restart or a
+    /// [`reset`](Self::reset) starts a new run).
+    pub(crate) fn expected(&self) -> u64 {
         self.max.map_or(0, |(_, max)| max - self.base + 1)
     }
 
-    /// Packets the numbers say were sent, over every run.
-    pub(crate) fn expected(&self) -> u64 {
-        self.expected_before + self.expected_now()
-    }
-
-    /// Distinct packets received, over every run.
+    /// Distinct packets received in the current run.
     pub(crate) fn received(&self) -> u64 {
-        self.received_before + self.received
-    }
-
-    /// Packets missing (never below zero).
-    pub(crate) fn lost(&self) -> u64 {
-        self.expected().saturating_sub(self.received())
+        self.received
     }
 
     /// The highest number seen.
@@ -207,8 +191,6 @@ impl SeqTracker {
 
     /// Forget the current run: the next packet starts a new one (a new sender).
     pub(crate) fn reset(&mut self) {
-        self.expected_before += self.expected_now();
-        self.received_before += self.received;
         self.max = None;
         self.received = 0;
         self.probation = None;
@@ -258,18 +240,15 @@ impl SeqTracker {
             let back = -d;
             let bit = 1u128 << back;
             if self.window & bit != 0 {
-                self.duplicates += 1;
                 return SeqEvent::Duplicate;
             }
             self.window |= bit;
             self.base = self.base.min(max - back as u64);
             self.received += 1;
-            self.reordered += 1;
             self.probation = None;
             return SeqEvent::Late;
         }
         if !seq.restarts() {
-            self.duplicates += 1;
             return SeqEvent::TooLate;
         }
         // Too far either way: a restart if the next packet carries on from here.
@@ -278,8 +257,70 @@ impl SeqTracker {
             return SeqEvent::Restart;
         }
         self.probation = Some(seq.value().wrapping_add(1) & mask(seq.bits()));
-        self.jumps += 1;
         SeqEvent::Jump
+    }
+}
+
+/// Totals over every run of a [`SeqTracker`] (an RTP session's receiver statistics):
+/// it reads each event, and what a run counted before it restarts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeqTotals {
+    /// The tracker whose events are counted.
+    pub(crate) tracker: SeqTracker,
+    /// Expected and received over the earlier runs (before restarts).
+    expected_before: u64,
+    received_before: u64,
+    /// Packets that arrived twice (or too late to tell).
+    pub(crate) duplicates: u64,
+    /// Packets that arrived behind a later one and filled their gap.
+    pub(crate) reordered: u64,
+    /// Jumps too large to be loss.
+    pub(crate) jumps: u64,
+}
+
+impl SeqTotals {
+    /// Take one packet's number.
+    pub(crate) fn update(&mut self, seq: Sequence) -> SeqEvent {
+        let run = (self.tracker.expected(), self.tracker.received());
+        let event = self.tracker.update(seq);
+        match event {
+            SeqEvent::Restart => {
+                self.expected_before += run.0;
+                self.received_before += run.1;
+            }
+            SeqEvent::Duplicate | SeqEvent::TooLate => self.duplicates += 1,
+            SeqEvent::Late => self.reordered += 1,
+            SeqEvent::Jump => self.jumps += 1,
+            SeqEvent::First | SeqEvent::InOrder { .. } => {}
+        }
+        event
+    }
+
+    /// Forget the current run (see [`SeqTracker::reset`]).
+    pub(crate) fn reset(&mut self) {
+        self.expected_before += self.tracker.expected();
+        self.received_before += self.tracker.received();
+        self.tracker.reset();
+    }
+
+    /// Packets the numbers say were sent, over every run.
+    pub(crate) fn expected(&self) -> u64 {
+        self.expected_before + self.tracker.expected()
+    }
+
+    /// Distinct packets received, over every run.
+    pub(crate) fn received(&self) -> u64 {
+        self.received_before + self.tracker.received()
+    }
+
+    /// Packets missing (never below zero).
+    pub(crate) fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.received())
+    }
+
+    /// The highest number seen.
+    pub(crate) fn highest(&self) -> Option<Sequence> {
+        self.tracker.highest()
     }
 }
 
@@ -299,8 +340,8 @@ mod tests {
     const DROPOUT: u16 = MAX_DROPOUT as u16;
     const MISORDER: u16 = MAX_MISORDER as u16;
 
-    fn track(seqs: &[u16]) -> (SeqTracker, Vec<SeqEvent>) {
-        let mut t = SeqTracker::default();
+    fn track(seqs: &[u16]) -> (SeqTotals, Vec<SeqEvent>) {
+        let mut t = SeqTotals::default();
         let events = seqs.iter().map(|s| t.update(Sequence::rtp(*s))).collect();
         (t, events)
     }
@@ -380,7 +421,7 @@ mod tests {
 
     #[test]
     fn numbering_that_never_restarts_counts_every_jump_as_loss() {
-        let mut t = SeqTracker::default();
+        let mut t = SeqTotals::default();
         let events: Vec<_> = [10, 11, 5_011, 5_011 - 200]
             .iter()
             .map(|s| t.update(Sequence::srt(*s)))

@@ -51,8 +51,9 @@ pub struct Detected<C> {
     stream_id: String,
     /// The health below, or our own when nothing below counts.
     health: HealthHandle,
-    /// Our own count, when nothing below counts.
-    own: Option<Counting>,
+    /// Our own count, when nothing below counts (boxed: rare, and it would make every
+    /// stream's connection larger).
+    own: Option<Box<Counting>>,
     silence: SilenceDetector,
     connected_at: Instant,
     next_check: Instant,
@@ -70,7 +71,7 @@ impl<C: Connection> Detected<C> {
             Some(health) => (health, None),
             None => {
                 let own = Counting::start(Arc::new(HealthChecker::new(None)), conn.rtt());
-                (Arc::clone(own.checker()), Some(own))
+                (Arc::clone(own.checker()), Some(Box::new(own)))
             }
         };
         let last_counters = health.counters();

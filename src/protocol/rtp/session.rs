@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::error::RtpPacketError;
 use super::stats::{keys, RtpStatistics};
-use crate::connection::{SeqEvent, SeqTracker, Sequence};
+use crate::connection::{SeqEvent, SeqTotals, Sequence};
 
 /// How far `seq` is ahead of `from` (negative when behind), the short way round.
 pub(crate) fn seq_distance(seq: u16, from: u16) -> i64 {
@@ -221,7 +221,7 @@ pub(crate) struct Session {
     payload_type: Option<u8>,
     last_accepted: Option<Instant>,
     epoch: Instant,
-    pub(crate) seq: SeqTracker,
+    pub(crate) seq: SeqTotals,
     jitter: JitterEstimator,
     rewriter: Option<Rewriter>,
     restarts: u64,
@@ -239,7 +239,7 @@ impl Session {
             payload_type: config.payload_type,
             last_accepted: None,
             epoch,
-            seq: SeqTracker::default(),
+            seq: SeqTotals::default(),
             jitter: JitterEstimator::default(),
             rewriter: config.rewrite.then(Rewriter::default),
             restarts: 0,
