@@ -156,6 +156,20 @@ pub struct ReconnectionConfig {
     /// read as an alias when this one is not set; see
     /// [`retry_on_close()`](Self::retry_on_close) for the value in force.
     pub retry_on_close: Option<bool>,
+    /// While waiting out a backoff delay, probe the server this often (jittered
+    /// between half and one and a half times it), and attempt at once when a probe is
+    /// answered. Default 1 s; from 10 ms to 1 h; `null` turns probing off. Applies to
+    /// inputs whose connector offers a probe (the SRT caller: one handshake datagram
+    /// per probe); others wait out the delay. See
+    /// [`ReconnectingBuilder::probe`](crate::stack::ReconnectingBuilder::probe).
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Option<Duration>,
+    /// The backoff starts afresh only after a connection that stayed up this long; a
+    /// connection that dies sooner (a flapping link) makes the next reconnection's
+    /// delays carry on up the ladder. The first attempt of a reconnection is always at
+    /// once. Default 10 s; at most 24 h; zero starts afresh every time.
+    #[serde(with = "humantime_serde")]
+    pub stable_after: Duration,
     /// Failure thresholds (their bounds are on [`FailureThresholds`]' fields).
     pub health_thresholds: FailureThresholds,
     /// Adaptive media-silence detection (its bounds are on [`SilenceConfig`]'s fields).
@@ -195,6 +209,8 @@ impl Default for ReconnectionConfig {
             save_interval: Duration::from_secs(1),
             attempt_timeout: None,
             retry_on_close: None,
+            probe_interval: Some(Duration::from_secs(1)),
+            stable_after: Duration::from_secs(10),
             srt: SrtConfig::default(),
             rtp: RtpConfig::default(),
         }
@@ -256,6 +272,11 @@ const MONTH: (Duration, &str) = (Duration::from_secs(30 * 24 * 3600), "30 days")
 /// The shortest interval or timeout something is checked or waited on over and over:
 /// shorter ones only burn CPU, and nothing live happens that fast.
 const MIN_PERIOD: Duration = Duration::from_millis(1);
+/// The shortest probe interval: a probe is a datagram to a server that may be down,
+/// and a fleet's probes add up.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest probe interval.
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(3600);
 /// The most retries: a reconnection that has failed this often will not succeed.
 const MAX_RETRIES: u32 = 1_000_000;
 /// The steepest exponential backoff.
@@ -462,6 +483,17 @@ impl ReconnectionConfig {
         if let Some(timeout) = self.attempt_timeout {
             period("attempt_timeout", timeout, DAY)?;
         }
+        if let Some(interval) = self.probe_interval {
+            if interval < MIN_PROBE_INTERVAL || interval > MAX_PROBE_INTERVAL {
+                return Err(invalid(
+                    "probe_interval",
+                    format!(
+                        "must be from {MIN_PROBE_INTERVAL:?} to 1h (or null for no probes), not {interval:?}"
+                    ),
+                ));
+            }
+        }
+        at_most("stable_after", self.stable_after, DAY)?;
         period("rtp.session_timeout", self.rtp.session_timeout, DAY)?;
         Ok(())
     }
@@ -511,9 +543,17 @@ impl ReconnectionConfig {
 
     /// The retry layer, reporting attempts on `events`.
     pub fn retry_layer(&self, events: &Events) -> BackoffRetryLayer<AnyBackoff> {
-        let layer = BackoffRetryLayer::new(self.backoff())
+        let mut layer = BackoffRetryLayer::new(self.backoff())
             .max_retries(self.max_retries)
-            .on_attempt(events.attempt_hook());
+            .on_attempt(events.attempt_hook())
+            .on_probe(events.probe_hook())
+            .on_backoff_reset(events.backoff_reset_hook());
+        if let Some(interval) = self.probe_interval {
+            layer = layer.probe_interval(interval);
+        }
+        if !self.stable_after.is_zero() {
+            layer = layer.stable_after(self.stable_after);
+        }
         match self.max_elapsed {
             Some(max) => layer.max_elapsed(max),
             None => layer,

@@ -245,8 +245,11 @@ impl StreamMetrics {
                     EventType::ReconnectionSucceeded => FROM_EVENTS_NONE,
                     EventType::ReconnectionFailed => FROM_EVENTS_FAILED,
                     EventType::ReconnectionAborted => FROM_EVENTS_STOPPED,
-                    // An attempt changes nothing the health does not show.
-                    EventType::ReconnectionAttempt => return,
+                    // An attempt or a probe changes nothing the health does not show.
+                    EventType::ReconnectionAttempt
+                    | EventType::Probing
+                    | EventType::ProbeAnswered
+                    | EventType::BackoffReset => return,
                 };
                 seen.store(state, Ordering::Relaxed);
             });

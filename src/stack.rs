@@ -53,9 +53,9 @@ use tower::ServiceBuilder;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::backoff::{AnyBackoff, BackoffRetry};
+use crate::backoff::{any_probe, AnyBackoff, AnyProbe, BackoffRetry};
 use crate::config::ReconnectionConfig;
-use crate::connection::{Connection, StreamTarget};
+use crate::connection::{Connection, Probe, StreamTarget};
 use crate::detect::FailureDetect;
 use crate::driver::{Events, Reconnecting};
 use crate::error::BoxError;
@@ -80,6 +80,7 @@ pub struct ReconnectingBuilder<L = Identity> {
     attempt_timeout: Option<Duration>,
     passive: bool,
     cancel: Option<CancellationToken>,
+    probe: Option<AnyProbe>,
     attempt_layers: L,
 }
 
@@ -89,6 +90,7 @@ impl<L> std::fmt::Debug for ReconnectingBuilder<L> {
             .field("attempt_timeout", &self.attempt_timeout)
             .field("passive", &self.passive)
             .field("storage", &self.storage.is_some())
+            .field("probe", &self.probe.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +106,7 @@ impl ReconnectingBuilder {
             attempt_timeout: Some(config.attempt_timeout()),
             passive: false,
             cancel: None,
+            probe: None,
             attempt_layers: Identity::new(),
         }
     }
@@ -138,6 +141,33 @@ impl<L> ReconnectingBuilder<L> {
         self
     }
 
+    /// Probe the server with `probe` while waiting out a backoff delay, every
+    /// [`probe_interval`](ReconnectionConfig::probe_interval) of the config (no probes
+    /// when that is `null`): an answered probe starts the next attempt at once. For an
+    /// SRT caller, `SrtConnector::probe()`; inputs with nothing to probe need none.
+    ///
+    /// ```
+    /// use mirror_reconnect::prelude::*;
+    /// use mirror_reconnect::protocol::srt::SrtConnector;
+    /// use mirror_reconnect::stack::ReconnectingBuilder;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let connector = SrtConnector::new();
+    /// let target = mirror_reconnect::protocol::srt::srt_target("srt://127.0.0.1:9000?mode=caller").unwrap();
+    /// let packets = ReconnectingBuilder::new(&ReconnectionConfig::default())
+    ///     .probe(connector.probe())
+    ///     .build(connector, target);
+    /// # drop(packets); }
+    /// ```
+    pub fn probe<T, P>(mut self, probe: P) -> Self
+    where
+        T: 'static,
+        P: Probe<T>,
+    {
+        self.probe = Some(any_probe(probe));
+        self
+    }
+
     /// Put `layer` around each connect attempt, inside the retry: tower's
     /// `RateLimitLayer` or `GlobalConcurrencyLimitLayer` there pace or cap connects
     /// across streams, a `TimeoutLayer` bounds an attempt (its timeout included).
@@ -149,6 +179,7 @@ impl<L> ReconnectingBuilder<L> {
             attempt_timeout: self.attempt_timeout,
             passive: self.passive,
             cancel: self.cancel,
+            probe: self.probe,
             attempt_layers: Nest::new(layer, self.attempt_layers),
         }
     }
@@ -174,8 +205,12 @@ impl<L> ReconnectingBuilder<L> {
         let storage = self
             .storage
             .unwrap_or_else(|| Arc::new(MemoryStorage::with_ttl(config.state_ttl)));
+        let mut retry = config.retry_layer(&events);
+        if let (Some(probe), Some(_)) = (self.probe, config.probe_interval) {
+            retry = retry.with_any_probe(probe);
+        }
         let stack = ServiceBuilder::new()
-            .layer(config.retry_layer(&events))
+            .layer(retry)
             .layer(self.attempt_layers)
             .option_layer(self.attempt_timeout.map(TimeoutLayer::new))
             .layer(config.restore_layer(storage))

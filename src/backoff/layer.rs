@@ -1,14 +1,30 @@
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::{Attempt, Backoff, BackoffRetry};
+use super::{Attempt, Backoff, BackoffRetry, Probed};
+use crate::connection::{Probe, ProbeFuture};
 use crate::error::BoxError;
 
 pub(crate) type Classifier = Arc<dyn Fn(&BoxError) -> bool + Send + Sync>;
 pub(crate) type AttemptCallback = Arc<dyn Fn(&Attempt) + Send + Sync>;
+pub(crate) type ProbeCallback = Arc<dyn Fn(&Probed) + Send + Sync>;
+pub(crate) type ResetCallback = Arc<dyn Fn(Duration) + Send + Sync>;
+/// A probe of one target type, behind one type for every layer: a target of another
+/// type has nothing to probe.
+pub(crate) type AnyProbe = Arc<dyn Fn(&dyn Any) -> Option<ProbeFuture> + Send + Sync>;
+
+/// `probe` as one type for every target type: a target of another type than `T` has
+/// nothing to probe.
+pub(crate) fn any_probe<T: 'static, P: Probe<T>>(probe: P) -> AnyProbe {
+    Arc::new(move |target: &dyn Any| target.downcast_ref::<T>().and_then(|t| probe.probe(t)))
+}
+
+/// The default cadence of probes while waiting out a delay.
+pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What every [`BackoffRetry`] made by one layer shares.
 pub(crate) struct Policy<B> {
@@ -17,6 +33,28 @@ pub(crate) struct Policy<B> {
     pub(crate) max_elapsed: Option<Duration>,
     pub(crate) retryable: Classifier,
     pub(crate) on_attempt: Vec<AttemptCallback>,
+    pub(crate) probe: Option<AnyProbe>,
+    pub(crate) probe_interval: Duration,
+    pub(crate) on_probe: Vec<ProbeCallback>,
+    pub(crate) stable_after: Option<Duration>,
+    pub(crate) on_reset: Vec<ResetCallback>,
+}
+
+impl<B: Clone> Clone for Policy<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backoff: self.backoff.clone(),
+            max_retries: self.max_retries,
+            max_elapsed: self.max_elapsed,
+            retryable: Arc::clone(&self.retryable),
+            on_attempt: self.on_attempt.clone(),
+            probe: self.probe.clone(),
+            probe_interval: self.probe_interval,
+            on_probe: self.on_probe.clone(),
+            stable_after: self.stable_after,
+            on_reset: self.on_reset.clone(),
+        }
+    }
 }
 
 impl<B: fmt::Debug> fmt::Debug for Policy<B> {
@@ -26,6 +64,9 @@ impl<B: fmt::Debug> fmt::Debug for Policy<B> {
             .field("max_retries", &self.max_retries)
             .field("max_elapsed", &self.max_elapsed)
             .field("on_attempt", &self.on_attempt.len())
+            .field("probe", &self.probe.is_some())
+            .field("probe_interval", &self.probe_interval)
+            .field("stable_after", &self.stable_after)
             .finish_non_exhaustive()
     }
 }
@@ -52,13 +93,7 @@ pub struct BackoffRetryLayer<B> {
 impl<B: Clone> Clone for BackoffRetryLayer<B> {
     fn clone(&self) -> Self {
         Self {
-            policy: Policy {
-                backoff: self.policy.backoff.clone(),
-                max_retries: self.policy.max_retries,
-                max_elapsed: self.policy.max_elapsed,
-                retryable: Arc::clone(&self.policy.retryable),
-                on_attempt: self.policy.on_attempt.clone(),
-            },
+            policy: self.policy.clone(),
         }
     }
 }
@@ -73,6 +108,11 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
                 max_elapsed: None,
                 retryable: Arc::new(|e: &BoxError| crate::error::is_retryable(e.as_ref())),
                 on_attempt: Vec::new(),
+                probe: None,
+                probe_interval: DEFAULT_PROBE_INTERVAL,
+                on_probe: Vec::new(),
+                stable_after: None,
+                on_reset: Vec::new(),
             },
         }
     }
@@ -105,6 +145,85 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
         F: Fn(&Attempt) + Send + Sync + 'static,
     {
         self.policy.on_attempt.push(Arc::new(callback));
+        self
+    }
+
+    /// While waiting out a delay, probe the target every `probe_interval` (jittered
+    /// between half and one and a half times it); an answered probe ends the wait and
+    /// the next attempt starts at once. A probe is far cheaper than an attempt (the SRT
+    /// caller's is one datagram), so a stream whose server comes back is back within
+    /// about one probe interval instead of waiting out a backoff delay that may be tens
+    /// of seconds, and a dead server is sent almost nothing meanwhile.
+    ///
+    /// Targets of another type than `T`, and targets the probe returns `None` for,
+    /// wait as they would without a probe. Probes never count as attempts: the attempt
+    /// callbacks and `max_retries` see only real attempts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mirror_reconnect::backoff::{BackoffRetryLayer, FixedBackoff};
+    /// use mirror_reconnect::protocol::srt::SrtConnector;
+    ///
+    /// let connector = SrtConnector::new();
+    /// let retry = BackoffRetryLayer::new(FixedBackoff::new(Duration::from_secs(30)))
+    ///     .probe(connector.probe())
+    ///     .probe_interval(Duration::from_millis(500));
+    /// # drop(retry);
+    /// ```
+    pub fn probe<T, P>(mut self, probe: P) -> Self
+    where
+        T: 'static,
+        P: Probe<T>,
+    {
+        self.policy.probe = Some(any_probe(probe));
+        self
+    }
+
+    /// The same, with a probe already made into the layer's own type.
+    pub(crate) fn with_any_probe(mut self, probe: AnyProbe) -> Self {
+        self.policy.probe = Some(probe);
+        self
+    }
+
+    /// How often to probe while waiting (default 1 s; each wait jittered between half
+    /// and one and a half times it, so a fleet's probes spread out). Zero is taken as
+    /// 1 ms.
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.policy.probe_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Call `callback` after every probe.
+    pub fn on_probe<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(&Probed) + Send + Sync + 'static,
+    {
+        self.policy.on_probe.push(Arc::new(callback));
+        self
+    }
+
+    /// Start the backoff afresh only after a connection that stayed up at least this
+    /// long. The first attempt of a connect is always at once; when the connection
+    /// before it died sooner than `stable_after` (a flapping link), the delays after a
+    /// failed attempt carry on up the ladder from where the last connect left them,
+    /// instead of starting at the initial delay every time. Without it (the default),
+    /// every connect starts the backoff afresh.
+    ///
+    /// How long a connection stayed up is measured from the connect that made it to
+    /// the connect that replaces it.
+    pub fn stable_after(mut self, stable_after: Duration) -> Self {
+        self.policy.stable_after = Some(stable_after);
+        self
+    }
+
+    /// Call `callback` when a connect starts the backoff afresh because the connection
+    /// before it stayed up at least [`stable_after`](Self::stable_after); it is told how
+    /// long that connection stayed up.
+    pub fn on_backoff_reset<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(Duration) + Send + Sync + 'static,
+    {
+        self.policy.on_reset.push(Arc::new(callback));
         self
     }
 }

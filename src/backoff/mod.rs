@@ -36,8 +36,11 @@ mod strategy;
 
 use std::time::Duration;
 
+use crate::connection::ProbeOutcome;
+
 pub use future::ResponseFuture;
 pub use layer::BackoffRetryLayer;
+pub(crate) use layer::{any_probe, AnyProbe};
 pub use service::BackoffRetry;
 pub use strategy::{Backoff, ExponentialBackoff, FixedBackoff, Jitter, LinearBackoff};
 
@@ -50,6 +53,19 @@ pub struct Attempt {
     pub delay: Duration,
     /// Why the attempt before failed (none for the first).
     pub last_error: Option<String>,
+}
+
+/// What a probe callback is told, after each probe made while waiting out a delay
+/// (see [`BackoffRetryLayer::probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probed {
+    /// What the probe found. `Answered` ends the wait: the next attempt starts at once.
+    pub outcome: ProbeOutcome,
+    /// 1 for the first probe of this wait, 2 for the next, and so on.
+    pub number: u32,
+    /// The attempts made so far in this connect.
+    pub attempts: u32,
 }
 
 /// Any of the three policies, chosen at run time (from a config file, say).

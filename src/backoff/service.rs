@@ -1,19 +1,32 @@
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tower_service::Service;
 
 use super::layer::Policy;
-use super::{Attempt, Backoff, ResponseFuture};
+use super::{Backoff, ResponseFuture};
 use crate::error::BoxError;
 
 /// The service [`BackoffRetryLayer`](super::BackoffRetryLayer) makes.
+///
+/// It remembers, across connects, where its backoff stands and when its last connect
+/// succeeded, for [`stable_after`](super::BackoffRetryLayer::stable_after); clones share
+/// that memory, and each service the layer makes has its own.
 #[derive(Debug)]
 pub struct BackoffRetry<S, B> {
     inner: S,
     policy: Arc<Policy<B>>,
+    ladder: Arc<Mutex<Ladder<B>>>,
+}
+
+/// Where a stream's backoff stands between connects.
+#[derive(Debug)]
+pub(crate) struct Ladder<B> {
+    /// The backoff as the last successful connect left it.
+    pub(crate) backoff: B,
+    /// When the last connect succeeded.
+    pub(crate) connected_at: Option<Instant>,
 }
 
 impl<S: Clone, B> Clone for BackoffRetry<S, B> {
@@ -21,16 +34,66 @@ impl<S: Clone, B> Clone for BackoffRetry<S, B> {
         Self {
             inner: self.inner.clone(),
             policy: Arc::clone(&self.policy),
+            ladder: Arc::clone(&self.ladder),
+        }
+    }
+}
+
+impl<S, B: Backoff + Clone> BackoffRetry<S, B> {
+    pub(crate) fn new(inner: S, policy: Arc<Policy<B>>) -> Self {
+        let mut backoff = policy.backoff.clone();
+        backoff.reset();
+        Self {
+            inner,
+            policy,
+            ladder: Arc::new(Mutex::new(Ladder {
+                backoff,
+                connected_at: None,
+            })),
         }
     }
 }
 
 impl<S, B> BackoffRetry<S, B> {
-    pub(crate) fn new(inner: S, policy: Arc<Policy<B>>) -> Self {
-        Self { inner, policy }
-    }
-
     crate::macros::inner_service_accessors!();
+
+    /// The backoff this connect's delays come from: afresh, or where the last connect
+    /// left it when the connection it made was short-lived.
+    fn start(&self, now: Instant) -> B
+    where
+        B: Backoff + Clone,
+    {
+        let mut ladder = self.ladder.lock().unwrap_or_else(|p| p.into_inner());
+        let up_for = ladder
+            .connected_at
+            .take()
+            .map(|at| now.saturating_duration_since(at));
+        match (up_for, self.policy.stable_after) {
+            (Some(up_for), Some(stable_after)) if up_for < stable_after => {
+                // A flapping link: the delays carry on up the ladder.
+                tracing::debug!(
+                    ?up_for,
+                    ?stable_after,
+                    "the connection before was short-lived; the backoff carries on"
+                );
+                ladder.backoff.clone()
+            }
+            (up_for, stable_after) => {
+                if let (Some(up_for), Some(_)) = (up_for, stable_after) {
+                    tracing::debug!(
+                        ?up_for,
+                        "the connection before was stable; the backoff starts afresh"
+                    );
+                    for callback in &self.policy.on_reset {
+                        callback(up_for);
+                    }
+                }
+                let mut backoff = self.policy.backoff.clone();
+                backoff.reset();
+                backoff
+            }
+        }
+    }
 }
 
 impl<S, B, T> Service<T> for BackoffRetry<S, B>
@@ -38,7 +101,7 @@ where
     S: Service<T> + Clone,
     S::Error: Into<BoxError>,
     B: Backoff + Clone,
-    T: Clone,
+    T: Clone + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -52,25 +115,16 @@ where
         // The readied service makes the first attempt; the clone, readied again before
         // each retry, stays with the future.
         let clone = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, clone);
-        let attempt = Attempt {
-            number: 1,
-            delay: Duration::ZERO,
-            last_error: None,
-        };
-        for callback in &self.policy.on_attempt {
-            callback(&attempt);
-        }
-        let future = ready.call(target.clone());
-        let mut backoff = self.policy.backoff.clone();
-        backoff.reset();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let now = Instant::now();
+        let backoff = self.start(now);
         ResponseFuture::new(
-            future,
             ready,
             target,
             backoff,
             Arc::clone(&self.policy),
-            Instant::now(),
+            Arc::clone(&self.ladder),
+            now,
         )
     }
 }

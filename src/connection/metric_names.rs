@@ -11,6 +11,12 @@ pub const RECONNECTION_ATTEMPTS: &str = "mirror_reconnect_reconnection_attempts_
 pub const RECONNECTION_SUCCESSES: &str = "mirror_reconnect_reconnection_successes_total";
 /// Counter, label `stream_id`: reconnections given up.
 pub const RECONNECTION_FAILURES: &str = "mirror_reconnect_reconnection_failures_total";
+/// Counter, labels `stream_id`, `outcome` (`answered`, `no_answer`): probes made while
+/// waiting out a backoff delay (never counted as attempts).
+pub const PROBES: &str = "mirror_reconnect_probes_total";
+/// Counter, label `stream_id`: connects that started the backoff afresh because the
+/// connection before stayed up at least `stable_after`.
+pub const BACKOFF_RESETS: &str = "mirror_reconnect_backoff_resets_total";
 /// Histogram, label `stream_id`: how long successful reconnections took, seconds.
 pub const RECONNECTION_DURATION: &str = "mirror_reconnect_reconnection_duration_seconds";
 /// Counter, labels `stream_id`, `op` (`load`, `save`), `kind`

@@ -15,6 +15,7 @@ mod channel;
 mod failure;
 mod health;
 pub mod metric_names;
+mod probe;
 mod secret;
 mod sequence;
 mod state;
@@ -25,6 +26,7 @@ pub use channel::{channel, ChannelConnection, ChannelSender};
 pub use failure::{FailureEvent, FailureReason, Severity};
 pub(crate) use health::Counting;
 pub use health::{ConnectionHealth, HealthChecker, HealthCounters, HealthHandle};
+pub use probe::{Probe, ProbeFuture, ProbeOutcome};
 #[cfg(feature = "srt")]
 pub(crate) use secret::is_secret_name;
 pub use secret::{redact_url, Secret};

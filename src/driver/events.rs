@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::backoff::Attempt;
+use crate::backoff::{Attempt, Probed};
 use crate::connection::metric_names as names;
 use crate::connection::FailureReason;
+use crate::connection::ProbeOutcome;
 
 /// What happened to a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,6 +27,14 @@ pub enum EventType {
     ReconnectionFailed,
     /// Cancelled while reconnecting; the stream ends.
     ReconnectionAborted,
+    /// Waiting out a backoff delay, the stack probes the server (the first probe of the
+    /// wait is done; `attempt` is the attempts made so far).
+    Probing,
+    /// A probe was answered: the next attempt starts at once.
+    ProbeAnswered,
+    /// The connection before stayed up at least `stable_after`, so this reconnection's
+    /// backoff starts afresh (`duration` is how long it stayed up).
+    BackoffReset,
 }
 
 impl EventType {
@@ -38,6 +47,9 @@ impl EventType {
             Self::ReconnectionSucceeded => "reconnection_succeeded",
             Self::ReconnectionFailed => "reconnection_failed",
             Self::ReconnectionAborted => "reconnection_aborted",
+            Self::Probing => "probing",
+            Self::ProbeAnswered => "probe_answered",
+            Self::BackoffReset => "backoff_reset",
         }
     }
 }
@@ -67,7 +79,8 @@ pub struct ReconnectionEvent {
     pub attempt: u32,
     /// The error, for failures.
     pub error: Option<String>,
-    /// How long the reconnection took, for `reconnection_succeeded`, `_failed`, `_aborted`.
+    /// How long the reconnection took, for `reconnection_succeeded`, `_failed`, `_aborted`;
+    /// how long the connection before stayed up, for `backoff_reset`.
     #[serde(with = "crate::serde_secs::option")]
     pub duration: Option<Duration>,
     /// Why the connection failed, for `failure_detected` and the reconnection it starts.
@@ -213,6 +226,42 @@ impl Events {
         }
     }
 
+    /// A callback for [`BackoffRetryLayer::on_probe`] that counts every probe
+    /// (`mirror_reconnect_probes_total`) and makes the first probe of each wait a
+    /// `probing` event and an answered probe a `probe_answered` event.
+    ///
+    /// [`BackoffRetryLayer::on_probe`]: crate::backoff::BackoffRetryLayer::on_probe
+    pub fn probe_hook(&self) -> impl Fn(&Probed) + Send + Sync + 'static {
+        let events = self.clone();
+        move |probed: &Probed| {
+            metrics::counter!(
+                names::PROBES,
+                "stream_id" => events.inner.stream_id.clone(),
+                "outcome" => probed.outcome.as_str()
+            )
+            .increment(1);
+            if probed.number == 1 {
+                events.emit(events.event(EventType::Probing, probed.attempts));
+            }
+            if probed.outcome == ProbeOutcome::Answered {
+                events.emit(events.event(EventType::ProbeAnswered, probed.attempts));
+            }
+        }
+    }
+
+    /// A callback for [`BackoffRetryLayer::on_backoff_reset`] that makes each reset a
+    /// `backoff_reset` event.
+    ///
+    /// [`BackoffRetryLayer::on_backoff_reset`]: crate::backoff::BackoffRetryLayer::on_backoff_reset
+    pub fn backoff_reset_hook(&self) -> impl Fn(Duration) + Send + Sync + 'static {
+        let events = self.clone();
+        move |up_for: Duration| {
+            let mut event = events.event(EventType::BackoffReset, 0);
+            event.duration = Some(up_for);
+            events.emit(event);
+        }
+    }
+
     /// A new event of `event_type` for this stream, stamped now, carrying the current
     /// failure reason.
     pub(crate) fn event(&self, event_type: EventType, attempt: u32) -> ReconnectionEvent {
@@ -273,6 +322,12 @@ fn record_metrics(event: &ReconnectionEvent) {
         EventType::ReconnectionFailed => {
             metrics::counter!(names::RECONNECTION_FAILURES, "stream_id" => stream_id).increment(1);
         }
-        EventType::ReconnectionStarted | EventType::ReconnectionAborted => {}
+        EventType::BackoffReset => {
+            metrics::counter!(names::BACKOFF_RESETS, "stream_id" => stream_id).increment(1);
+        }
+        EventType::ReconnectionStarted
+        | EventType::ReconnectionAborted
+        | EventType::Probing
+        | EventType::ProbeAnswered => {}
     }
 }

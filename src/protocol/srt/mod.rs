@@ -98,10 +98,12 @@ mod connector;
 mod error;
 mod listener;
 mod params;
+mod probe;
 mod url;
 
 pub use connection::{SrtConnection, SrtStatistics};
 pub use connector::{SrtConnecting, SrtConnector};
 pub use error::PeerVanished;
 pub use params::{ParseModeError, SrtMode};
+pub use probe::SrtProbe;
 pub use url::srt_target;

@@ -74,6 +74,10 @@ pub(crate) const KNOWN_PARAMETERS: &[&str] = match Protocol::Srt.parameter_names
     None => &[],
 };
 
+/// How long a probe waits for the listener's answer by default: far more than a
+/// handshake's round trip on any ingest path, far less than a connect attempt.
+pub(crate) const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Connector-wide defaults that a target's parameters override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Defaults {
@@ -82,6 +86,11 @@ pub(crate) struct Defaults {
     pub(crate) connect_timeout: Duration,
     pub(crate) listen_timeout: Option<Duration>,
     pub(crate) peer_idle_timeout: Duration,
+    /// How long a probe waits for the listener's answer.
+    pub(crate) probe_timeout: Duration,
+    /// Whether a caller probes before its handshake (so that an attempt on a dead
+    /// server costs one datagram, not a handshake resent every 100 ms).
+    pub(crate) probe_before_connect: bool,
 }
 
 impl Default for Defaults {
@@ -92,6 +101,8 @@ impl Default for Defaults {
             connect_timeout: Duration::from_secs(3),
             listen_timeout: None,
             peer_idle_timeout: Duration::from_secs(5),
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            probe_before_connect: true,
         }
     }
 }
