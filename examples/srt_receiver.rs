@@ -35,11 +35,14 @@ async fn main() -> Result<(), BoxError> {
     // failure detection, health. An empty host listens: a listener waits for its
     // caller, with no attempt timeout.
     let config = ReconnectionConfig::default();
-    let mut builder = config.builder();
+    let connector = SrtConnector::new();
+    // A caller probes its listener while waiting out a backoff delay, and is back
+    // about one probe interval after the listener is.
+    let mut builder = config.builder().probe(connector.probe());
     if target.parameters.get("mode").map(String::as_str) == Some("listener") {
         builder = builder.passive();
     }
-    let mut packets = builder.build(SrtConnector::new(), target);
+    let mut packets = builder.build(connector, target);
     packets.event_bus().on_event(|e| match &e.error {
         Some(error) => eprintln!("{}: {error}", e.event_type),
         None => eprintln!("{}", e.event_type),

@@ -287,10 +287,12 @@ pub(crate) async fn run(args: &cli::Args) -> Result<(), Failure> {
         sim.local_addr()
     );
     let target = srt_target(&url).map_err(failure)?;
+    let connector = SrtConnector::new();
     let packets = config
         .builder()
         .cancel_token(stop.clone())
-        .build(SrtConnector::new(), target);
+        .probe(connector.probe())
+        .build(connector, target);
     let events = packets.event_bus().clone();
     let log: Arc<Mutex<Vec<(Instant, ReconnectionEvent)>>> = Arc::default();
     {

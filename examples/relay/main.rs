@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{redact_url, Connection, Protocol, Target};
 use mirror_reconnect::metrics::StreamMetrics;
-use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
+use mirror_reconnect::protocol::srt::{srt_target, SrtConnector, SrtProbe};
 use mirror_reconnect::protocol::udp::UdpConnector;
 use mirror_reconnect::redis::{LeaseManager, RedisStorage};
 use mirror_reconnect::restore::{FileStorage, MemoryStorage, StateStorage};
@@ -233,16 +233,19 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         cli::Input::Srt(url) => {
             let target = srt_target(url).map_err(|e| usage(format!("input: {e}")))?;
             let passive = target.parameters.get("mode").map(String::as_str) == Some("listener");
-            relay.stream(SrtConnector::new(), target, passive).await
+            let connector = SrtConnector::new();
+            // A caller probes its listener while it waits out a backoff delay.
+            let probe = connector.probe();
+            relay.stream(connector, target, passive, Some(probe)).await
         }
         cli::Input::Rtp(addr) => {
             let target = Target::new(format!("rtp://{addr}"), Protocol::Rtp).address(*addr);
             let connector = relay.config.rtp.connector();
-            relay.stream(connector, target, true).await
+            relay.stream(connector, target, true, None).await
         }
         cli::Input::Udp(addr) => {
             let target = Target::new(format!("udp://{addr}"), Protocol::Udp).address(*addr);
-            relay.stream(UdpConnector::new(), target, true).await
+            relay.stream(UdpConnector::new(), target, true, None).await
         }
     }
 }
@@ -250,7 +253,13 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
 impl Relay {
     /// Relay one stream until stopped or given up. `passive` inputs (listening for a
     /// caller, or for RTP/UDP senders) wait for their sender as long as it takes.
-    async fn stream<C>(mut self, connector: C, target: Target, passive: bool) -> Result<(), Failure>
+    async fn stream<C>(
+        mut self,
+        connector: C,
+        target: Target,
+        passive: bool,
+        probe: Option<SrtProbe>,
+    ) -> Result<(), Failure>
     where
         C: Service<Target> + Clone + Send + Unpin + 'static,
         C::Response: Connection,
@@ -307,6 +316,9 @@ impl Relay {
             .cancel_token(self.stop.clone());
         if passive {
             builder = builder.passive();
+        }
+        if let Some(probe) = probe {
+            builder = builder.probe(probe);
         }
         let mut packets = builder.build(connector, target);
         let events = packets.event_bus().clone();

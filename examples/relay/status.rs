@@ -14,7 +14,7 @@ pub(crate) struct Tally {
     reconnects: AtomicU32,
     /// The backoff waited before the latest attempt, in milliseconds.
     backoff_ms: AtomicU64,
-    /// 0 connecting, 1 streaming, 2 reconnecting, 3 failed.
+    /// 0 connecting, 1 streaming, 2 reconnecting, 3 failed, 4 probing.
     state: AtomicU8,
 }
 
@@ -26,7 +26,14 @@ impl Tally {
             EventType::FailureDetected | EventType::ReconnectionStarted => {
                 t.state.store(2, Ordering::Relaxed);
             }
+            EventType::Probing => {
+                t.state.store(4, Ordering::Relaxed);
+            }
+            EventType::ProbeAnswered | EventType::BackoffReset => {}
             EventType::ReconnectionAttempt => {
+                let _ = t
+                    .state
+                    .compare_exchange(4, 2, Ordering::Relaxed, Ordering::Relaxed);
                 let delay = event.delay.unwrap_or_default();
                 t.backoff_ms
                     .store(delay.as_millis() as u64, Ordering::Relaxed);
@@ -71,6 +78,7 @@ pub(crate) fn line(
         0 => "connecting",
         1 if h.is_connected => "streaming",
         3 => "failed",
+        4 => "probing",
         _ => "reconnecting",
     };
     format!(
