@@ -268,7 +268,11 @@ fn ours(label: &str, config: &ReconnectionConfig, via: SocketAddr, id: usize) ->
     let target = Target::new(format!("ours{id}"), Protocol::Srt)
         .address(via)
         .parameter("latency", LATENCY_MS.to_string());
-    let mut packets = config.reconnecting(SrtConnector::new(), target);
+    let connector = SrtConnector::new();
+    let mut packets = config
+        .builder()
+        .probe(connector.probe())
+        .build(connector, target);
     let log = SharedLog::default();
     record_events(packets.event_bus(), &log);
     let sink = Arc::clone(&log);
@@ -646,5 +650,337 @@ async fn main() {
         "\"—\" in a recovered column: that receiver delivered no packet sent after the path \
          came back within {RECOVERY_LIMIT:?} of it, in at least one of those runs.",
     ));
+    flapping(&mut section, far).await;
+    if libsrt {
+        server_restarts(&mut section, &libsrt_version).await;
+    }
     section.finish();
+}
+
+/// A flapping link: up 2 s, down 1 s, this many times.
+fn flaps() -> u32 {
+    quick::pick(20, 3)
+}
+
+/// Our stack through a link that flaps, with and without `stable_after`: connect
+/// attempts per minute, and how much of the time packets flowed.
+async fn flapping(section: &mut Section, far: SocketAddr) {
+    let Ok(sim) = NetworkSimulator::builder().seed(5).start(far).await else {
+        section.para("Flapping link: not measured (the simulator did not start).");
+        return;
+    };
+    let via = sim.local_addr();
+    let variants: Vec<(String, ReconnectionConfig)> = [Duration::from_secs(10), Duration::ZERO]
+        .into_iter()
+        .map(|stable_after| {
+            let config = ReconnectionConfig {
+                max_retries: 1000,
+                stable_after,
+                ..ReconnectionConfig::default()
+            };
+            let label = if stable_after.is_zero() {
+                "ours, `stable_after: 0s` (the backoff starts afresh every time)".to_owned()
+            } else {
+                format!(
+                    "ours, `stable_after: {}s` (default)",
+                    stable_after.as_secs()
+                )
+            };
+            (label, config)
+        })
+        .collect();
+    let receivers: Vec<Receiver> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, (label, config))| ours(label, config, via, 100 + i))
+        .collect();
+    wait_all_streaming(&receivers, Duration::from_secs(15)).await;
+    let start = Instant::now();
+    for _ in 0..flaps() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sim.set_blackhole(true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sim.set_blackhole(false);
+    }
+    let end = Instant::now();
+    let minutes = end.duration_since(start).as_secs_f64() / 60.0;
+    let mut rows = Vec::new();
+    for r in &receivers {
+        let log = lock(&r.log);
+        let attempts = log
+            .attempts
+            .iter()
+            .filter(|at| **at >= start && **at <= end)
+            .count();
+        // Time with a packet within the last 100 ms, sampled every 100 ms.
+        let mut flowing = 0usize;
+        let mut samples = 0usize;
+        let mut t = start;
+        let mut i = log.delivered.partition_point(|(at, _)| *at < start);
+        while t < end {
+            let next = t + Duration::from_millis(100);
+            let mut any = false;
+            while i < log.delivered.len() && log.delivered[i].0 < next {
+                any = true;
+                i += 1;
+            }
+            flowing += usize::from(any);
+            samples += 1;
+            t = next;
+        }
+        eprintln!(
+            "  {}: {attempts} attempts in {:.1} min, packets flowing {:.0} % of the time",
+            r.label,
+            minutes,
+            100.0 * flowing as f64 / samples.max(1) as f64
+        );
+        rows.push(vec![
+            r.label.clone(),
+            format!("{:.1}", attempts as f64 / minutes),
+            attempts.to_string(),
+            format!("{:.0} %", 100.0 * flowing as f64 / samples.max(1) as f64),
+        ]);
+    }
+    section.para("### A flapping link");
+    section.para(&format!(
+        "The simulator's path to the same listener is up 2 s and down 1 s (blackholed both \
+         ways), {} times; two of our stacks call through it, the config's defaults \
+         (probes on) with `max_retries: 1000`, one with `stable_after` at its default, one \
+         with it off. \"flowing\": the share of 100 ms slots in which a packet was delivered \
+         (the link itself is up two thirds of the time).",
+        flaps()
+    ));
+    section.table(
+        &[
+            "stack",
+            "connect attempts per minute",
+            "attempts",
+            "packets flowing",
+        ],
+        &rows,
+    );
+}
+
+/// The server's outages, in seconds.
+fn restart_outages() -> Vec<u64> {
+    quick::pick(vec![5, 30, 120], vec![5])
+}
+
+/// `srt-live-transmit` as the SRT listener our stack (or libsrt's caller) calls,
+/// relaying numbered datagrams that a task here sends to its UDP input.
+struct Server {
+    port: u16,
+    input: u16,
+    sent: SentLog,
+    sender: tokio::task::JoinHandle<()>,
+    child: Option<ChildGuard>,
+}
+
+impl Server {
+    async fn start() -> std::io::Result<Self> {
+        let port = net_figures::free_udp_port();
+        let input = net_figures::free_udp_port();
+        let sent = SentLog::default();
+        let log = Arc::clone(&sent);
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let sender = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PACKET_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut payload = vec![0x47u8; PAYLOAD];
+            for n in 0u32.. {
+                tick.tick().await;
+                payload[..4].copy_from_slice(&n.to_be_bytes());
+                lock_sent(&log).push(Instant::now());
+                // The server being down is the point: its input refuses, and that is fine.
+                let _ = socket.send_to(&payload, ("127.0.0.1", input)).await;
+            }
+        });
+        let mut server = Self {
+            port,
+            input,
+            sent,
+            sender,
+            child: None,
+        };
+        server.up()?;
+        Ok(server)
+    }
+
+    fn up(&mut self) -> std::io::Result<()> {
+        let child = Command::new("srt-live-transmit")
+            .args(["-q", "-ll", "fatal", "-chunk", "1316"])
+            .arg(format!("udp://127.0.0.1:{}", self.input))
+            .arg(format!(
+                "srt://:{}?mode=listener&latency={LATENCY_MS}",
+                self.port
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(ChildGuard(child));
+        Ok(())
+    }
+
+    /// SIGKILL, as a crashed or rebooted server.
+    fn down(&mut self) {
+        self.child = None;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.sender.abort();
+    }
+}
+
+/// What one receiver did in one server outage.
+struct RestartOutcome {
+    /// Datagrams that reached the dead server's port while it was down.
+    datagrams: usize,
+    /// From the server's restart to the first packet sent after it, delivered.
+    back: Option<Duration>,
+    attempts: usize,
+}
+
+/// Who calls the server in a restart run.
+#[derive(Clone, Copy, PartialEq)]
+enum Caller {
+    Ours,
+    Libsrt,
+}
+
+/// One server outage of `seconds` with one caller: stream, kill the server and hold its
+/// port with a socket that counts what arrives, restart it, time the way back.
+async fn restart_run(caller: Caller, seconds: u64) -> std::io::Result<RestartOutcome> {
+    let mut server = Server::start().await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let address: SocketAddr = ([127, 0, 0, 1], server.port).into();
+    let mut children = Vec::new();
+    let receiver = match caller {
+        Caller::Ours => {
+            let config = ReconnectionConfig {
+                max_retries: 1000,
+                ..ReconnectionConfig::default()
+            };
+            ours("ours", &config, address, 0)
+        }
+        Caller::Libsrt => live_transmit("libsrt", address, "", &mut children).await?,
+    };
+    wait_all_streaming(std::slice::from_ref(&receiver), Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    server.down();
+    let down = Instant::now();
+    let hold = std::net::UdpSocket::bind(("0.0.0.0", server.port))?;
+    hold.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let counting = tokio::task::spawn_blocking(move || {
+        let mut datagrams = 0;
+        let mut buf = [0u8; 2048];
+        while down.elapsed() < Duration::from_secs(seconds) {
+            if hold.recv_from(&mut buf).is_ok() {
+                datagrams += 1;
+            }
+        }
+        datagrams
+    });
+    let datagrams = counting.await.unwrap_or(0);
+    server.up()?;
+    let up = Instant::now();
+    let first = first_sent_after(&server.sent, up);
+    while up.elapsed() < RECOVERY_LIMIT && delivered_from(&receiver, up, first).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let back = delivered_from(&receiver, up, first).map(|at| at.duration_since(up));
+    let attempts = lock(&receiver.log)
+        .attempts
+        .iter()
+        .filter(|at| **at >= down)
+        .count();
+    drop(children);
+    Ok(RestartOutcome {
+        datagrams,
+        back,
+        attempts,
+    })
+}
+
+async fn server_restarts(section: &mut Section, libsrt_version: &str) {
+    let outages = restart_outages();
+    let mut rows = Vec::new();
+    let mut thirty: Option<(Option<Duration>, usize)> = None;
+    for &seconds in &outages {
+        for caller in [Caller::Ours, Caller::Libsrt] {
+            let label = match caller {
+                Caller::Ours => "ours (defaults, `max_retries: 1000`)".to_owned(),
+                Caller::Libsrt => format!("srt-live-transmit caller (libsrt {libsrt_version})"),
+            };
+            eprintln!("server down {seconds} s, caller: {label}");
+            match restart_run(caller, seconds).await {
+                Ok(o) => {
+                    eprintln!(
+                        "  {} datagrams to the dead server, back {} ms after it, {} attempts",
+                        o.datagrams,
+                        ms(o.back),
+                        o.attempts
+                    );
+                    if caller == Caller::Ours && seconds == 30 {
+                        thirty = Some((o.back, o.datagrams));
+                    }
+                    rows.push(vec![
+                        format!("{seconds} s"),
+                        label,
+                        o.datagrams.to_string(),
+                        format!("**{}**", ms(o.back)),
+                        if caller == Caller::Ours {
+                            o.attempts.to_string()
+                        } else {
+                            "—".to_owned()
+                        },
+                    ]);
+                }
+                Err(e) => rows.push(vec![
+                    format!("{seconds} s"),
+                    label,
+                    format!("not measured: {e}"),
+                    String::new(),
+                    String::new(),
+                ]),
+            }
+        }
+    }
+    section.para("### The server restarts");
+    section.para(
+        "`srt-live-transmit` as the SRT listener (relaying numbered 1316-byte datagrams sent \
+         every 5 ms to its UDP input), called by our stack (the config's defaults: probes \
+         every 1 s while backing off, a probe before each handshake; `max_retries: 1000`) \
+         or by `srt-live-transmit` as a caller with auto-reconnect. The server is SIGKILLed, \
+         a UDP socket holds its port and counts what arrives for the outage, then the \
+         server starts again. \"back\": from the restart to the first packet the sender \
+         sent after it, delivered. One run per outage and caller, in turn.",
+    );
+    section.table(
+        &[
+            "outage",
+            "caller",
+            "datagrams to the dead server",
+            "back after the restart",
+            "our connect attempts",
+        ],
+        &rows,
+    );
+    if let Some((back, datagrams)) = thirty {
+        section.target(
+            "server down 30 s: first packet after its return",
+            "≤ 1.0 s",
+            &format!("{} ms", ms(back)),
+            back.is_some_and(|b| b <= Duration::from_secs(1)),
+        );
+        section.target(
+            "server down 30 s: datagrams sent to it meanwhile",
+            "≤ 40",
+            &datagrams.to_string(),
+            datagrams <= 40,
+        );
+    }
 }

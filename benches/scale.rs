@@ -39,6 +39,7 @@ use mirror_reconnect::backoff::{BackoffRetryLayer, ExponentialBackoff, Jitter};
 use mirror_reconnect::connection::{
     channel, ChannelConnection, ChannelSender, ConnectionState, Packet, Protocol, Sequence, Target,
 };
+use mirror_reconnect::connection::{ProbeFuture, ProbeOutcome};
 use mirror_reconnect::detect::SilenceConfig;
 use mirror_reconnect::driver::{EventType, Events, Reconnecting};
 use mirror_reconnect::error::{ConnectError, ConnectErrorKind};
@@ -521,6 +522,8 @@ struct OutageResult {
     /// Attempts each stream made in the reconnection.
     per_stream: Vec<u32>,
     gave_up: usize,
+    /// Probes the server answered or not, in all.
+    probes: usize,
 }
 
 impl OutageResult {
@@ -564,6 +567,7 @@ struct Server {
     attempts: Mutex<Vec<(f64, bool)>>,
     per_stream: Vec<AtomicU32>,
     slots: Vec<Slot>,
+    probes: AtomicUsize,
 }
 
 impl Server {
@@ -574,6 +578,22 @@ impl Server {
             attempts: Mutex::new(Vec::new()),
             per_stream: (0..streams()).map(|_| AtomicU32::new(0)).collect(),
             slots: (0..streams()).map(|_| Slot::default()).collect(),
+            probes: AtomicUsize::new(0),
+        }
+    }
+
+    /// A probe: answered unless the server is down.
+    fn probe(&self) -> ProbeOutcome {
+        self.probes.fetch_add(1, Ordering::Relaxed);
+        let down = self
+            .down_until
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|until| Instant::now() < until);
+        if down {
+            ProbeOutcome::NoAnswer
+        } else {
+            ProbeOutcome::Answered
         }
     }
 
@@ -607,12 +627,16 @@ impl Server {
     }
 }
 
+/// The labels of the outage runs with probes.
+const PROBED_EQUAL: &str = "equal, probes every 1 s";
+const PROBED_FULL: &str = "full, probes every 1 s";
+
 /// The backoff layers of the outage runs.
 enum Retry {
     /// Each stream its own layer, its jitter seeded by its index.
     PerStream(Jitter),
     /// One layer for every stream, cloned, as one `ServiceBuilder` reused would give.
-    Shared(BackoffRetryLayer<ExponentialBackoff>),
+    Shared(Box<BackoffRetryLayer<ExponentialBackoff>>),
 }
 
 /// Exponential backoff with `ReconnectionConfig`'s default delays (the caller sets
@@ -622,7 +646,7 @@ fn default_exponential() -> ExponentialBackoff {
     ExponentialBackoff::new(d.initial_delay, d.max_delay, d.multiplier)
 }
 
-fn outage_run(label: &str, retry: &Retry) -> OutageResult {
+fn outage_run(label: &str, retry: &Retry, probes: bool) -> OutageResult {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -657,10 +681,19 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
                 Retry::PerStream(jitter) => {
                     BackoffRetryLayer::new(default_exponential().jitter(*jitter).seed(i as u64 + 1))
                 }
-                Retry::Shared(layer) => layer.clone(),
+                Retry::Shared(layer) => (**layer).clone(),
             }
             .max_retries(100)
             .on_attempt(events.attempt_hook());
+            let layer = if probes {
+                let server = Arc::clone(&server);
+                layer.probe(move |_: &Target| -> Option<ProbeFuture> {
+                    let outcome = server.probe();
+                    Some(Box::pin(async move { outcome }))
+                })
+            } else {
+                layer
+            };
             let connector = {
                 let server = Arc::clone(&server);
                 tower::service_fn(move |target: Target| {
@@ -738,6 +771,7 @@ fn outage_run(label: &str, retry: &Retry) -> OutageResult {
                 .map(|n| n.load(Ordering::Relaxed))
                 .collect(),
             gave_up: gave_up.load(Ordering::Relaxed),
+            probes: server.probes.load(Ordering::Relaxed),
         }
     })
 }
@@ -949,28 +983,37 @@ fn main() {
     // The mass outage, simulated.
     // Unseeded, as an application would build it: its clones draw their own numbers.
     let shared = BackoffRetryLayer::new(default_exponential().jitter(Jitter::Full));
-    let runs: Vec<(String, Retry)> = vec![
-        ("none".to_owned(), Retry::PerStream(Jitter::None)),
+    let runs: Vec<(String, Retry, bool)> = vec![
+        ("none".to_owned(), Retry::PerStream(Jitter::None), false),
         (
             "proportional".to_owned(),
             Retry::PerStream(Jitter::Proportional),
+            false,
         ),
-        ("full".to_owned(), Retry::PerStream(Jitter::Full)),
-        ("equal".to_owned(), Retry::PerStream(Jitter::Equal)),
+        ("full".to_owned(), Retry::PerStream(Jitter::Full), false),
+        ("equal".to_owned(), Retry::PerStream(Jitter::Equal), false),
         (
             "decorrelated".to_owned(),
             Retry::PerStream(Jitter::Decorrelated),
+            false,
         ),
         (
             "full, one layer cloned for all".to_owned(),
-            Retry::Shared(shared),
+            Retry::Shared(Box::new(shared)),
+            false,
         ),
+        (
+            PROBED_EQUAL.to_owned(),
+            Retry::PerStream(Jitter::Equal),
+            true,
+        ),
+        (PROBED_FULL.to_owned(), Retry::PerStream(Jitter::Full), true),
     ];
     let mut results = Vec::new();
-    for (label, retry) in &runs {
+    for (label, retry, probes) in &runs {
         progress(&format!("mass outage: jitter {label}"));
         let wall = std::time::Instant::now();
-        let r = outage_run(label, retry);
+        let r = outage_run(label, retry, *probes);
         progress(&format!("  done in {:?}", wall.elapsed()));
         results.push(r);
     }
@@ -1113,6 +1156,30 @@ fn main() {
             } else {
                 "its clones do not spread their retries as layers of their own do"
             },
+        ));
+    }
+    if let (Some(equal), Some(probed), Some(full), Some(probed_full)) =
+        (by("equal"), by(PROBED_EQUAL), by("full"), by(PROBED_FULL))
+    {
+        let per_stream = |r: &OutageResult| r.probes as f64 / streams as f64;
+        section.para(&format!(
+            "With probes (the last two rows: every stream probes the server every 1 s, \
+             jittered between 0.5 and 1.5 s, while it waits out a delay, and attempts at once \
+             when a probe is answered): all back {} after the outage began with equal jitter \
+             ({} without probes), {} with full jitter ({} without); peak accepted connects in \
+             100 ms {} and {} ({} and {} without), the burst probes bring, spread over one \
+             probe interval by its jitter; {} and {} probes per stream in all. A shared \
+             `GlobalConcurrencyLimitLayer` around each attempt caps that burst (README).",
+            secs(probed.all_back()),
+            secs(equal.all_back()),
+            secs(probed_full.all_back()),
+            secs(full.all_back()),
+            probed.peak_accepted(0.1),
+            probed_full.peak_accepted(0.1),
+            equal.peak_accepted(0.1),
+            full.peak_accepted(0.1),
+            sig3(per_stream(probed)),
+            sig3(per_stream(probed_full)),
         ));
     }
     section.publish("scale");
