@@ -152,6 +152,16 @@ struct Receiver {
     label: String,
     ours: bool,
     log: SharedLog,
+    /// Stops our stack when the receiver is dropped (libsrt's stops with its process).
+    stop: Option<mirror_reconnect::driver::StopHandle>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.stop {
+            stop.stop();
+        }
+    }
 }
 
 /// The far side: an srt-tokio listener that sends a numbered packet every 5 ms to every
@@ -273,6 +283,7 @@ fn ours(label: &str, config: &ReconnectionConfig, via: SocketAddr, id: usize) ->
         .builder()
         .probe(connector.probe())
         .build(connector, target);
+    let stop = packets.stop_handle();
     let log = SharedLog::default();
     record_events(packets.event_bus(), &log);
     let sink = Arc::clone(&log);
@@ -296,6 +307,7 @@ fn ours(label: &str, config: &ReconnectionConfig, via: SocketAddr, id: usize) ->
         label: label.to_owned(),
         ours: true,
         log,
+        stop: Some(stop),
     }
 }
 
@@ -356,6 +368,7 @@ async fn live_transmit(
         label: label.to_owned(),
         ours: false,
         log,
+        stop: None,
     })
 }
 
@@ -897,6 +910,7 @@ async fn restart_run(caller: Caller, seconds: u64) -> std::io::Result<RestartOut
         .iter()
         .filter(|at| **at >= down)
         .count();
+    drop(receiver);
     drop(children);
     Ok(RestartOutcome {
         datagrams,
