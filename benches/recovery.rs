@@ -692,12 +692,9 @@ async fn flapping(section: &mut Section, far: SocketAddr) {
                 ..ReconnectionConfig::default()
             };
             let label = if stable_after.is_zero() {
-                "ours, `stable_after: 0s` (the backoff starts afresh every time)".to_owned()
+                "ours, `stable_after: 0s` (default: afresh every time)".to_owned()
             } else {
-                format!(
-                    "ours, `stable_after: {}s` (default)",
-                    stable_after.as_secs()
-                )
+                format!("ours, `stable_after: {}s`", stable_after.as_secs())
             };
             (label, config)
         })
@@ -758,8 +755,8 @@ async fn flapping(section: &mut Section, far: SocketAddr) {
     section.para(&format!(
         "The simulator's path to the same listener is up 2 s and down 1 s (blackholed both \
          ways), {} times; two of our stacks call through it, the config's defaults \
-         (probes on) with `max_retries: 1000`, one with `stable_after` at its default, one \
-         with it off. \"flowing\": the share of 100 ms slots in which a packet was delivered \
+         (probes on) with `max_retries: 1000`, one with `stable_after: 10s`, one with it \
+         off (the default). \"flowing\": the share of 100 ms slots in which a packet was delivered \
          (the link itself is up two thirds of the time).",
         flaps()
     ));
@@ -967,7 +964,7 @@ async fn server_restarts(section: &mut Section, libsrt_version: &str) {
     section.para(
         "`srt-live-transmit` as the SRT listener (relaying numbered 1316-byte datagrams sent \
          every 5 ms to its UDP input), called by our stack (the config's defaults: probes \
-         every 1 s while backing off, a probe before each handshake; `max_retries: 1000`) \
+         every 1 s while backing off; `max_retries: 1000`) \
          or by `srt-live-transmit` as a caller with auto-reconnect. The server is SIGKILLed, \
          a UDP socket holds its port and counts what arrives for the outage, then the \
          server starts again. \"back\": from the restart to the first packet the sender \

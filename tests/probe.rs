@@ -370,7 +370,8 @@ async fn a_failed_caller_attempt_sends_two_datagrams_when_it_probes_first() {
     let sink = Sink::start().await;
     let connector = SrtConnector::new()
         .connect_timeout(Duration::from_secs(1))
-        .probe_timeout(ms(300));
+        .probe_timeout(ms(300))
+        .probe_before_connect(true);
     let error = connector
         .clone()
         .oneshot(caller_target(sink.port))

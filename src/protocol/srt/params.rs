@@ -102,7 +102,7 @@ impl Default for Defaults {
             listen_timeout: None,
             peer_idle_timeout: Duration::from_secs(5),
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
-            probe_before_connect: true,
+            probe_before_connect: false,
         }
     }
 }
