@@ -56,16 +56,34 @@ fn layer_30s() -> (BackoffRetryLayer<FixedBackoff>, Log<Attempt>, Log<Probed>) {
     (layer, attempts, probes)
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_answered_probe_ends_the_wait_at_once() {
-    let up = Arc::new(AtomicBool::new(false));
-    let (layer, attempts, probes) = layer_30s();
-    let layer = layer.probe(probe_answering_when(&up));
+/// Start a connect through `layer` whose first attempt fails: the handle for the
+/// attempts to come, the connect's outcome, and when it started.
+async fn first_attempt_refused<L>(
+    layer: L,
+) -> (
+    mock::Handle<&'static str, u32>,
+    tokio::task::JoinHandle<Result<u32, BoxError>>,
+    Instant,
+)
+where
+    L: tower::Layer<mock::Mock<&'static str, u32>>,
+    L::Service: tower::Service<&'static str, Response = u32, Error = BoxError> + Send + 'static,
+    <L::Service as tower::Service<&'static str>>::Future: Send + 'static,
+{
     let (mut service, mut handle) = mock::spawn_layer::<&'static str, u32, _>(layer);
     let start = Instant::now();
     tokio_test::assert_ready_ok!(service.poll_ready());
     let response = tokio::spawn(service.call("cam1"));
     handle.next_request().await.unwrap().1.send_error(refused());
+    (handle, response, start)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answered_probe_ends_the_wait_at_once() {
+    let up = Arc::new(AtomicBool::new(false));
+    let (layer, attempts, probes) = layer_30s();
+    let layer = layer.probe(probe_answering_when(&up));
+    let (mut handle, response, start) = first_attempt_refused(layer).await;
 
     // The server comes back 10 s into the 30 s wait.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -99,11 +117,7 @@ async fn unanswered_probes_keep_to_their_cadence_and_to_the_wait() {
     let up = Arc::new(AtomicBool::new(false));
     let (layer, attempts, probes) = layer_30s();
     let layer = layer.probe(probe_answering_when(&up));
-    let (mut service, mut handle) = mock::spawn_layer::<&'static str, u32, _>(layer);
-    let start = Instant::now();
-    tokio_test::assert_ready_ok!(service.poll_ready());
-    let response = tokio::spawn(service.call("cam1"));
-    handle.next_request().await.unwrap().1.send_error(refused());
+    let (mut handle, response, start) = first_attempt_refused(layer).await;
     // The wait is waited out in full: the attempt is due at 30 s, not before.
     let (_, send) = handle.next_request().await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(30));
@@ -142,11 +156,7 @@ async fn a_target_with_nothing_to_probe_waits_as_without_a_probe() {
     };
     let (layer, attempts, probes) = layer_30s();
     let layer = layer.probe(nothing);
-    let (mut service, mut handle) = mock::spawn_layer::<&'static str, u32, _>(layer);
-    let start = Instant::now();
-    tokio_test::assert_ready_ok!(service.poll_ready());
-    let response = tokio::spawn(service.call("cam1"));
-    handle.next_request().await.unwrap().1.send_error(refused());
+    let (mut handle, response, start) = first_attempt_refused(layer).await;
     handle.next_request().await.unwrap().1.send_response(1);
     response.await.unwrap().unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(30));
@@ -166,11 +176,7 @@ async fn a_probe_of_another_target_type_is_never_asked() {
         flag.store(false, Ordering::SeqCst);
         None
     });
-    let (mut service, mut handle) = mock::spawn_layer::<&'static str, u32, _>(layer);
-    let start = Instant::now();
-    tokio_test::assert_ready_ok!(service.poll_ready());
-    let response = tokio::spawn(service.call("cam1"));
-    handle.next_request().await.unwrap().1.send_error(refused());
+    let (mut handle, response, start) = first_attempt_refused(layer).await;
     handle.next_request().await.unwrap().1.send_response(1);
     response.await.unwrap().unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(30));

@@ -125,7 +125,7 @@ impl SrtConnector {
     /// [`BackoffRetryLayer::probe`](crate::backoff::BackoffRetryLayer::probe): one
     /// induction handshake datagram, answered by any SRT listener at once.
     pub fn probe(&self) -> SrtProbe {
-        SrtProbe::new(self.defaults, self.defaults.probe_timeout)
+        SrtProbe::new(self.defaults)
     }
 
     /// How long a probe waits for the listener's answer (default 500 ms), the probe

@@ -28,26 +28,25 @@ use crate::connection::{Probe, ProbeFuture, ProbeOutcome, Target};
 #[derive(Clone)]
 pub struct SrtProbe {
     defaults: Defaults,
-    timeout: Duration,
 }
 
 impl fmt::Debug for SrtProbe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SrtProbe")
             .field("mode", &self.defaults.mode)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.defaults.probe_timeout)
             .finish()
     }
 }
 
 impl SrtProbe {
-    pub(crate) fn new(defaults: Defaults, timeout: Duration) -> Self {
-        Self { defaults, timeout }
+    pub(crate) fn new(defaults: Defaults) -> Self {
+        Self { defaults }
     }
 
     /// How long each probe waits for an answer.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.defaults.probe_timeout
     }
 }
 
@@ -58,7 +57,7 @@ impl Probe<Target> for SrtProbe {
             return None;
         }
         let remote = params.address;
-        let timeout = self.timeout;
+        let timeout = self.defaults.probe_timeout;
         Some(Box::pin(async move {
             let local: SocketAddr = if remote.is_ipv6() {
                 (Ipv6Addr::UNSPECIFIED, 0).into()
