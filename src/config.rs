@@ -156,14 +156,23 @@ pub struct ReconnectionConfig {
     /// read as an alias when this one is not set; see
     /// [`retry_on_close()`](Self::retry_on_close) for the value in force.
     pub retry_on_close: Option<bool>,
-    /// While waiting out a backoff delay, probe the server this often (jittered
-    /// between half and one and a half times it), and attempt at once when a probe is
-    /// answered. Default 1 s; from 10 ms to 1 h; `null` turns probing off. Applies to
-    /// inputs whose connector offers a probe (the SRT caller: one handshake datagram
-    /// per probe); others wait out the delay. See
+    /// While waiting out a backoff delay, probe the server this often (each wait
+    /// jittered between half and all of it), and attempt at once when a probe is
+    /// answered: a stream is back within one interval of its server. Default 1 s; from
+    /// 10 ms to 1 h; `null` turns probing off. Applies to inputs whose connector offers
+    /// a probe (the SRT caller: one handshake datagram per probe); others wait out the
+    /// delay. See
     /// [`ReconnectingBuilder::probe`](crate::stack::ReconnectingBuilder::probe).
     #[serde(with = "humantime_serde")]
     pub probe_interval: Option<Duration>,
+    /// Once a reconnection has been failing this long, attempt only when a probe is
+    /// answered, so that a dead server is sent probes only, not full connect attempts.
+    /// Default 5 s (the attempts before it cover the end of a short path cut as fast
+    /// as before); `0s` probes before every retry (the fewest datagrams, and short
+    /// cuts found one probe interval late); `null` never. At most 24 h. See
+    /// [`BackoffRetryLayer::probe_first_after`](crate::backoff::BackoffRetryLayer::probe_first_after).
+    #[serde(with = "humantime_serde")]
+    pub probe_first_after: Option<Duration>,
     /// The backoff starts afresh only after a connection that stayed up this long; a
     /// connection that dies sooner (a flapping link) makes the next reconnection's
     /// delays carry on up the ladder. The first attempt of a reconnection is always at
@@ -214,6 +223,7 @@ impl Default for ReconnectionConfig {
             attempt_timeout: None,
             retry_on_close: None,
             probe_interval: Some(Duration::from_secs(1)),
+            probe_first_after: Some(Duration::from_secs(5)),
             stable_after: Duration::ZERO,
             srt: SrtConfig::default(),
             rtp: RtpConfig::default(),
@@ -497,6 +507,9 @@ impl ReconnectionConfig {
                 ));
             }
         }
+        if let Some(after) = self.probe_first_after {
+            at_most("probe_first_after", after, DAY)?;
+        }
         at_most("stable_after", self.stable_after, DAY)?;
         period("rtp.session_timeout", self.rtp.session_timeout, DAY)?;
         Ok(())
@@ -555,6 +568,7 @@ impl ReconnectionConfig {
         if let Some(interval) = self.probe_interval {
             layer = layer.probe_interval(interval);
         }
+        layer = layer.probe_first_after(self.probe_first_after);
         if !self.stable_after.is_zero() {
             layer = layer.stable_after(self.stable_after);
         }

@@ -309,6 +309,14 @@ fn values_past_their_bounds_are_errors_naming_the_key_and_the_bound() {
             "rtp.session_timeout",
             "at most 24h",
         ),
+        ("probe_interval: 5ms".into(), "probe_interval", "from 10ms"),
+        ("probe_interval: 2h".into(), "probe_interval", "to 1h"),
+        (
+            "probe_first_after: 25h".into(),
+            "probe_first_after",
+            "at most 24h",
+        ),
+        ("stable_after: 25h".into(), "stable_after", "at most 24h"),
     ];
     let mut wrong = Vec::new();
     for (yaml, field, rule) in &cases {
@@ -354,6 +362,9 @@ srt:
   connect_timeout: 24h
 rtp:
   session_timeout: 24h
+probe_interval: 1h
+probe_first_after: 24h
+stable_after: 24h
 ";
     ReconnectionConfig::from_yaml_str(yaml).unwrap();
     let low = "
@@ -413,4 +424,14 @@ fn attempt_timeout_and_retry_on_close_apply_to_every_protocol_and_read_their_old
 
     let error = error_of("attempt_timeout: 0s\n");
     assert!(error.contains("attempt_timeout"), "{error}");
+}
+
+#[test]
+fn probe_first_after_defaults_to_5s_and_takes_zero_and_null() {
+    let default = ReconnectionConfig::default();
+    assert_eq!(default.probe_first_after, Some(Duration::from_secs(5)));
+    let zero = ReconnectionConfig::from_yaml_str("probe_first_after: 0s").unwrap();
+    assert_eq!(zero.probe_first_after, Some(Duration::ZERO));
+    let never = ReconnectionConfig::from_yaml_str("probe_first_after: null").unwrap();
+    assert_eq!(never.probe_first_after, None);
 }

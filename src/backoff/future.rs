@@ -48,7 +48,9 @@ pin_project! {
         started: Instant,
         attempts: u32,
         last_delay: Duration,
-        last_error: Option<String>,
+        last_error: Option<BoxError>,
+        // Whether the attempt under way was started by an answered probe.
+        by_probe: bool,
         probing: Probing,
     }
 }
@@ -97,6 +99,7 @@ where
             attempts: 1,
             last_delay: Duration::ZERO,
             last_error: None,
+            by_probe: false,
             probing: Probing::default(),
         }
     }
@@ -157,20 +160,60 @@ where
                     }
                     tracing::debug!(attempt = attempts, ?delay, %error, "connect attempt failed; backing off");
                     *this.last_delay = delay;
-                    *this.last_error = Some(error.to_string());
+                    *this.last_error = Some(error);
                     let deadline = Instant::now() + delay;
-                    this.probing.start(this.policy, deadline);
+                    // The server answered a probe and refused the attempt all the
+                    // same: its probes say nothing, so this delay is waited out.
+                    let early = !*this.by_probe;
+                    this.probing.start(this.policy, deadline, early);
                     this.state.set(State::Waiting {
                         sleep: tokio::time::sleep_until(deadline),
                     });
                 }
-                StateProj::Waiting { sleep } => {
+                StateProj::Waiting { mut sleep } => {
                     let deadline = sleep.deadline();
-                    let answered =
-                        this.probing
-                            .poll(cx, this.policy, &*this.target, deadline, *this.attempts);
-                    if !answered {
-                        ready!(sleep.poll(cx));
+                    match this.probing.poll(
+                        cx,
+                        this.policy,
+                        &*this.target,
+                        deadline,
+                        *this.attempts,
+                    ) {
+                        Probes::Answered => *this.by_probe = true,
+                        Probes::Nothing if this.probing.gated => *this.by_probe = false,
+                        Probes::Waiting if this.probing.gated => {
+                            if let Some(max) = this.policy.max_elapsed {
+                                if this.started.elapsed() >= max {
+                                    let error = this
+                                        .last_error
+                                        .take()
+                                        .unwrap_or_else(|| "no probe was answered".into());
+                                    return Poll::Ready(Err(RetryError::new(
+                                        RetryErrorKind::ElapsedLimit,
+                                        *this.attempts,
+                                        error,
+                                    )
+                                    .into()));
+                                }
+                            }
+                            return Poll::Pending;
+                        }
+                        Probes::Waiting | Probes::Nothing => {
+                            ready!(sleep.as_mut().poll(cx));
+                            let failing = Instant::now().saturating_duration_since(*this.started);
+                            let gate = this
+                                .policy
+                                .probe_first_after
+                                .is_some_and(|after| failing >= after);
+                            if gate && this.probing.gate(this.policy) {
+                                tracing::debug!(
+                                    ?failing,
+                                    "attempting only once a probe is answered"
+                                );
+                                continue;
+                            }
+                            *this.by_probe = false;
+                        }
                     }
                     this.probing.stop();
                     this.state.set(State::Readying);
@@ -183,7 +226,7 @@ where
                     let attempt = Attempt {
                         number: *this.attempts,
                         delay: *this.last_delay,
-                        last_error: this.last_error.take(),
+                        last_error: this.last_error.take().map(|e| e.to_string()),
                     };
                     for callback in &this.policy.on_attempt {
                         callback(&attempt);
@@ -196,6 +239,16 @@ where
     }
 }
 
+/// What the probes of a wait found so far.
+enum Probes {
+    /// One was answered: the next attempt is due now.
+    Answered,
+    /// None answered yet (or none is due).
+    Waiting,
+    /// The probe has nothing for this target.
+    Nothing,
+}
+
 /// The probes of one wait.
 #[derive(Default)]
 struct Probing {
@@ -204,14 +257,21 @@ struct Probing {
     in_flight: Option<ProbeFuture>,
     /// Probes finished in this wait.
     number: u32,
+    /// The delay is over, and only an answered probe starts the next attempt.
+    gated: bool,
+    /// The probe had nothing for this target.
+    nothing: bool,
 }
 
 impl Probing {
-    /// A new wait, until `deadline`: the first probe one (jittered) interval in.
-    fn start<B>(&mut self, policy: &Policy<B>, deadline: Instant) {
+    /// A new wait, until `deadline`: the first probe one (jittered) interval in, when
+    /// `early` answers are to end it.
+    fn start<B>(&mut self, policy: &Policy<B>, deadline: Instant, early: bool) {
         self.stop();
         self.number = 0;
-        if policy.probe.is_some() {
+        self.gated = false;
+        self.nothing = false;
+        if policy.probe.is_some() && early {
             self.schedule(policy.probe_interval, deadline);
         }
     }
@@ -222,15 +282,29 @@ impl Probing {
         self.in_flight = None;
     }
 
-    /// Set the next probe one interval from now, jittered to between half and one and a
-    /// half of it (so probes of many streams spread out), unless the wait ends first:
-    /// an attempt is due then anyway.
-    fn schedule(&mut self, interval: Duration, deadline: Instant) {
-        let at = Instant::now() + interval.mul_f64(0.5 + fastrand::f64());
-        self.timer = (at < deadline).then(|| Box::pin(tokio::time::sleep_until(at)));
+    /// The delay is over: from now on only an answered probe ends the wait, and one is
+    /// sent at once unless one is under way. False when there is no probe.
+    fn gate<B>(&mut self, policy: &Policy<B>) -> bool {
+        if policy.probe.is_none() || self.nothing {
+            return false;
+        }
+        self.gated = true;
+        if self.in_flight.is_none() {
+            self.timer = Some(Box::pin(tokio::time::sleep_until(Instant::now())));
+        }
+        true
     }
 
-    /// Run the probes due; whether one was answered (the wait is over).
+    /// Set the next probe one interval from now, jittered to between half and all of
+    /// it (so probes of many streams spread out, and none is further apart than the
+    /// interval), unless the delay ends first: an attempt, or a gated probe, is due
+    /// then anyway.
+    fn schedule(&mut self, interval: Duration, deadline: Instant) {
+        let at = Instant::now() + interval.mul_f64(0.5 + 0.5 * fastrand::f64());
+        self.timer = (self.gated || at < deadline).then(|| Box::pin(tokio::time::sleep_until(at)));
+    }
+
+    /// Run the probes due.
     fn poll<B, T: 'static>(
         &mut self,
         cx: &mut Context<'_>,
@@ -238,14 +312,14 @@ impl Probing {
         target: &T,
         deadline: Instant,
         attempts: u32,
-    ) -> bool {
+    ) -> Probes {
         let Some(probe) = &policy.probe else {
-            return false;
+            return Probes::Nothing;
         };
         loop {
             if let Some(future) = &mut self.in_flight {
                 let Poll::Ready(outcome) = future.as_mut().poll(cx) else {
-                    return false;
+                    return Probes::Waiting;
                 };
                 self.in_flight = None;
                 self.number += 1;
@@ -259,22 +333,23 @@ impl Probing {
                 }
                 if outcome == ProbeOutcome::Answered {
                     tracing::debug!(probes = self.number, "probe answered; attempting now");
-                    return true;
+                    return Probes::Answered;
                 }
                 self.schedule(policy.probe_interval, deadline);
                 continue;
             }
             let Some(timer) = &mut self.timer else {
-                return false;
+                return Probes::Waiting;
             };
             if timer.as_mut().poll(cx).is_pending() {
-                return false;
+                return Probes::Waiting;
             }
             self.timer = None;
-            // Nothing to probe for this target: wait as without a probe.
             self.in_flight = probe(target as &dyn std::any::Any);
             if self.in_flight.is_none() {
-                return false;
+                // Nothing to probe for this target: wait as without a probe.
+                self.nothing = true;
+                return Probes::Nothing;
             }
         }
     }

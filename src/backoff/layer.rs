@@ -26,6 +26,10 @@ pub(crate) fn any_probe<T: 'static, P: Probe<T>>(probe: P) -> AnyProbe {
 /// The default cadence of probes while waiting out a delay.
 pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// By default, a connect that has been failing this long attempts only when a probe
+/// is answered.
+pub(crate) const DEFAULT_PROBE_FIRST_AFTER: Duration = Duration::from_secs(5);
+
 /// What every [`BackoffRetry`] made by one layer shares.
 pub(crate) struct Policy<B> {
     pub(crate) backoff: B,
@@ -36,6 +40,7 @@ pub(crate) struct Policy<B> {
     pub(crate) probe: Option<AnyProbe>,
     pub(crate) probe_interval: Duration,
     pub(crate) on_probe: Vec<ProbeCallback>,
+    pub(crate) probe_first_after: Option<Duration>,
     pub(crate) stable_after: Option<Duration>,
     pub(crate) on_reset: Vec<ResetCallback>,
 }
@@ -51,6 +56,7 @@ impl<B: Clone> Clone for Policy<B> {
             probe: self.probe.clone(),
             probe_interval: self.probe_interval,
             on_probe: self.on_probe.clone(),
+            probe_first_after: self.probe_first_after,
             stable_after: self.stable_after,
             on_reset: self.on_reset.clone(),
         }
@@ -66,6 +72,7 @@ impl<B: fmt::Debug> fmt::Debug for Policy<B> {
             .field("on_attempt", &self.on_attempt.len())
             .field("probe", &self.probe.is_some())
             .field("probe_interval", &self.probe_interval)
+            .field("probe_first_after", &self.probe_first_after)
             .field("stable_after", &self.stable_after)
             .finish_non_exhaustive()
     }
@@ -111,6 +118,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
                 probe: None,
                 probe_interval: DEFAULT_PROBE_INTERVAL,
                 on_probe: Vec::new(),
+                probe_first_after: Some(DEFAULT_PROBE_FIRST_AFTER),
                 stable_after: None,
                 on_reset: Vec::new(),
             },
@@ -148,16 +156,26 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
         self
     }
 
-    /// While waiting out a delay, probe the target every `probe_interval` (jittered
-    /// between half and one and a half times it); an answered probe ends the wait and
-    /// the next attempt starts at once. A probe is far cheaper than an attempt (the SRT
+    /// While waiting out a delay, probe the target every `probe_interval` (each wait
+    /// jittered between half and all of it); an answered probe ends the wait and the
+    /// next attempt starts at once. A probe is far cheaper than an attempt (the SRT
     /// caller's is one datagram), so a stream whose server comes back is back within
-    /// about one probe interval instead of waiting out a backoff delay that may be tens
-    /// of seconds, and a dead server is sent almost nothing meanwhile.
+    /// one probe interval instead of waiting out a backoff delay that may be tens of
+    /// seconds.
+    ///
+    /// Once a connect has been failing for
+    /// [`probe_first_after`](Self::probe_first_after) (5 s by default), the end of a
+    /// delay no longer starts an attempt by itself: the layer probes, and attempts only
+    /// when a probe is answered, so a dead server is sent one small datagram per
+    /// interval instead of full connect attempts. When an attempt that an answered probe
+    /// started fails all the same (the server answers probes but refuses the connect),
+    /// the next delay is waited out in full, so such a server is retried on the backoff
+    /// ladder, not at the probes' cadence.
     ///
     /// Targets of another type than `T`, and targets the probe returns `None` for,
     /// wait as they would without a probe. Probes never count as attempts: the attempt
-    /// callbacks and `max_retries` see only real attempts.
+    /// callbacks and `max_retries` see only real attempts; `max_elapsed` still ends a
+    /// connect whose probes go unanswered (within one probe interval of the limit).
     ///
     /// ```
     /// use std::time::Duration;
@@ -186,10 +204,23 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     }
 
     /// How often to probe while waiting (default 1 s; each wait jittered between half
-    /// and one and a half times it, so a fleet's probes spread out). Zero is taken as
-    /// 1 ms.
+    /// and all of it, so a fleet's probes spread out and a stream is back within one
+    /// interval of its server). Zero is taken as 1 ms.
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.policy.probe_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// After a connect has been failing this long (5 s by default; measured from its
+    /// first attempt), attempt only when a probe is answered; `None` never does, and
+    /// every delay ends in an attempt. Zero probes before every retry.
+    ///
+    /// The attempts before it cover the end of a short cut the way a long handshake
+    /// does (an SRT attempt resends its handshake every 100 ms until it times out), so
+    /// a 5 s cut is found as soon as it ends; after it, a dead server is sent probes
+    /// only. Without a probe for the target it has no effect.
+    pub fn probe_first_after(mut self, after: Option<Duration>) -> Self {
+        self.policy.probe_first_after = after;
         self
     }
 
