@@ -275,10 +275,20 @@ fn label(config: &ReconnectionConfig) -> String {
 
 /// Our stack as an SRT caller through the simulator, its packets and events logged.
 fn ours(label: &str, config: &ReconnectionConfig, via: SocketAddr, id: usize) -> Receiver {
+    ours_with(label, config, SrtConnector::new(), via, id)
+}
+
+/// The same, with this connector.
+fn ours_with(
+    label: &str,
+    config: &ReconnectionConfig,
+    connector: SrtConnector,
+    via: SocketAddr,
+    id: usize,
+) -> Receiver {
     let target = Target::new(format!("ours{id}"), Protocol::Srt)
         .address(via)
         .parameter("latency", LATENCY_MS.to_string());
-    let connector = SrtConnector::new();
     let mut packets = config
         .builder()
         .probe(connector.probe())
@@ -477,6 +487,28 @@ async fn main() {
         .enumerate()
         .map(|(i, (label, config))| ours(label, config, via, i))
         .collect();
+    // The config's own defaults, and the same probing before every retry and handshake.
+    let defaults = ReconnectionConfig {
+        max_retries: 1000,
+        ..ReconnectionConfig::default()
+    };
+    receivers.push(ours(
+        "ours: the config's defaults (probes; `probe_first_after: 5s`)",
+        &defaults,
+        via,
+        receivers.len(),
+    ));
+    let quiet = ReconnectionConfig {
+        probe_first_after: Some(Duration::ZERO),
+        ..defaults.clone()
+    };
+    receivers.push(ours_with(
+        "ours: defaults, `probe_first_after: 0s`, `probe_before_connect`",
+        &quiet,
+        SrtConnector::new().probe_before_connect(true),
+        via,
+        receivers.len(),
+    ));
     let mut children = Vec::new();
     let libsrt = have("srt-live-transmit");
     let libsrt_version = libsrt_version().unwrap_or_else(|| "unknown".to_owned());
@@ -848,6 +880,8 @@ impl Drop for Server {
 struct RestartOutcome {
     /// Datagrams that reached the dead server's port while it was down.
     datagrams: usize,
+    /// Of those, SRT handshakes (probes and connect attempts).
+    handshakes: usize,
     /// From the server's restart to the first packet sent after it, delivered.
     back: Option<Duration>,
     attempts: usize,
@@ -856,8 +890,16 @@ struct RestartOutcome {
 /// Who calls the server in a restart run.
 #[derive(Clone, Copy, PartialEq)]
 enum Caller {
+    /// Our stack, on the config's defaults.
     Ours,
+    /// Our stack probing before every retry and every handshake: the fewest datagrams.
+    Quiet,
     Libsrt,
+}
+
+/// Whether an SRT datagram is a handshake (a control packet of type 0).
+fn is_handshake(datagram: &[u8]) -> bool {
+    datagram.len() >= 2 && datagram[0] == 0x80 && datagram[1] == 0
 }
 
 /// One server outage of `seconds` with one caller: stream, kill the server and hold its
@@ -875,6 +917,15 @@ async fn restart_run(caller: Caller, seconds: u64) -> std::io::Result<RestartOut
             };
             ours("ours", &config, address, 0)
         }
+        Caller::Quiet => {
+            let config = ReconnectionConfig {
+                max_retries: 1000,
+                probe_first_after: Some(Duration::ZERO),
+                ..ReconnectionConfig::default()
+            };
+            let connector = SrtConnector::new().probe_before_connect(true);
+            ours_with("quiet", &config, connector, address, 0)
+        }
         Caller::Libsrt => live_transmit("libsrt", address, "", &mut children).await?,
     };
     wait_all_streaming(std::slice::from_ref(&receiver), Duration::from_secs(15)).await;
@@ -885,16 +936,17 @@ async fn restart_run(caller: Caller, seconds: u64) -> std::io::Result<RestartOut
     let hold = std::net::UdpSocket::bind(("0.0.0.0", server.port))?;
     hold.set_read_timeout(Some(Duration::from_millis(50)))?;
     let counting = tokio::task::spawn_blocking(move || {
-        let mut datagrams = 0;
+        let (mut datagrams, mut handshakes) = (0, 0);
         let mut buf = [0u8; 2048];
         while down.elapsed() < Duration::from_secs(seconds) {
-            if hold.recv_from(&mut buf).is_ok() {
+            if let Ok((n, _)) = hold.recv_from(&mut buf) {
                 datagrams += 1;
+                handshakes += usize::from(is_handshake(&buf[..n]));
             }
         }
-        datagrams
+        (datagrams, handshakes)
     });
-    let datagrams = counting.await.unwrap_or(0);
+    let (datagrams, handshakes) = counting.await.unwrap_or((0, 0));
     server.up()?;
     let up = Instant::now();
     let first = first_sent_after(&server.sent, up);
@@ -911,6 +963,7 @@ async fn restart_run(caller: Caller, seconds: u64) -> std::io::Result<RestartOut
     drop(children);
     Ok(RestartOutcome {
         datagrams,
+        handshakes,
         back,
         attempts,
     })
@@ -921,17 +974,19 @@ async fn server_restarts(section: &mut Section, libsrt_version: &str) {
     let mut rows = Vec::new();
     let mut thirty: Option<(Option<Duration>, usize)> = None;
     for &seconds in &outages {
-        for caller in [Caller::Ours, Caller::Libsrt] {
+        for caller in [Caller::Ours, Caller::Quiet, Caller::Libsrt] {
             let label = match caller {
                 Caller::Ours => "ours (defaults, `max_retries: 1000`)".to_owned(),
+                Caller::Quiet => "ours, `probe_first_after: 0s`, `probe_before_connect`".to_owned(),
                 Caller::Libsrt => format!("srt-live-transmit caller (libsrt {libsrt_version})"),
             };
             eprintln!("server down {seconds} s, caller: {label}");
             match restart_run(caller, seconds).await {
                 Ok(o) => {
                     eprintln!(
-                        "  {} datagrams to the dead server, back {} ms after it, {} attempts",
+                        "  {} datagrams to the dead server ({} handshakes), back {} ms after it, {} attempts",
                         o.datagrams,
+                        o.handshakes,
                         ms(o.back),
                         o.attempts
                     );
@@ -942,8 +997,9 @@ async fn server_restarts(section: &mut Section, libsrt_version: &str) {
                         format!("{seconds} s"),
                         label,
                         o.datagrams.to_string(),
+                        o.handshakes.to_string(),
                         format!("**{}**", ms(o.back)),
-                        if caller == Caller::Ours {
+                        if caller != Caller::Libsrt {
                             o.attempts.to_string()
                         } else {
                             "—".to_owned()
@@ -956,6 +1012,7 @@ async fn server_restarts(section: &mut Section, libsrt_version: &str) {
                     format!("not measured: {e}"),
                     String::new(),
                     String::new(),
+                    String::new(),
                 ]),
             }
         }
@@ -964,17 +1021,22 @@ async fn server_restarts(section: &mut Section, libsrt_version: &str) {
     section.para(
         "`srt-live-transmit` as the SRT listener (relaying numbered 1316-byte datagrams sent \
          every 5 ms to its UDP input), called by our stack (the config's defaults: probes \
-         every 1 s while backing off; `max_retries: 1000`) \
+         every 1 s while backing off, attempts only on an answered probe once failing for \
+         5 s; `max_retries: 1000`), by our stack probing before every retry and every \
+         handshake (`probe_first_after: 0s`, `SrtConnector::probe_before_connect`), \
          or by `srt-live-transmit` as a caller with auto-reconnect. The server is SIGKILLed, \
-         a UDP socket holds its port and counts what arrives for the outage, then the \
-         server starts again. \"back\": from the restart to the first packet the sender \
-         sent after it, delivered. One run per outage and caller, in turn.",
+         a UDP socket holds its port and counts what arrives for the outage (and which of \
+         it are SRT handshakes: probes and connect attempts; the rest is what the dying \
+         connection still sent), then the server starts again. \"back\": from the restart \
+         to the first packet the sender sent after it, delivered. One run per outage and \
+         caller, in turn.",
     );
     section.table(
         &[
             "outage",
             "caller",
             "datagrams to the dead server",
+            "of which handshakes",
             "back after the restart",
             "our connect attempts",
         ],
