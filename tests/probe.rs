@@ -226,6 +226,37 @@ async fn past_probe_first_after_only_an_answered_probe_starts_an_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_probe_slow_to_go_unanswered_does_not_stretch_the_cadence() {
+    // Each probe takes 500 ms to give up (the SRT probe's own timeout).
+    let sent: Log<()> = Arc::default();
+    let log = Arc::clone(&sent);
+    let slow = move |_: &&'static str| -> Option<ProbeFuture> {
+        log.lock().unwrap().push((Instant::now(), ()));
+        Some(Box::pin(async {
+            tokio::time::sleep(ms(500)).await;
+            ProbeOutcome::NoAnswer
+        }))
+    };
+    let (layer, _, _) = layer_30s();
+    let (_handle, _response, start) = first_attempt_refused(layer.probe(slow)).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let at: Vec<Duration> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _)| t.duration_since(start))
+        .collect();
+    assert!(at.len() >= 59, "{} probes sent in 60 s: {at:?}", at.len());
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= ms(500) && gap <= ms(1_000),
+            "probes sent {gap:?} apart: {at:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn before_probe_first_after_every_delay_ends_in_an_attempt() {
     let attempts: Log<Attempt> = Arc::default();
     let a = Arc::clone(&attempts);

@@ -255,6 +255,9 @@ struct Probing {
     /// When the next probe starts; none when no more are due in this wait.
     timer: Option<Pin<Box<Sleep>>>,
     in_flight: Option<ProbeFuture>,
+    /// When the last probe of this wait was sent: the next is due one (jittered)
+    /// interval after it, however long it took to go unanswered.
+    last_sent: Option<Instant>,
     /// Probes finished in this wait.
     number: u32,
     /// The delay is over, and only an answered probe starts the next attempt.
@@ -271,6 +274,7 @@ impl Probing {
         self.number = 0;
         self.gated = false;
         self.nothing = false;
+        self.last_sent = None;
         if policy.probe.is_some() && early {
             self.schedule(policy.probe_interval, deadline);
         }
@@ -290,17 +294,30 @@ impl Probing {
         }
         self.gated = true;
         if self.in_flight.is_none() {
-            self.timer = Some(Box::pin(tokio::time::sleep_until(Instant::now())));
+            // At once, unless a probe went out less than half an interval ago: then
+            // at the cadence.
+            let now = Instant::now();
+            let recent = self
+                .last_sent
+                .is_some_and(|at| now.saturating_duration_since(at) < policy.probe_interval / 2);
+            if recent {
+                self.schedule(policy.probe_interval, now);
+            } else {
+                self.timer = Some(Box::pin(tokio::time::sleep_until(now)));
+            }
         }
         true
     }
 
-    /// Set the next probe one interval from now, jittered to between half and all of
-    /// it (so probes of many streams spread out, and none is further apart than the
-    /// interval), unless the delay ends first: an attempt, or a gated probe, is due
-    /// then anyway.
+    /// Set the next probe one interval after the last one was sent (or from now, for
+    /// the first), jittered to between half and all of it, so probes of many streams
+    /// spread out and no two are further apart than the interval (or than a probe
+    /// takes to go unanswered, when that is longer); unless the delay ends first: an
+    /// attempt, or a gated probe, is due then anyway.
     fn schedule(&mut self, interval: Duration, deadline: Instant) {
-        let at = Instant::now() + interval.mul_f64(0.5 + 0.5 * fastrand::f64());
+        let now = Instant::now();
+        let from = self.last_sent.unwrap_or(now);
+        let at = (from + interval.mul_f64(0.5 + 0.5 * fastrand::f64())).max(now);
         self.timer = (self.gated || at < deadline).then(|| Box::pin(tokio::time::sleep_until(at)));
     }
 
@@ -345,6 +362,7 @@ impl Probing {
                 return Probes::Waiting;
             }
             self.timer = None;
+            self.last_sent = Some(Instant::now());
             self.in_flight = probe(target as &dyn std::any::Any);
             if self.in_flight.is_none() {
                 // Nothing to probe for this target: wait as without a probe.
