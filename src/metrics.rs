@@ -145,6 +145,9 @@ pub enum StreamState {
     Streaming,
     /// The connection failed; a new one is being made.
     Reconnecting,
+    /// Reconnecting, and probing the server between attempts: the last attempt failed
+    /// and no probe has been answered since (the server is likely down).
+    Probing,
     /// The stack gave up; the stream ended with an error.
     Failed,
     /// Cancelled; the stream ended.
@@ -153,10 +156,11 @@ pub enum StreamState {
 
 impl StreamState {
     /// Every state, in label order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Connecting,
         Self::Streaming,
         Self::Reconnecting,
+        Self::Probing,
         Self::Failed,
         Self::Stopped,
     ];
@@ -167,6 +171,7 @@ impl StreamState {
             Self::Connecting => "connecting",
             Self::Streaming => "streaming",
             Self::Reconnecting => "reconnecting",
+            Self::Probing => "probing",
             Self::Failed => "failed",
             Self::Stopped => "stopped",
         }
@@ -189,6 +194,7 @@ const FROM_EVENTS_NONE: u8 = 0;
 const FROM_EVENTS_RECONNECTING: u8 = 1;
 const FROM_EVENTS_FAILED: u8 = 2;
 const FROM_EVENTS_STOPPED: u8 = 3;
+const FROM_EVENTS_PROBING: u8 = 4;
 
 /// Reports one stream's gauges and traffic counters every interval, from its
 /// [`HealthHandle`] (and, when given, its [`Events`]).
@@ -239,17 +245,15 @@ impl StreamMetrics {
             let seen = Arc::clone(&from_events);
             events.on_event(move |event| {
                 let state = match event.event_type {
-                    EventType::FailureDetected | EventType::ReconnectionStarted => {
-                        FROM_EVENTS_RECONNECTING
-                    }
+                    EventType::FailureDetected
+                    | EventType::ReconnectionStarted
+                    | EventType::ReconnectionAttempt
+                    | EventType::ProbeAnswered => FROM_EVENTS_RECONNECTING,
+                    EventType::Probing => FROM_EVENTS_PROBING,
                     EventType::ReconnectionSucceeded => FROM_EVENTS_NONE,
                     EventType::ReconnectionFailed => FROM_EVENTS_FAILED,
                     EventType::ReconnectionAborted => FROM_EVENTS_STOPPED,
-                    // An attempt or a probe changes nothing the health does not show.
-                    EventType::ReconnectionAttempt
-                    | EventType::Probing
-                    | EventType::ProbeAnswered
-                    | EventType::BackoffReset => return,
+                    EventType::BackoffReset => return,
                 };
                 seen.store(state, Ordering::Relaxed);
             });
@@ -336,6 +340,7 @@ impl Reporter {
             FROM_EVENTS_STOPPED => StreamState::Stopped,
             // Until the next connection has delivered a packet.
             FROM_EVENTS_RECONNECTING => StreamState::Reconnecting,
+            FROM_EVENTS_PROBING => StreamState::Probing,
             _ if streaming => StreamState::Streaming,
             _ if self.streamed => StreamState::Reconnecting,
             _ => StreamState::Connecting,
@@ -561,6 +566,8 @@ mod tests {
         checker.record_packet(10, Instant::now());
         checker.connection_ended();
         assert_eq!(report(FROM_EVENTS_RECONNECTING), StreamState::Reconnecting);
+        assert_eq!(report(FROM_EVENTS_PROBING), StreamState::Probing);
+        assert_eq!(capture.state(), ["probing"]);
         assert_eq!(report(FROM_EVENTS_NONE), StreamState::Reconnecting);
         assert_eq!(capture.get(PACKETS), Some(10.0));
         tokio::time::advance(Duration::from_millis(300)).await;
@@ -600,6 +607,13 @@ mod tests {
         let script = async {
             tokio::time::sleep(Duration::from_millis(250)).await;
             assert_eq!(capture.state(), ["connecting"]);
+            // Probes unanswered between attempts, then an attempt.
+            events.emit(events.event(EventType::Probing, 1));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(capture.state(), ["probing"]);
+            events.emit(events.event(EventType::ReconnectionAttempt, 2));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(capture.state(), ["reconnecting"]);
             events.emit(events.event(EventType::ReconnectionAborted, 1));
         };
         let (ended, ()) = tokio::join!(
