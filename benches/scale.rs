@@ -1164,8 +1164,8 @@ fn main() {
         let per_stream = |r: &OutageResult| r.probes as f64 / streams as f64;
         section.para(&format!(
             "With probes (the last two rows: every stream probes the server every 1 s, \
-             jittered between 0.5 and 1.5 s, while it waits out a delay, and attempts at once \
-             when a probe is answered): all back {} after the outage began with equal jitter \
+             jittered between 0.5 and 1 s, while it waits out a delay, attempts at once \
+             when a probe is answered, and once failing for 5 s attempts only then): all back {} after the outage began with equal jitter \
              ({} without probes), {} with full jitter ({} without); peak accepted connects in \
              100 ms {} and {} ({} and {} without), the burst probes bring, spread over one \
              probe interval by its jitter; {} and {} probes per stream in all. A shared \
