@@ -1,0 +1,240 @@
+//! libsrt started once for the process, and the one thread that waits on its epoll
+//! and wakes the tasks whose sockets became ready.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Waker;
+use std::thread::JoinHandle;
+
+use libc::c_int;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// How long the epoll thread waits before it looks whether it should stop (libsrt's
+/// epoll cannot be woken by a system descriptor, so a stop is seen within this).
+const WAIT_MS: i64 = 100;
+/// Events taken from the epoll at once.
+const EVENTS: usize = 64;
+
+/// The running library: started while any socket lives, cleaned up (`srt_cleanup`)
+/// when the last one is gone.
+static CURRENT: Mutex<Weak<Runtime>> = Mutex::new(Weak::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// libsrt, started, with its epoll thread.
+pub(crate) struct Runtime {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the epoll thread shares with the sockets.
+struct Shared {
+    eid: c_int,
+    interests: Mutex<HashMap<sys::SRTSOCKET, Arc<Interest>>>,
+    stop: AtomicBool,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("eid", &self.shared.eid)
+            .field("sockets", &lock(&self.shared.interests).len())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// The running library, started if it is not.
+    pub(crate) fn get() -> Result<Arc<Self>> {
+        let mut current = lock(&CURRENT);
+        if let Some(runtime) = current.upgrade() {
+            return Ok(runtime);
+        }
+        let runtime = Arc::new(Self::start()?);
+        *current = Arc::downgrade(&runtime);
+        Ok(runtime)
+    }
+
+    /// Whether libsrt is started by this crate now (some socket is alive).
+    pub(crate) fn is_running() -> bool {
+        lock(&CURRENT).strong_count() > 0
+    }
+
+    fn start() -> Result<Self> {
+        // SAFETY: srt_startup may be called from any thread; libsrt counts the calls
+        // and srt_cleanup (in Drop) undoes one.
+        if unsafe { sys::srt_startup() } < 0 {
+            return Err(Error::last("srt_startup"));
+        }
+        // SAFETY: sets libsrt's global log level; any int is accepted. libsrt would
+        // otherwise print its own errors (a rejected caller, say) on stderr: they are
+        // reported through the errors this crate returns instead.
+        unsafe { sys::srt_setloglevel(libc::LOG_CRIT) };
+        // SAFETY: no arguments; returns an epoll id or -1.
+        let eid = unsafe { sys::srt_epoll_create() };
+        if eid < 0 {
+            let error = Error::last("srt_epoll_create");
+            // SAFETY: undoes the srt_startup above.
+            unsafe { sys::srt_cleanup() };
+            return Err(error);
+        }
+        // SAFETY: eid is the epoll just created. An empty epoll then waits out the
+        // timeout instead of failing at once (which would spin the thread).
+        unsafe { sys::srt_epoll_set(eid, sys::SRT_EPOLL_ENABLE_EMPTY) };
+        let shared = Arc::new(Shared {
+            eid,
+            interests: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("libsrt-epoll".into())
+                .spawn(move || shared.run())
+        };
+        match thread {
+            Ok(thread) => Ok(Self {
+                shared,
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                // SAFETY: the epoll and the startup made above, released once.
+                unsafe {
+                    sys::srt_epoll_release(eid);
+                    sys::srt_cleanup();
+                }
+                Err(Error::new(
+                    sys::SRT_ETHREAD,
+                    format!("cannot start the libsrt epoll thread: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// Watch `socket` for readiness; its wakers are in the returned interest.
+    pub(crate) fn register(&self, socket: sys::SRTSOCKET) -> Result<Arc<Interest>> {
+        let interest = Arc::new(Interest::default());
+        lock(&self.shared.interests).insert(socket, Arc::clone(&interest));
+        let events =
+            sys::SRT_EPOLL_IN | sys::SRT_EPOLL_OUT | sys::SRT_EPOLL_ERR | sys::SRT_EPOLL_ET;
+        // SAFETY: the epoll is alive while self is; `events` outlives the call, which
+        // copies it; a socket id libsrt does not know is an error, not UB.
+        if unsafe { sys::srt_epoll_add_usock(self.shared.eid, socket, &events) } < 0 {
+            lock(&self.shared.interests).remove(&socket);
+            return Err(Error::last("srt_epoll_add_usock"));
+        }
+        Ok(interest)
+    }
+
+    /// Stop watching `socket` (before it is closed).
+    pub(crate) fn deregister(&self, socket: sys::SRTSOCKET) {
+        // SAFETY: as in register; removing a socket that is not there is an error,
+        // which changes nothing.
+        unsafe { sys::srt_epoll_remove_usock(self.shared.eid, socket) };
+        lock(&self.shared.interests).remove(&socket);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            // The thread only waits on the epoll: it stops within WAIT_MS.
+            let _ = thread.join();
+        }
+        // SAFETY: the thread that waited on the epoll has ended, and every socket (each
+        // holds the runtime) is gone: the epoll and the startup are released once.
+        unsafe {
+            sys::srt_epoll_release(self.shared.eid);
+            sys::srt_cleanup();
+        }
+    }
+}
+
+impl Shared {
+    fn run(&self) {
+        let mut events = [sys::SRT_EPOLL_EVENT::default(); EVENTS];
+        while !self.stop.load(Ordering::Acquire) {
+            // SAFETY: `events` is a valid, writable array of EVENTS entries for the
+            // whole call, and the epoll lives until this thread has been joined.
+            let n = unsafe {
+                sys::srt_epoll_uwait(self.eid, events.as_mut_ptr(), EVENTS as c_int, WAIT_MS)
+            };
+            if n <= 0 {
+                // A timeout (0), or an error (-1: no socket is fatal here, as the
+                // epoll accepts being empty): look at the stop flag and wait again.
+                continue;
+            }
+            let ready = &events[..(n as usize).min(EVENTS)];
+            let interests: Vec<(Arc<Interest>, c_int)> = {
+                let map = lock(&self.interests);
+                ready
+                    .iter()
+                    .filter_map(|e| map.get(&e.fd).map(|i| (Arc::clone(i), e.events)))
+                    .collect()
+            };
+            for (interest, flags) in interests {
+                interest.wake(flags);
+            }
+        }
+    }
+}
+
+/// The tasks waiting on one socket.
+#[derive(Debug, Default)]
+pub(crate) struct Interest {
+    wakers: Mutex<Wakers>,
+}
+
+#[derive(Debug, Default)]
+struct Wakers {
+    read: Option<Waker>,
+    write: Option<Waker>,
+}
+
+impl Interest {
+    /// Wake the reader on IN or ERR, the writer on OUT or ERR.
+    fn wake(&self, flags: c_int) {
+        let (read, write) = {
+            let mut wakers = lock(&self.wakers);
+            let error = flags & sys::SRT_EPOLL_ERR != 0;
+            let read = (error || flags & sys::SRT_EPOLL_IN != 0)
+                .then(|| wakers.read.take())
+                .flatten();
+            let write = (error || flags & sys::SRT_EPOLL_OUT != 0)
+                .then(|| wakers.write.take())
+                .flatten();
+            (read, write)
+        };
+        if let Some(w) = read {
+            w.wake();
+        }
+        if let Some(w) = write {
+            w.wake();
+        }
+    }
+
+    /// Wake `waker` when the socket can be read (or accepted on), or fails.
+    pub(crate) fn on_readable(&self, waker: &Waker) {
+        let mut wakers = lock(&self.wakers);
+        match &wakers.read {
+            Some(w) if w.will_wake(waker) => {}
+            _ => wakers.read = Some(waker.clone()),
+        }
+    }
+
+    /// Wake `waker` when the socket can be written (or has connected), or fails.
+    pub(crate) fn on_writable(&self, waker: &Waker) {
+        let mut wakers = lock(&self.wakers);
+        match &wakers.write {
+            Some(w) if w.will_wake(waker) => {}
+            _ => wakers.write = Some(waker.clone()),
+        }
+    }
+}
