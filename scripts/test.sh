@@ -14,6 +14,9 @@ declare -A packages=(
 for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("${packages[$cmd]}")
 done
+# The libsrt connector (feature `libsrt`) links the system libsrt and its header.
+[ -e /usr/include/srt/srt.h ] || need+=(libsrt-openssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo_cmd=""
@@ -28,5 +31,5 @@ fi
 cargo build --all-features --examples
 # Benches are measurements, not tests: scripts/bench.sh runs them (clippy in .ci/run
 # checks that they build).
-cargo test --all-features --lib --bins --tests --examples
-cargo test --all-features --doc
+cargo test --workspace --all-features --lib --bins --tests --examples
+cargo test --workspace --all-features --doc

@@ -45,6 +45,7 @@ impl Protocol {
                 "connect_timeout",
                 "peer_idle_timeout",
                 "local_port",
+                "packetfilter",
             ]),
             Self::Rtp => Some(&[
                 "ssrc",

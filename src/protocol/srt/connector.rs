@@ -205,6 +205,13 @@ impl SrtConnector {
 
     async fn connect(self, target: Target) -> Result<SrtConnection, ConnectError> {
         let params = SrtParams::from_target(&target, &self.defaults)?;
+        if params.packet_filter.is_some() {
+            return Err(ConnectError::new(
+                ConnectErrorKind::InvalidTarget,
+                "SRT parameter packetfilter (FEC) needs the libsrt connector \
+                 (LibSrtConnector, feature `libsrt`); srt-tokio has no packet filters",
+            ));
+        }
         let fail = |e: io::Error| {
             connect_error(params.mode, params.address, params.stream_id.as_deref(), e)
         };

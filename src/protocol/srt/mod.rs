@@ -17,6 +17,7 @@
 //! | `connect_timeout`      | milliseconds: the handshake (caller, rendezvous) or the wait for a caller (listener) |
 //! | `peer_idle_timeout`    | milliseconds (SRTO_PEERIDLETIMEO), default 5000             |
 //! | `local_port`           | the local port (rendezvous: defaults to the peer's port)    |
+//! | `packetfilter`         | a packet filter such as `fec,cols:10,rows:5` (SRTO_PACKETFILTER); `LibSrtConnector` only (feature `libsrt`): `SrtConnector` refuses it as `InvalidTarget` |
 //!
 //! An unknown parameter is an [`InvalidTarget`](crate::error::ConnectErrorKind::InvalidTarget)
 //! error (so a typo cannot pass silently), except names with a dot: those are the
@@ -96,6 +97,8 @@
 mod connection;
 mod connector;
 mod error;
+#[cfg(feature = "libsrt")]
+mod libsrt;
 mod listener;
 mod params;
 mod probe;
@@ -104,6 +107,8 @@ mod url;
 pub use connection::{SrtConnection, SrtStatistics};
 pub use connector::{SrtConnecting, SrtConnector};
 pub use error::PeerVanished;
+#[cfg(feature = "libsrt")]
+pub use libsrt::{LibSrtConnecting, LibSrtConnection, LibSrtConnector};
 pub use params::{ParseModeError, SrtMode};
 pub use probe::SrtProbe;
 pub use url::srt_target;

@@ -121,6 +121,8 @@ pub(crate) struct SrtParams {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) peer_idle_timeout: Duration,
     pub(crate) local_port: Option<u16>,
+    /// A packet filter (SRTO_PACKETFILTER, such as `fec,cols:10,rows:5`).
+    pub(crate) packet_filter: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> ConnectError {
@@ -150,6 +152,9 @@ fn positive_millis(name: &str, value: &str, max: u64) -> Result<Duration, Connec
     }
     Ok(d)
 }
+
+/// libsrt's limit on a packet filter's configuration string.
+const MAX_PACKET_FILTER: usize = 512;
 
 /// An hour: longer than any sane SRT latency or timeout.
 const MAX_MS: u64 = 3_600_000;
@@ -266,6 +271,16 @@ impl SrtParams {
             None => None,
         };
 
+        let packet_filter = match param("packetfilter").map(str::trim) {
+            None | Some("") => None,
+            Some(filter) if filter.len() > MAX_PACKET_FILTER || filter.contains('\0') => {
+                return Err(invalid(format!(
+                    "SRT parameter packetfilter must be at most {MAX_PACKET_FILTER} bytes of text"
+                )))
+            }
+            Some(filter) => Some(filter.to_owned()),
+        };
+
         Ok(Self {
             mode,
             address,
@@ -276,6 +291,7 @@ impl SrtParams {
             connect_timeout,
             peer_idle_timeout,
             local_port,
+            packet_filter,
         })
     }
 

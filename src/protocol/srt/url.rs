@@ -136,6 +136,7 @@ pub fn srt_target(url: &str) -> Result<Target, ConnectError> {
             "connect_timeout" | "conntimeo" => "connect_timeout",
             "peer_idle_timeout" | "peeridletimeo" => "peer_idle_timeout",
             "local_port" | "port" => "local_port",
+            "packetfilter" => "packetfilter",
             other => {
                 return Err(invalid(format!(
                     "unknown SRT URL option {}",

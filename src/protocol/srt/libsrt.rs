@@ -1,0 +1,615 @@
+//! SRT on the system libsrt (feature `libsrt`): [`LibSrtConnector`] and
+//! [`LibSrtConnection`], behind the same [`Target`] and `srt://` URL convention as
+//! [`SrtConnector`](super::SrtConnector).
+//!
+//! What libsrt gives that srt-tokio does not: a live round-trip time and the
+//! receiver's loss and drop counters (so health's latency and loss are SRT's own), SRT's
+//! real packet sequence numbers on every message (a gap is a packet SRT gave up on),
+//! packet filters (`packetfilter=fec,cols:10,rows:5`), and the reject reasons of every
+//! libsrt peer.
+//!
+//! The `unsafe` code is in the `mirror-libsrt` crate of this workspace; this module is
+//! safe code on top of it.
+//!
+//! # Listener
+//!
+//! A listener target binds its address for one caller per connect: the caller whose
+//! stream id is the target's (any caller when the target has none). Others are refused
+//! in the handshake with SRT_REJX_NOTFOUND (1404), so they see why. The accepted
+//! connection outlives the listening socket, which is closed once a caller is in.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_sink::Sink;
+use mirror_libsrt::{RejectReason, Socket, Stats, MAX_PAYLOAD};
+use srt_tokio::options::KeySize;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::error::{reject_kind, PeerVanished};
+use super::params::{Defaults, SrtParams};
+use super::probe::SrtProbe;
+use super::{SrtMode, SrtStatistics};
+use crate::connection::{
+    Connection, ConnectionError, ConnectionState, Packet, Protocol, Sequence, Target,
+};
+use crate::error::{BoxError, ConnectError, ConnectErrorKind};
+
+/// Packets between two reads of libsrt's statistics while packets keep coming (they
+/// are also read whenever the socket has nothing to deliver).
+const STATS_EVERY: u32 = 64;
+
+/// SRT_REJX_NOTFOUND: the code a listener refuses an unknown stream id with.
+const REJECT_NOT_FOUND: i32 = 1404;
+
+/// The SRT connector on libsrt: a [`Service`] that turns a [`Target`] into a live
+/// [`LibSrtConnection`].
+///
+/// Target parameters override the connector's defaults, with the names of
+/// [`SrtConnector`](super::SrtConnector) (see the [module docs](super)), and
+/// `packetfilter` besides.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mirror_reconnect::prelude::*;
+/// use mirror_reconnect::protocol::srt::{srt_target, LibSrtConnector};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = LibSrtConnector::new().latency(Duration::from_millis(120));
+/// let target = srt_target("srt://:9000?mode=listener&streamid=cam1&packetfilter=fec,cols:10,rows:5")?;
+/// let packets = ReconnectionConfig::default()
+///     .builder()
+///     .probe(connector.probe())
+///     .build(connector, target);
+/// # drop(packets); Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct LibSrtConnector {
+    defaults: Defaults,
+}
+
+impl fmt::Debug for LibSrtConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LibSrtConnector")
+            .field("mode", &self.defaults.mode)
+            .field("latency", &self.defaults.latency)
+            .field("connect_timeout", &self.defaults.connect_timeout)
+            .field("listen_timeout", &self.defaults.listen_timeout)
+            .field("peer_idle_timeout", &self.defaults.peer_idle_timeout)
+            .finish()
+    }
+}
+
+impl LibSrtConnector {
+    /// A connector with SRT's defaults: caller, libsrt's 120 ms latency unless set, 3 s
+    /// connect timeout, 5 s peer-idle timeout, listeners wait for their caller without
+    /// limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The mode of targets that set none.
+    #[must_use]
+    pub fn mode(mut self, mode: SrtMode) -> Self {
+        self.defaults.mode = mode;
+        self
+    }
+
+    /// The latency of targets that set none (SRTO_LATENCY, both directions).
+    #[must_use]
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.defaults.latency = Some(latency);
+        self
+    }
+
+    /// How long a caller or rendezvous handshake may take (SRTO_CONNTIMEO).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a listener waits for its caller before the connect fails with
+    /// [`TimedOut`](ConnectErrorKind::TimedOut). Default: no limit.
+    #[must_use]
+    pub fn listen_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.listen_timeout = Some(timeout);
+        self
+    }
+
+    /// The peer-idle timeout of targets that set none (SRTO_PEERIDLETIMEO).
+    #[must_use]
+    pub fn peer_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.defaults.peer_idle_timeout = timeout;
+        self
+    }
+
+    /// A probe of this connector's caller targets: one SRT induction handshake, which
+    /// every SRT listener answers (see [`SrtProbe`]).
+    pub fn probe(&self) -> SrtProbe {
+        SrtProbe::new(self.defaults)
+    }
+
+    async fn connect(self, target: Target) -> Result<LibSrtConnection, ConnectError> {
+        let params = SrtParams::from_target(&target, &self.defaults)?;
+        let what = Described::new(&params);
+        let socket = Socket::new().map_err(|e| what.error(&e))?;
+        configure(&socket, &params).map_err(|e| what.error(&e))?;
+        let (socket, peer) = match params.mode {
+            SrtMode::Caller => {
+                if let Some(id) = &params.stream_id {
+                    socket.set_stream_id(id).map_err(|e| what.error(&e))?;
+                }
+                if let Some(port) = params.local_port {
+                    socket
+                        .bind(SocketAddr::new(unspecified(params.address), port))
+                        .map_err(|e| what.error(&e))?;
+                }
+                socket
+                    .start_connect(params.address)
+                    .map_err(|e| what.error(&e))?;
+                poll_fn(|cx| socket.poll_connected(cx, params.address))
+                    .await
+                    .map_err(|e| what.error(&e))?;
+                (socket, params.address)
+            }
+            SrtMode::Rendezvous => {
+                socket.set_rendezvous(true).map_err(|e| what.error(&e))?;
+                let local = SocketAddr::new(
+                    unspecified(params.address),
+                    params.local_port.unwrap_or(params.address.port()),
+                );
+                socket
+                    .start_rendezvous(local, params.address)
+                    .map_err(|e| what.error(&e))?;
+                poll_fn(|cx| socket.poll_connected(cx, params.address))
+                    .await
+                    .map_err(|e| what.error(&e))?;
+                (socket, params.address)
+            }
+            SrtMode::Listener => {
+                let wanted = params.stream_id.clone();
+                socket
+                    .set_listen_filter(move |id, _| match &wanted {
+                        Some(wanted) if wanted != id => Err(RejectReason::Code(REJECT_NOT_FOUND)),
+                        _ => Ok(()),
+                    })
+                    .map_err(|e| what.error(&e))?;
+                socket.bind(params.address).map_err(|e| what.error(&e))?;
+                socket.listen(4).map_err(|e| what.error(&e))?;
+                let accept = poll_fn(|cx| socket.poll_accept(cx));
+                let accepted = match params.connect_timeout {
+                    Some(limit) => tokio::time::timeout(limit, accept).await.map_err(|_| {
+                        ConnectError::new(
+                            ConnectErrorKind::TimedOut,
+                            format!("{what}: no caller within {limit:?}"),
+                        )
+                    })?,
+                    None => accept.await,
+                };
+                accepted.map_err(|e| what.error(&e))?
+            }
+        };
+        Ok(LibSrtConnection::new(
+            socket,
+            &target,
+            params.mode,
+            peer,
+            &params,
+        ))
+    }
+}
+
+fn unspecified(peer: SocketAddr) -> IpAddr {
+    if peer.is_ipv6() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    }
+}
+
+/// Set what the target asks for on a new socket.
+fn configure(socket: &Socket, params: &SrtParams) -> mirror_libsrt::Result<()> {
+    socket.set_live()?;
+    if let Some(latency) = params.latency {
+        socket.set_latency(latency)?;
+    }
+    socket.set_peer_idle_timeout(params.peer_idle_timeout)?;
+    if let Some(timeout) = params.connect_timeout {
+        if params.mode != SrtMode::Listener {
+            socket.set_connect_timeout(timeout)?;
+        }
+    }
+    if let Some(passphrase) = &params.passphrase {
+        socket.set_passphrase(passphrase.expose())?;
+        let bytes = match params.key_size {
+            KeySize::AES128 => 16,
+            KeySize::AES192 => 24,
+            KeySize::AES256 => 32,
+            KeySize::Unspecified => 0,
+        };
+        if bytes != 0 {
+            socket.set_key_length(bytes)?;
+        }
+    }
+    if let Some(filter) = &params.packet_filter {
+        socket.set_packet_filter(filter)?;
+    }
+    Ok(())
+}
+
+/// "SRT caller 127.0.0.1:9000 (stream cam1)", for errors.
+struct Described {
+    text: String,
+}
+
+impl Described {
+    fn new(params: &SrtParams) -> Self {
+        let mut text = format!("SRT {} {} (libsrt)", params.mode, params.address);
+        if let Some(id) = &params.stream_id {
+            text.push_str(&format!(" for stream {id:?}"));
+        }
+        Self { text }
+    }
+
+    /// A libsrt error as a connect error of the right kind: a wrong passphrase is
+    /// `Unauthorized`, a refused stream or settings `Rejected` (neither retried), a
+    /// peer that does not answer `TimedOut`, a busy one retryable.
+    fn error(&self, e: &mirror_libsrt::Error) -> ConnectError {
+        let kind = match e.reject_reason() {
+            Some(RejectReason::Timeout) => ConnectErrorKind::TimedOut,
+            // libsrt's reject codes are those of the handshake less 1000.
+            Some(reason) => reject_kind(reason.code().saturating_add(1000)),
+            None => match e.io_kind() {
+                std::io::ErrorKind::TimedOut => ConnectErrorKind::TimedOut,
+                std::io::ErrorKind::InvalidInput => ConnectErrorKind::InvalidTarget,
+                std::io::ErrorKind::AddrInUse => ConnectErrorKind::Unreachable,
+                _ => ConnectErrorKind::Unreachable,
+            },
+        };
+        ConnectError::new(kind, format!("{}: {e}", self.text))
+    }
+}
+
+impl fmt::Display for Described {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The future of [`LibSrtConnector`]: the handshake (or the wait for a caller).
+#[must_use = "futures do nothing unless polled"]
+pub struct LibSrtConnecting {
+    inner: Pin<Box<dyn Future<Output = Result<LibSrtConnection, BoxError>> + Send>>,
+}
+
+impl fmt::Debug for LibSrtConnecting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LibSrtConnecting").finish_non_exhaustive()
+    }
+}
+
+impl Future for LibSrtConnecting {
+    type Output = Result<LibSrtConnection, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl Service<Target> for LibSrtConnector {
+    type Response = LibSrtConnection;
+    type Error = BoxError;
+    type Future = LibSrtConnecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, target: Target) -> Self::Future {
+        let this = self.clone();
+        LibSrtConnecting {
+            inner: Box::pin(async move { this.connect(target).await.map_err(BoxError::from) }),
+        }
+    }
+}
+
+/// A live SRT connection on libsrt: a [`Connection`] whose stream yields the messages
+/// the peer sends, and a [`Sink`] of [`Bytes`] to send it.
+///
+/// - Each message becomes a [`Packet`] stamped with its delivery time and SRT's own
+///   sequence number: a gap is a packet SRT could not recover in time (dropped), so
+///   health counts as lost exactly what SRT lost.
+/// - [`rtt`](Connection::rtt) is libsrt's live, smoothed round-trip time.
+/// - Packets libsrt could not decrypt come out as [`ConnectionError::Packet`] items.
+/// - When the connection breaks after a silence of at least half the peer-idle
+///   timeout, the peer vanished: the stream ends with [`ConnectionError::Network`]
+///   carrying [`PeerVanished`]; when it breaks while packets were flowing, the peer
+///   closed it, and the stream just ends.
+pub struct LibSrtConnection {
+    socket: Socket,
+    state: ConnectionState,
+    mode: SrtMode,
+    peer_idle_timeout: Duration,
+    stats: Stats,
+    polls_since_stats: u32,
+    stats_seen: bool,
+    decrypt_errors_counted: u64,
+    undecryptable_pending: u64,
+    buf: Box<[u8; MAX_PAYLOAD]>,
+    last_life: Instant,
+    pending_send: Option<Bytes>,
+    ended: bool,
+}
+
+impl fmt::Debug for LibSrtConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LibSrtConnection")
+            .field("stream_id", &self.state.stream_id)
+            .field("mode", &self.mode)
+            .field("remote_addr", &self.state.remote_addr)
+            .field("rtt", &self.stats.rtt)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LibSrtConnection {
+    fn new(
+        socket: Socket,
+        target: &Target,
+        mode: SrtMode,
+        peer: SocketAddr,
+        params: &SrtParams,
+    ) -> Self {
+        let mut state = ConnectionState::new(target.stream_id.clone(), Protocol::Srt);
+        state.codec.clone_from(&target.codec);
+        state.remote_addr = Some(socket.peer_addr().unwrap_or(peer));
+        state.local_addr = socket.local_addr().ok();
+        let p = &mut state.parameters;
+        p.insert("srt.mode".to_owned(), mode.as_str().to_owned());
+        p.insert("srt.backend".to_owned(), "libsrt".to_owned());
+        if let Ok(latency) = socket.receive_latency() {
+            p.insert("srt.latency_ms".to_owned(), latency.as_millis().to_string());
+        }
+        if let Some(filter) = socket.packet_filter().ok().filter(|f| !f.is_empty()) {
+            p.insert("srt.packetfilter".to_owned(), filter);
+        } else if let Some(filter) = &params.packet_filter {
+            p.insert("srt.packetfilter".to_owned(), filter.clone());
+        }
+        let mut connection = Self {
+            socket,
+            state,
+            mode,
+            peer_idle_timeout: params.peer_idle_timeout,
+            stats: Stats::default(),
+            polls_since_stats: 0,
+            stats_seen: false,
+            decrypt_errors_counted: 0,
+            undecryptable_pending: 0,
+            buf: Box::new([0; MAX_PAYLOAD]),
+            last_life: Instant::now(),
+            pending_send: None,
+            ended: false,
+        };
+        connection.refresh_statistics();
+        connection
+    }
+
+    /// How the connection was set up.
+    pub fn mode(&self) -> SrtMode {
+        self.mode
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.state.remote_addr
+    }
+
+    /// The packet filter in force (`fec,…`), when there is one.
+    pub fn packet_filter(&self) -> Option<&str> {
+        self.state
+            .parameters
+            .get("srt.packetfilter")
+            .map(String::as_str)
+    }
+
+    /// libsrt's counters, as last read.
+    pub fn libsrt_statistics(&self) -> Stats {
+        self.stats
+    }
+
+    /// The same counters in the form [`SrtConnection`](super::SrtConnection) gives
+    /// them, with libsrt's live round-trip time.
+    pub fn statistics(&self) -> SrtStatistics {
+        let s = &self.stats;
+        SrtStatistics {
+            rtt: s.rtt,
+            received_packets: s.received,
+            received_data: s.received_unique,
+            retransmitted: s.received_retransmitted,
+            dropped: s.receive_dropped,
+            decrypt_errors: s.undecrypted,
+            sent_data: s.sent,
+            sent_retransmitted: s.retransmitted,
+            sender_lost: s.send_lost,
+        }
+    }
+
+    fn refresh_statistics(&mut self) {
+        self.polls_since_stats = 0;
+        let Ok(stats) = self.socket.stats() else {
+            return;
+        };
+        if stats.received > self.stats.received {
+            self.last_life = Instant::now();
+        }
+        if stats.undecrypted > self.decrypt_errors_counted {
+            self.undecryptable_pending += stats.undecrypted - self.decrypt_errors_counted;
+            self.decrypt_errors_counted = stats.undecrypted;
+        }
+        self.stats = stats;
+        self.stats_seen = true;
+        let p = &mut self.state.parameters;
+        p.insert(
+            "srt.rtt_ms".to_owned(),
+            format!("{:.3}", stats.rtt.as_secs_f64() * 1000.0),
+        );
+        p.insert("srt.lost".to_owned(), stats.receive_dropped.to_string());
+        p.insert(
+            "srt.loss_reported".to_owned(),
+            stats.receive_lost.to_string(),
+        );
+        p.insert(
+            "srt.retransmitted".to_owned(),
+            stats.received_retransmitted.to_string(),
+        );
+        p.insert(
+            "srt.decrypt_errors".to_owned(),
+            stats.undecrypted.to_string(),
+        );
+        p.insert("srt.sent".to_owned(), stats.sent.to_string());
+        p.insert("srt.sender_lost".to_owned(), stats.send_lost.to_string());
+        if stats.filter_rebuilt > 0 || stats.filter_lost > 0 {
+            p.insert(
+                "srt.fec_rebuilt".to_owned(),
+                stats.filter_rebuilt.to_string(),
+            );
+            p.insert("srt.fec_lost".to_owned(), stats.filter_lost.to_string());
+        }
+    }
+
+    fn undecryptable(&mut self) -> Option<Result<Packet, ConnectionError>> {
+        if self.undecryptable_pending == 0 {
+            return None;
+        }
+        self.undecryptable_pending -= 1;
+        Some(Err(ConnectionError::Packet(
+            "SRT packet could not be decrypted (key mismatch or corruption)".into(),
+        )))
+    }
+
+    /// The connection broke: a vanished peer is an error, a closed one a plain end.
+    fn ended_item(
+        &mut self,
+        error: &mirror_libsrt::Error,
+    ) -> Option<Result<Packet, ConnectionError>> {
+        self.ended = true;
+        self.refresh_statistics();
+        let silent = Instant::now().saturating_duration_since(self.last_life);
+        if silent >= self.peer_idle_timeout / 2 {
+            let vanished = PeerVanished {
+                silent,
+                peer_idle_timeout: self.peer_idle_timeout,
+            };
+            tracing::debug!(stream_id = %self.state.stream_id, %vanished, %error, "SRT connection ended");
+            Some(Err(ConnectionError::Network(Box::new(vanished))))
+        } else {
+            tracing::debug!(stream_id = %self.state.stream_id, ?silent, %error, "SRT connection closed by the peer");
+            None
+        }
+    }
+}
+
+impl Stream for LibSrtConnection {
+    type Item = Result<Packet, ConnectionError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(item) = this.undecryptable() {
+            return Poll::Ready(Some(item));
+        }
+        this.polls_since_stats += 1;
+        if !this.stats_seen || this.polls_since_stats >= STATS_EVERY {
+            this.refresh_statistics();
+        }
+        match this.socket.poll_recv(cx, &mut this.buf[..]) {
+            Poll::Ready(Ok(message)) => {
+                let now = Instant::now();
+                this.last_life = now;
+                let len = message.len.min(this.buf.len());
+                let mut packet = Packet::new(Bytes::copy_from_slice(&this.buf[..len]), now);
+                if let Some(sequence) = message.sequence {
+                    packet = packet.with_sequence(Sequence::srt(sequence));
+                }
+                Poll::Ready(Some(Ok(packet)))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(this.ended_item(&error)),
+            Poll::Pending => {
+                this.refresh_statistics();
+                match this.undecryptable() {
+                    Some(item) => Poll::Ready(Some(item)),
+                    None => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl Connection for LibSrtConnection {
+    fn state(&self) -> ConnectionState {
+        self.state.clone()
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        (!self.stats.rtt.is_zero()).then_some(self.stats.rtt)
+    }
+}
+
+fn closed(error: mirror_libsrt::Error) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::BrokenPipe,
+        format!("SRT connection closed: {error}"),
+    )
+}
+
+impl Sink<Bytes> for LibSrtConnection {
+    type Error = std::io::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.as_mut().poll_flush(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), Self::Error> {
+        if item.len() > MAX_PAYLOAD {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "SRT message of {} bytes: live mode carries at most {MAX_PAYLOAD}",
+                    item.len()
+                ),
+            ));
+        }
+        self.pending_send = Some(item);
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = &mut *self;
+        if let Some(item) = &this.pending_send {
+            match this.socket.poll_send(cx, item) {
+                Poll::Ready(Ok(_)) => this.pending_send = None,
+                Poll::Ready(Err(e)) => {
+                    this.pending_send = None;
+                    return Poll::Ready(Err(closed(e)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_flush(cx)
+    }
+}

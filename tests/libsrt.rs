@@ -1,0 +1,288 @@
+//! `LibSrtConnector` (feature `libsrt`) through the whole stack, against libsrt's own
+//! `srt-live-transmit` on loopback: a caller and a listener, a FEC caller, stream ids
+//! refused with a reason, a wrong passphrase not retried, and SRT's live round-trip
+//! time following a delay the network simulator adds.
+
+#![cfg(feature = "libsrt")]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mirror_reconnect::connection::{Connection, Protocol, Secret, Target};
+use mirror_reconnect::error::ConnectErrorKind;
+use mirror_reconnect::protocol::srt::{srt_target, LibSrtConnector, SrtConnector};
+use mirror_reconnect::sim::NetworkSimulator;
+use support::srt::{connect_error_in, fast_config, free_udp_port, ChildGuard};
+use tower::{Service, ServiceExt};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `srt-live-transmit udp://:INPUT OUTPUT`, fed a numbered 1316-byte datagram every
+/// 5 ms for as long as the guard lives.
+struct Fed {
+    _child: ChildGuard,
+    feeder: std::thread::JoinHandle<()>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = &self.feeder;
+    }
+}
+
+fn live_transmit(output: &str) -> Fed {
+    let input = free_udp_port();
+    let child = Command::new("srt-live-transmit")
+        .args(["-q", "-ll", "fatal", "-chunk", "1316"])
+        .arg(format!("udp://127.0.0.1:{input}"))
+        .arg(output)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("srt-live-transmit runs (scripts/test.sh installs srt-tools)");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let feeder = std::thread::spawn(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut payload = [0x47u8; 1316];
+        let mut n = 0u32;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            payload[..4].copy_from_slice(&n.to_be_bytes());
+            let _ = socket.send_to(&payload, ("127.0.0.1", input));
+            n = n.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    Fed {
+        _child: ChildGuard::new("srt-live-transmit", child),
+        feeder,
+        stop,
+    }
+}
+
+fn caller(port: u16, stream_id: &str) -> Target {
+    srt_target(&format!(
+        "srt://127.0.0.1:{port}?mode=caller&streamid={stream_id}&latency=80"
+    ))
+    .unwrap()
+}
+
+/// Connect once, retrying while the peer is still starting.
+async fn connect_when_up(
+    connector: &mut LibSrtConnector,
+    target: &Target,
+) -> mirror_reconnect::protocol::srt::LibSrtConnection {
+    let mut last = None;
+    for _ in 0..50 {
+        match connector.ready().await.unwrap().call(target.clone()).await {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no connection: {:?}", last);
+}
+
+#[tokio::test]
+async fn the_stack_streams_from_a_libsrt_listener_with_live_rtt_and_sequences() {
+    let port = free_udp_port();
+    let _server = live_transmit(&format!("srt://:{port}?mode=listener"));
+    let connector = LibSrtConnector::new().connect_timeout(Duration::from_millis(500));
+    let mut packets = fast_config()
+        .builder()
+        .probe(connector.probe())
+        .build(connector, caller(port, "cam1"));
+    let health = packets
+        .health_handle()
+        .expect("the builder hands out the health handle");
+    let mut last_seq = None;
+    for _ in 0..200 {
+        let packet = tokio::time::timeout(WAIT, packets.next())
+            .await
+            .expect("a packet in time")
+            .expect("the stream goes on")
+            .unwrap();
+        assert_eq!(packet.payload.len(), 1316);
+        let seq = packet.sequence.expect("SRT's sequence number");
+        if let Some(last) = last_seq {
+            assert_ne!(seq, last);
+        }
+        last_seq = Some(seq);
+    }
+    let h = health.check_health();
+    assert!(h.is_connected);
+    let rtt = h.latency.expect("libsrt measures a live round-trip time");
+    assert!(rtt < Duration::from_millis(100), "{rtt:?} on loopback");
+    assert!(h.packet_loss < 0.01, "{h:?}");
+}
+
+#[tokio::test]
+async fn a_libsrt_fec_caller_streams_into_the_libsrt_listener() {
+    let port = free_udp_port();
+    let target = srt_target(&format!("srt://:{port}?mode=listener&streamid=cam7")).unwrap();
+    let mut connector = LibSrtConnector::new();
+    let accepting = tokio::spawn(async move {
+        connector
+            .ready()
+            .await
+            .unwrap()
+            .call(target)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _caller = live_transmit(&format!(
+        "srt://127.0.0.1:{port}?mode=caller&streamid=cam7&packetfilter=fec,cols:10,rows:5"
+    ));
+    let mut connection = tokio::time::timeout(WAIT, accepting)
+        .await
+        .expect("a caller in time")
+        .unwrap()
+        .unwrap();
+    let filter = connection.packet_filter().unwrap_or_default().to_owned();
+    assert!(filter.starts_with("fec"), "{filter:?}");
+    assert_eq!(
+        connection.state().parameters.get("srt.packetfilter"),
+        Some(&filter)
+    );
+    for _ in 0..100 {
+        let packet = tokio::time::timeout(WAIT, connection.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(packet.payload.len(), 1316);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_stream_id_is_refused_with_a_reason_and_not_retried() {
+    let port = free_udp_port();
+    let listener_target = srt_target(&format!(
+        "srt://127.0.0.1:{port}?mode=listener&streamid=cam1"
+    ))
+    .unwrap();
+    let mut listening = LibSrtConnector::new();
+    let accepting =
+        tokio::spawn(async move { listening.ready().await.unwrap().call(listener_target).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut calling = LibSrtConnector::new().connect_timeout(Duration::from_secs(2));
+    let error = calling
+        .ready()
+        .await
+        .unwrap()
+        .call(caller(port, "cam2"))
+        .await
+        .unwrap_err();
+    let connect = connect_error_in(error.as_ref()).expect("a ConnectError");
+    assert_eq!(connect.kind(), ConnectErrorKind::Rejected, "{connect}");
+    assert!(!connect.kind().is_retryable());
+    assert!(connect.to_string().contains("cam2"), "{connect}");
+    // The listener still waits for its own caller.
+    assert!(!accepting.is_finished());
+    let mut right = LibSrtConnector::new();
+    right
+        .ready()
+        .await
+        .unwrap()
+        .call(caller(port, "cam1"))
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, accepting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_passphrase_is_unauthorized_and_never_printed() {
+    let port = free_udp_port();
+    let _server = live_transmit(&format!(
+        "srt://:{port}?mode=listener&passphrase=the-right-passphrase"
+    ));
+    let mut target = caller(port, "cam1");
+    target.passphrase = Some(Secret::new("a-wrong-passphrase"));
+    let mut connector = LibSrtConnector::new().connect_timeout(Duration::from_millis(500));
+    let mut last = None;
+    for _ in 0..50 {
+        let error = connector
+            .ready()
+            .await
+            .unwrap()
+            .call(target.clone())
+            .await
+            .unwrap_err();
+        let connect = connect_error_in(error.as_ref()).unwrap();
+        if connect.kind() != ConnectErrorKind::TimedOut {
+            last = Some((connect.kind(), connect.to_string()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (kind, text) = last.expect("the listener answered");
+    assert_eq!(kind, ConnectErrorKind::Unauthorized, "{text}");
+    assert!(!text.contains("a-wrong-passphrase"), "{text}");
+}
+
+#[tokio::test]
+async fn srt_tokio_refuses_a_packet_filter_naming_libsrt() {
+    let target = srt_target("srt://127.0.0.1:9?packetfilter=fec,cols:10,rows:5").unwrap();
+    let error = SrtConnector::new().oneshot(target).await.unwrap_err();
+    let connect = connect_error_in(error.as_ref()).unwrap();
+    assert_eq!(connect.kind(), ConnectErrorKind::InvalidTarget);
+    assert!(connect.to_string().contains("libsrt"), "{connect}");
+}
+
+#[tokio::test]
+async fn health_latency_follows_a_delay_the_simulator_adds() {
+    let port = free_udp_port();
+    let _server = live_transmit(&format!("srt://:{port}?mode=listener&latency=1000"));
+    let server: SocketAddr = ([127, 0, 0, 1], port).into();
+    let sim = NetworkSimulator::builder().start(server).await.unwrap();
+    let via = sim.local_addr();
+    let target = Target::new("cam1", Protocol::Srt)
+        .address(via)
+        .parameter("latency", "1000");
+    let mut connector = LibSrtConnector::new().connect_timeout(Duration::from_millis(500));
+    let mut connection = connect_when_up(&mut connector, &target).await;
+    let rtt_of = |c: &mirror_reconnect::protocol::srt::LibSrtConnection| c.rtt();
+    // Read for a second on the clean path.
+    read_for(&mut connection, Duration::from_secs(1)).await;
+    let before = rtt_of(&connection).expect("an rtt");
+    assert!(before < Duration::from_millis(50), "{before:?}");
+    // +100 ms each way: the round trip grows by 200 ms.
+    sim.set_latency(Duration::from_millis(100));
+    let mut after = before;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        read_for(&mut connection, Duration::from_millis(250)).await;
+        after = rtt_of(&connection).unwrap_or(after);
+        if after >= Duration::from_millis(180) {
+            break;
+        }
+    }
+    assert!(
+        after >= Duration::from_millis(180) && after < Duration::from_millis(400),
+        "rtt {before:?} before, {after:?} 10 s after adding 200 ms"
+    );
+}
+
+/// Read (and drop) what `connection` delivers for `time`.
+async fn read_for(
+    connection: &mut mirror_reconnect::protocol::srt::LibSrtConnection,
+    time: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + time;
+    while tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(200), connection.next()).await;
+    }
+}
