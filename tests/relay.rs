@@ -109,6 +109,8 @@ fn bad_command_lines_exit_2_with_one_line() {
         ],
         &["srt://127.0.0.1:9000?mode=sideways", "-"],
         &["srt://127.0.0.1:9000?passphrase=short", "-"],
+        &["--srt-backend", "gstreamer", "udp://127.0.0.1:5000", "-"],
+        &["srt://127.0.0.1:9000?packetfilter=fec", "-"],
     ];
     for args in cases {
         let mut child = relay(args);
@@ -339,21 +341,40 @@ fn srt_live_transmit(from: &str, to: &str) -> ChildGuard {
 
 #[test]
 fn srt_in_udp_out_with_the_sender_killed_and_restarted() {
+    srt_sender_killed_and_restarted(&[], "");
+}
+
+/// The libsrt backend, fed by a libsrt caller with FEC (a common encoder setting that
+/// srt-tokio cannot take).
+#[cfg(feature = "libsrt")]
+#[test]
+fn srt_in_on_libsrt_takes_a_fec_caller_killed_and_restarted() {
+    srt_sender_killed_and_restarted(
+        &["--srt-backend", "libsrt"],
+        "&packetfilter=fec,cols:10,rows:5",
+    );
+}
+
+/// An SRT listener input (with `options`) relaying to UDP; its caller, srt-live-transmit
+/// with `caller_extra` in its URL, SIGKILLed and restarted three times.
+fn srt_sender_killed_and_restarted(options: &[&str], caller_extra: &str) {
     let srt_port = free_udp().port();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut child = relay(&[
-        "--events",
-        "json",
-        &format!("srt://127.0.0.1:{srt_port}?mode=listener&streamid=cam1&latency=80"),
-        &format!("udp://{}", sink.local_addr().unwrap()),
-    ]);
+    let input = format!("srt://127.0.0.1:{srt_port}?mode=listener&streamid=cam1&latency=80");
+    let output = format!("udp://{}", sink.local_addr().unwrap());
+    let mut args = vec!["--events", "json"];
+    args.extend_from_slice(options);
+    args.extend([input.as_str(), output.as_str()]);
+    let mut child = relay(&args);
     let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut n = 0u32;
     for round in 0..3 {
         let feed_port = free_udp().port();
         let sender = srt_live_transmit(
             &format!("udp://127.0.0.1:{feed_port}"),
-            &format!("srt://127.0.0.1:{srt_port}?mode=caller&streamid=cam1&latency=80"),
+            &format!(
+                "srt://127.0.0.1:{srt_port}?mode=caller&streamid=cam1&latency=80{caller_extra}"
+            ),
         );
         let start = Instant::now();
         let mut relayed = Vec::new();

@@ -24,6 +24,9 @@ Options:
   --config FILE         YAML reconnection config (defaults otherwise)
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
+  --srt-backend NAME    the SRT input's library: srt-tokio (default) or libsrt (the
+                        system libsrt: live RTT and loss, FEC packet filters; needs a
+                        build with the `libsrt` feature)
   --events json         print each reconnection event as one JSON line on stderr
   --duration SECS       stop cleanly after that long (at most 31536000, a year)
   --log-level LEVEL     error, warn (default), info, debug or trace; RUST_LOG, when set,
@@ -52,6 +55,13 @@ pub(crate) enum Output {
     Stdout,
 }
 
+/// Which library carries an `srt://` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SrtBackend {
+    SrtTokio,
+    Libsrt,
+}
+
 /// Where state is kept.
 #[derive(Debug, Clone)]
 pub(crate) enum StateSpec {
@@ -67,6 +77,7 @@ pub(crate) struct Args {
     pub(crate) config: Option<PathBuf>,
     pub(crate) state: StateSpec,
     pub(crate) metrics_addr: Option<SocketAddr>,
+    pub(crate) srt_backend: SrtBackend,
     pub(crate) events_json: bool,
     pub(crate) duration: Option<Duration>,
     pub(crate) demo: bool,
@@ -261,6 +272,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         config: None,
         state: StateSpec::Memory,
         metrics_addr: None,
+        srt_backend: SrtBackend::SrtTokio,
         events_json: false,
         duration: None,
         demo: false,
@@ -282,6 +294,25 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
             Long("metrics-addr") => {
                 let value = text(parser.value().map_err(bad)?, "--metrics-addr")?;
                 args.metrics_addr = Some(socket_addr("--metrics-addr", &value)?);
+            }
+            Long("srt-backend") => {
+                let value = text(parser.value().map_err(bad)?, "--srt-backend")?;
+                args.srt_backend = match value.as_str() {
+                    "srt-tokio" => SrtBackend::SrtTokio,
+                    "libsrt" if cfg!(feature = "libsrt") => SrtBackend::Libsrt,
+                    "libsrt" => {
+                        return Err(usage(
+                            "--srt-backend libsrt: this relay was built without the libsrt \
+                             feature (build with --features libsrt; Debian: libsrt-openssl-dev)",
+                        ))
+                    }
+                    _ => {
+                        return Err(usage(format!(
+                            "--srt-backend {} is not srt-tokio or libsrt",
+                            shown(&value)
+                        )))
+                    }
+                };
             }
             Long("events") => {
                 let value = text(parser.value().map_err(bad)?, "--events")?;

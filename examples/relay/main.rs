@@ -233,10 +233,30 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         cli::Input::Srt(url) => {
             let target = srt_target(url).map_err(|e| usage(format!("input: {e}")))?;
             let passive = target.parameters.get("mode").map(String::as_str) == Some("listener");
-            let connector = SrtConnector::new();
-            // A caller probes its listener while it waits out a backoff delay.
-            let probe = connector.probe();
-            relay.stream(connector, target, passive, Some(probe)).await
+            match args.srt_backend {
+                cli::SrtBackend::SrtTokio if target.parameters.contains_key("packetfilter") => {
+                    Err(usage(
+                        "input: packetfilter (FEC) needs --srt-backend libsrt; srt-tokio has \
+                         no packet filters",
+                    ))
+                }
+                cli::SrtBackend::SrtTokio => {
+                    let connector = SrtConnector::new();
+                    // A caller probes its listener while it waits out a backoff delay.
+                    let probe = connector.probe();
+                    relay.stream(connector, target, passive, Some(probe)).await
+                }
+                #[cfg(feature = "libsrt")]
+                cli::SrtBackend::Libsrt => {
+                    let connector = mirror_reconnect::protocol::srt::LibSrtConnector::new();
+                    let probe = connector.probe();
+                    relay.stream(connector, target, passive, Some(probe)).await
+                }
+                #[cfg(not(feature = "libsrt"))]
+                cli::SrtBackend::Libsrt => Err(usage(
+                    "--srt-backend libsrt needs a build with the libsrt feature",
+                )),
+            }
         }
         cli::Input::Rtp(addr) => {
             let target = Target::new(format!("rtp://{addr}"), Protocol::Rtp).address(*addr);
