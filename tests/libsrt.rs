@@ -189,7 +189,7 @@ async fn an_unknown_stream_id_is_refused_with_a_reason_and_not_retried() {
     // The listener still waits for its own caller.
     assert!(!accepting.is_finished());
     let mut right = LibSrtConnector::new();
-    right
+    let _connected = right
         .ready()
         .await
         .unwrap()
@@ -284,5 +284,94 @@ async fn read_for(
     let deadline = tokio::time::Instant::now() + time;
     while tokio::time::Instant::now() < deadline {
         let _ = tokio::time::timeout(Duration::from_millis(200), connection.next()).await;
+    }
+}
+
+/// A stack listening for `stream_id` on `port` through `connector`, counting what it
+/// delivers; `passphrase` when given.
+fn listening(
+    connector: &LibSrtConnector,
+    port: u16,
+    stream_id: &str,
+    passphrase: Option<&str>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+) {
+    let mut target = srt_target(&format!(
+        "srt://127.0.0.1:{port}?mode=listener&streamid={stream_id}&latency=80"
+    ))
+    .unwrap();
+    target.passphrase = passphrase.map(Secret::new);
+    let mut config = fast_config();
+    config.max_retries = 1000;
+    let mut packets = config.builder().passive().build(connector.clone(), target);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        while let Some(item) = packets.next().await {
+            if item.is_ok() {
+                log.lock().unwrap().push(tokio::time::Instant::now());
+            }
+        }
+    });
+    (task, seen)
+}
+
+fn since(seen: &std::sync::Mutex<Vec<tokio::time::Instant>>, at: tokio::time::Instant) -> usize {
+    seen.lock().unwrap().iter().filter(|t| **t >= at).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_share_one_port_and_one_restarts_while_the_others_flow() {
+    let port = free_udp_port();
+    let connector = LibSrtConnector::new();
+    let (a_task, a) = listening(&connector, port, "cam1", None);
+    let (b_task, b) = listening(&connector, port, "cam2", Some("cam2-secret-phrase"));
+    let (c_task, c) = listening(&connector, port, "cam3", None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let caller = |id: &str, extra: &str| {
+        live_transmit(&format!(
+            "srt://127.0.0.1:{port}?mode=caller&streamid={id}&latency=80{extra}"
+        ))
+    };
+    let _cam1 = caller("cam1", "");
+    let cam2 = caller("cam2", "&passphrase=cam2-secret-phrase");
+    let _cam3 = caller("cam3", "");
+    let start = tokio::time::Instant::now();
+    while [&a, &b, &c].iter().any(|s| since(s, start) < 100) {
+        assert!(start.elapsed() < WAIT, "not all three streams flow");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // cam2's encoder crashes and comes back; the others never stall.
+    drop(cam2);
+    let killed = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _cam2 = caller("cam2", "&passphrase=cam2-secret-phrase");
+    let back = tokio::time::Instant::now();
+    while since(&b, back) < 100 {
+        assert!(back.elapsed() < WAIT, "cam2 did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (name, seen) in [("cam1", &a), ("cam3", &c)] {
+        let times: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|t| *t >= killed)
+            .collect();
+        let longest = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        assert!(
+            longest < Duration::from_millis(500),
+            "{name} stalled {longest:?} while cam2 restarted"
+        );
+    }
+    for task in [a_task, b_task, c_task] {
+        task.abort();
     }
 }

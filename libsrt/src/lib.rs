@@ -41,6 +41,6 @@ mod socket;
 
 pub use error::{Error, RejectReason, Result};
 pub use socket::{
-    is_running, version, ListenFilter, Message, Socket, SocketState, Stats, MAX_PAYLOAD,
+    is_running, version, Caller, ListenFilter, Message, Socket, SocketState, Stats, MAX_PAYLOAD,
     MAX_STREAM_ID,
 };

@@ -15,10 +15,46 @@ use crate::error::{Error, RejectReason, Result};
 use crate::runtime::{Interest, Runtime};
 use crate::sys;
 
-/// What a listener decides about a caller, from its stream id and address, before the
-/// handshake completes: `Err` refuses it with that reason (the caller sees it).
-pub type ListenFilter =
-    dyn Fn(&str, Option<SocketAddr>) -> std::result::Result<(), RejectReason> + Send + Sync;
+/// What a listener decides about a caller before the handshake completes: `Err`
+/// refuses it with that reason (the caller sees it).
+pub type ListenFilter = dyn Fn(&Caller<'_>) -> std::result::Result<(), RejectReason> + Send + Sync;
+
+/// A caller knocking at a listener, as its listen filter sees it.
+#[derive(Debug)]
+pub struct Caller<'a> {
+    socket: sys::SRTSOCKET,
+    stream_id: &'a str,
+    address: Option<SocketAddr>,
+}
+
+impl Caller<'_> {
+    /// The stream id the caller sent (empty when none).
+    pub fn stream_id(&self) -> &str {
+        self.stream_id
+    }
+
+    /// Where the caller calls from.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
+    }
+
+    /// Encrypt this caller's connection with `passphrase` (10 to 79 bytes): each
+    /// stream on a shared listener can have its own. Never part of an error message.
+    pub fn set_passphrase(&self, passphrase: &str) -> Result<()> {
+        check_passphrase(passphrase)?;
+        set_string(self.socket, sys::SRTO_PASSPHRASE, passphrase, "passphrase")
+    }
+}
+
+fn check_passphrase(passphrase: &str) -> Result<()> {
+    if !(10..=79).contains(&passphrase.len()) {
+        return Err(Error::new(
+            sys::SRT_EINVPARAM,
+            format!("passphrase: {} bytes, must be 10 to 79", passphrase.len()),
+        ));
+    }
+    Ok(())
+}
 
 /// The filters of the listening sockets, by socket id. libsrt calls back with the
 /// listener's id as its opaque value (not a pointer), so a callback that races with
@@ -66,7 +102,11 @@ unsafe extern "C" fn listen_hook(
             // into storage large enough for either.
             unsafe { RawAddr::copy_from(peer) }.to_socket_addr()
         };
-        filter(&id, address)
+        filter(&Caller {
+            socket: ns,
+            stream_id: &id,
+            address,
+        })
     })
     .unwrap_or(Err(RejectReason::Internal));
     match decision {
@@ -458,12 +498,7 @@ impl Socket {
     /// Encrypt with this passphrase (10 to 79 bytes). The passphrase is never part of
     /// an error message.
     pub fn set_passphrase(&self, passphrase: &str) -> Result<()> {
-        if !(10..=79).contains(&passphrase.len()) {
-            return Err(Error::new(
-                sys::SRT_EINVPARAM,
-                format!("passphrase: {} bytes, must be 10 to 79", passphrase.len()),
-            ));
-        }
+        check_passphrase(passphrase)?;
         set_string(self.id, sys::SRTO_PASSPHRASE, passphrase, "passphrase")
     }
 
@@ -514,15 +549,13 @@ impl Socket {
     }
 
     /// Decide about each caller before its handshake completes (set before
-    /// [`listen`](Self::listen)): `filter` gets the caller's stream id (empty when it
-    /// sent none) and address, and an `Err` refuses it with that reason, which the
-    /// caller sees. It runs on libsrt's thread: keep it short.
+    /// [`listen`](Self::listen)): `filter` gets the caller (its stream id, empty when
+    /// it sent none, and address; it may set the caller's passphrase), and an `Err`
+    /// refuses it with that reason, which the caller sees. It runs on libsrt's thread:
+    /// keep it short.
     pub fn set_listen_filter<F>(&self, filter: F) -> Result<()>
     where
-        F: Fn(&str, Option<SocketAddr>) -> std::result::Result<(), RejectReason>
-            + Send
-            + Sync
-            + 'static,
+        F: Fn(&Caller<'_>) -> std::result::Result<(), RejectReason> + Send + Sync + 'static,
     {
         {
             let mut all = filters();

@@ -13,15 +13,20 @@
 //!
 //! # Listener
 //!
-//! A listener target binds its address for one caller per connect: the caller whose
-//! stream id is the target's (any caller when the target has none). Others are refused
-//! in the handshake with SRT_REJX_NOTFOUND (1404), so they see why. The accepted
-//! connection outlives the listening socket, which is closed once a caller is in.
+//! Listener targets on one address share one libsrt listening socket, kept alive as
+//! long as the connector (or a clone of it) is: a reconnect accepts the next caller of
+//! the same stream id on the same port, and several streams listen on one port. In
+//! the handshake, libsrt's listen callback refuses a caller whose stream id no target
+//! listens for with SRT_REJX_NOTFOUND (1404), so it sees why, and sets the stream's
+//! own passphrase on its caller's connection. A caller that comes while nobody waits
+//! for its stream (the old connection is not yet judged dead) is held for 3 s. The
+//! first target to bind an address decides its latency and peer-idle timeout.
 
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,6 +39,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::error::{reject_kind, PeerVanished};
+use super::libsrt_listener::{Listeners, Shared};
 use super::params::{Defaults, SrtParams};
 use super::probe::SrtProbe;
 use super::{SrtMode, SrtStatistics};
@@ -45,9 +51,6 @@ use crate::error::{BoxError, ConnectError, ConnectErrorKind};
 /// Packets between two reads of libsrt's statistics while packets keep coming (they
 /// are also read whenever the socket has nothing to deliver).
 const STATS_EVERY: u32 = 64;
-
-/// SRT_REJX_NOTFOUND: the code a listener refuses an unknown stream id with.
-const REJECT_NOT_FOUND: i32 = 1404;
 
 /// The SRT connector on libsrt: a [`Service`] that turns a [`Target`] into a live
 /// [`LibSrtConnection`].
@@ -73,6 +76,7 @@ const REJECT_NOT_FOUND: i32 = 1404;
 #[derive(Clone, Default)]
 pub struct LibSrtConnector {
     defaults: Defaults,
+    listeners: Arc<Listeners>,
 }
 
 impl fmt::Debug for LibSrtConnector {
@@ -83,6 +87,7 @@ impl fmt::Debug for LibSrtConnector {
             .field("connect_timeout", &self.defaults.connect_timeout)
             .field("listen_timeout", &self.defaults.listen_timeout)
             .field("peer_idle_timeout", &self.defaults.peer_idle_timeout)
+            .field("listeners", &self.listeners)
             .finish()
     }
 }
@@ -137,71 +142,88 @@ impl LibSrtConnector {
         SrtProbe::new(self.defaults)
     }
 
+    /// Bind the listener for `address` now, with the connector's defaults, and return
+    /// the address it is bound to. Listener targets for `address` then accept on it.
+    pub fn listen(&self, address: SocketAddr) -> Result<SocketAddr, ConnectError> {
+        let target = Target::new("", Protocol::Srt)
+            .address(address)
+            .parameter("mode", "listener");
+        let params = SrtParams::from_target(&target, &self.defaults)?;
+        let what = Described::new(&params);
+        let shared = self.shared_listener(&params).map_err(|e| what.error(&e))?;
+        Ok(shared.local_addr())
+    }
+
+    fn shared_listener(&self, params: &SrtParams) -> mirror_libsrt::Result<Arc<Shared>> {
+        self.listeners.get_or_bind(params.address, || {
+            let socket = Socket::new()?;
+            configure(&socket, params, false)?;
+            socket.bind(params.address)?;
+            Ok(socket)
+        })
+    }
+
     async fn connect(self, target: Target) -> Result<LibSrtConnection, ConnectError> {
         let params = SrtParams::from_target(&target, &self.defaults)?;
         let what = Described::new(&params);
+        if params.mode == SrtMode::Listener {
+            let shared = self.shared_listener(&params).map_err(|e| what.error(&e))?;
+            let accept = shared.accept(params.stream_id.clone(), params.passphrase.clone());
+            let accepted = match params.connect_timeout {
+                Some(limit) => tokio::time::timeout(limit, accept).await.map_err(|_| {
+                    ConnectError::new(
+                        ConnectErrorKind::TimedOut,
+                        format!("{what}: no caller within {limit:?}"),
+                    )
+                })?,
+                None => accept.await,
+            };
+            let (socket, peer) = accepted.map_err(|_| {
+                ConnectError::new(
+                    ConnectErrorKind::Unreachable,
+                    format!("{what}: the listening socket stopped"),
+                )
+            })?;
+            return Ok(LibSrtConnection::new(
+                socket,
+                &target,
+                params.mode,
+                peer,
+                &params,
+            ));
+        }
         let socket = Socket::new().map_err(|e| what.error(&e))?;
-        configure(&socket, &params).map_err(|e| what.error(&e))?;
-        let (socket, peer) = match params.mode {
-            SrtMode::Caller => {
-                if let Some(id) = &params.stream_id {
-                    socket.set_stream_id(id).map_err(|e| what.error(&e))?;
-                }
-                if let Some(port) = params.local_port {
-                    socket
-                        .bind(SocketAddr::new(unspecified(params.address), port))
-                        .map_err(|e| what.error(&e))?;
-                }
-                socket
-                    .start_connect(params.address)
-                    .map_err(|e| what.error(&e))?;
-                poll_fn(|cx| socket.poll_connected(cx, params.address))
-                    .await
-                    .map_err(|e| what.error(&e))?;
-                (socket, params.address)
+        configure(&socket, &params, true).map_err(|e| what.error(&e))?;
+        if params.mode == SrtMode::Rendezvous {
+            socket.set_rendezvous(true).map_err(|e| what.error(&e))?;
+            let local = SocketAddr::new(
+                unspecified(params.address),
+                params.local_port.unwrap_or(params.address.port()),
+            );
+            socket
+                .start_rendezvous(local, params.address)
+                .map_err(|e| what.error(&e))?;
+        } else {
+            if let Some(id) = &params.stream_id {
+                socket.set_stream_id(id).map_err(|e| what.error(&e))?;
             }
-            SrtMode::Rendezvous => {
-                socket.set_rendezvous(true).map_err(|e| what.error(&e))?;
-                let local = SocketAddr::new(
-                    unspecified(params.address),
-                    params.local_port.unwrap_or(params.address.port()),
-                );
+            if let Some(port) = params.local_port {
                 socket
-                    .start_rendezvous(local, params.address)
+                    .bind(SocketAddr::new(unspecified(params.address), port))
                     .map_err(|e| what.error(&e))?;
-                poll_fn(|cx| socket.poll_connected(cx, params.address))
-                    .await
-                    .map_err(|e| what.error(&e))?;
-                (socket, params.address)
             }
-            SrtMode::Listener => {
-                let wanted = params.stream_id.clone();
-                socket
-                    .set_listen_filter(move |id, _| match &wanted {
-                        Some(wanted) if wanted != id => Err(RejectReason::Code(REJECT_NOT_FOUND)),
-                        _ => Ok(()),
-                    })
-                    .map_err(|e| what.error(&e))?;
-                socket.bind(params.address).map_err(|e| what.error(&e))?;
-                socket.listen(4).map_err(|e| what.error(&e))?;
-                let accept = poll_fn(|cx| socket.poll_accept(cx));
-                let accepted = match params.connect_timeout {
-                    Some(limit) => tokio::time::timeout(limit, accept).await.map_err(|_| {
-                        ConnectError::new(
-                            ConnectErrorKind::TimedOut,
-                            format!("{what}: no caller within {limit:?}"),
-                        )
-                    })?,
-                    None => accept.await,
-                };
-                accepted.map_err(|e| what.error(&e))?
-            }
-        };
+            socket
+                .start_connect(params.address)
+                .map_err(|e| what.error(&e))?;
+        }
+        poll_fn(|cx| socket.poll_connected(cx, params.address))
+            .await
+            .map_err(|e| what.error(&e))?;
         Ok(LibSrtConnection::new(
             socket,
             &target,
             params.mode,
-            peer,
+            params.address,
             &params,
         ))
     }
@@ -215,8 +237,9 @@ fn unspecified(peer: SocketAddr) -> IpAddr {
     }
 }
 
-/// Set what the target asks for on a new socket.
-fn configure(socket: &Socket, params: &SrtParams) -> mirror_libsrt::Result<()> {
+/// Set what the target asks for on a new socket; the passphrase too when `secret`
+/// (a shared listener sets each stream's on its callers instead).
+fn configure(socket: &Socket, params: &SrtParams, secret: bool) -> mirror_libsrt::Result<()> {
     socket.set_live()?;
     if let Some(latency) = params.latency {
         socket.set_latency(latency)?;
@@ -227,7 +250,7 @@ fn configure(socket: &Socket, params: &SrtParams) -> mirror_libsrt::Result<()> {
             socket.set_connect_timeout(timeout)?;
         }
     }
-    if let Some(passphrase) = &params.passphrase {
+    if let Some(passphrase) = params.passphrase.as_ref().filter(|_| secret) {
         socket.set_passphrase(passphrase.expose())?;
         let bytes = match params.key_size {
             KeySize::AES128 => 16,

@@ -99,6 +99,8 @@ mod connector;
 mod error;
 #[cfg(feature = "libsrt")]
 mod libsrt;
+#[cfg(feature = "libsrt")]
+mod libsrt_listener;
 mod listener;
 mod params;
 mod probe;

@@ -1,0 +1,218 @@
+//! One libsrt listening socket per local address, shared by every connect of every
+//! stream that listens there, routing callers by stream id.
+//!
+//! libsrt's listen callback runs on each caller's handshake: a caller whose stream id
+//! no target listens for is refused there with SRT_REJX_NOTFOUND (so it sees why), and
+//! a stream's own passphrase is set on its caller's socket, so streams on one port can
+//! have different passphrases. An accepted caller goes to the connect waiting for its
+//! stream; one that comes while nobody waits (the stream's old connection is not yet
+//! judged dead) is held for a while, then dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mirror_libsrt::{RejectReason, Socket, SocketState};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::connection::Secret;
+
+/// How long an accepted caller is held when nobody waits for its stream yet.
+const HOLD: Duration = Duration::from_secs(3);
+
+/// SRT_REJX_NOTFOUND, libsrt's code for "no such stream here".
+pub(super) const REJECT_NOT_FOUND: i32 = 1404;
+
+/// A caller accepted for a stream: its socket and address.
+pub(super) type Accepted = (Socket, SocketAddr);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The listeners of one connector and its clones.
+#[derive(Default)]
+pub(super) struct Listeners {
+    by_address: Mutex<HashMap<SocketAddr, Arc<Shared>>>,
+}
+
+impl fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(lock(&self.by_address).keys())
+            .finish()
+    }
+}
+
+impl Listeners {
+    /// The listener on `address`, bound (by `bind`) if there is none, or if the one
+    /// there stopped. Port 0 binds a new one each time.
+    pub(super) fn get_or_bind(
+        &self,
+        address: SocketAddr,
+        bind: impl FnOnce() -> mirror_libsrt::Result<Socket>,
+    ) -> mirror_libsrt::Result<Arc<Shared>> {
+        let mut all = lock(&self.by_address);
+        if let Some(shared) = all.get(&address).filter(|s| !s.task.is_finished()) {
+            return Ok(Arc::clone(shared));
+        }
+        let shared = Shared::start(bind()?)?;
+        if address.port() != 0 {
+            all.insert(address, Arc::clone(&shared));
+        }
+        Ok(shared)
+    }
+}
+
+/// A listening socket, its routes and the task that accepts on it.
+pub(super) struct Shared {
+    routes: Arc<Mutex<Routes>>,
+    local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("local_addr", &self.local_addr)
+            .field("streams", &lock(&self.routes).streams.len())
+            .finish()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The task owns the listening socket: aborting it closes the socket.
+        self.task.abort();
+    }
+}
+
+/// Who listens for what on one socket.
+#[derive(Default)]
+struct Routes {
+    /// The streams listened for (`None`: any caller), with their passphrases.
+    streams: HashMap<Option<String>, Option<Secret>>,
+    /// Connects waiting for a caller, by stream.
+    waiting: HashMap<Option<String>, VecDeque<oneshot::Sender<Accepted>>>,
+    /// Callers accepted while nobody waited, until when they are kept.
+    held: Vec<(Option<String>, Accepted, Instant)>,
+}
+
+impl Routes {
+    /// The route a caller with `stream_id` belongs to: its own, else the any-caller one.
+    fn route_of(&self, stream_id: &str) -> Option<Option<String>> {
+        let own = (!stream_id.is_empty()).then(|| stream_id.to_owned());
+        if own.is_some() && self.streams.contains_key(&own) {
+            return Some(own);
+        }
+        self.streams.contains_key(&None).then_some(None)
+    }
+
+    /// Hand `accepted` to a connect waiting for `route`, or hold it.
+    fn deliver(&mut self, route: Option<String>, mut accepted: Accepted) {
+        let now = Instant::now();
+        self.held.retain(|(_, _, until)| *until > now);
+        if let Some(queue) = self.waiting.get_mut(&route) {
+            while let Some(reply) = queue.pop_front() {
+                match reply.send(accepted) {
+                    Ok(()) => return,
+                    // That connect gave up (timed out, cancelled): the next one.
+                    Err(back) => accepted = back,
+                }
+            }
+        }
+        self.held.push((route, accepted, now + HOLD));
+    }
+}
+
+impl Shared {
+    fn start(listener: Socket) -> mirror_libsrt::Result<Arc<Self>> {
+        let routes = Arc::new(Mutex::new(Routes::default()));
+        let filter_routes = Arc::clone(&routes);
+        listener.set_listen_filter(move |caller| {
+            let routes = lock(&filter_routes);
+            let Some(route) = routes.route_of(caller.stream_id()) else {
+                return Err(RejectReason::Code(REJECT_NOT_FOUND));
+            };
+            if let Some(Some(passphrase)) = routes.streams.get(&route) {
+                caller
+                    .set_passphrase(passphrase.expose())
+                    .map_err(|_| RejectReason::Internal)?;
+            }
+            Ok(())
+        })?;
+        listener.listen(64)?;
+        let local_addr = listener.local_addr()?;
+        let accept_routes = Arc::clone(&routes);
+        let task = tokio::spawn(async move {
+            loop {
+                let accepted = match poll_fn(|cx| listener.poll_accept(cx)).await {
+                    Ok(accepted) => accepted,
+                    // A caller that failed on its way in (refused, gone): the next one.
+                    Err(e) if listener.state() == SocketState::Listening => {
+                        tracing::debug!(%local_addr, error = %e, "SRT caller not accepted");
+                        // Never spin on an error that repeats.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%local_addr, error = %e, "SRT listener stopped");
+                        return;
+                    }
+                };
+                let stream_id = accepted.0.stream_id().unwrap_or_default();
+                let mut routes = lock(&accept_routes);
+                match routes.route_of(&stream_id) {
+                    Some(route) => routes.deliver(route, accepted),
+                    // The route went away between the handshake and here.
+                    None => drop(accepted),
+                }
+            }
+        });
+        Ok(Arc::new(Self {
+            routes,
+            local_addr,
+            task,
+        }))
+    }
+
+    /// The address the socket is bound to.
+    pub(super) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Listen for `stream_id`'s callers (any caller for `None`), with `passphrase`,
+    /// from now on, and wait for the next one.
+    pub(super) async fn accept(
+        &self,
+        stream_id: Option<String>,
+        passphrase: Option<Secret>,
+    ) -> Result<Accepted, ListenerStopped> {
+        let waiting = {
+            let mut routes = lock(&self.routes);
+            routes.streams.insert(stream_id.clone(), passphrase);
+            let now = Instant::now();
+            routes.held.retain(|(_, _, until)| *until > now);
+            if let Some(i) = routes.held.iter().position(|(r, _, _)| *r == stream_id) {
+                let (_, accepted, _) = routes.held.remove(i);
+                return Ok(accepted);
+            }
+            let (reply, waiting) = oneshot::channel();
+            routes
+                .waiting
+                .entry(stream_id)
+                .or_default()
+                .push_back(reply);
+            waiting
+        };
+        waiting.await.map_err(|_| ListenerStopped)
+    }
+}
+
+/// The listening socket stopped (its task ended) while a connect waited on it.
+#[derive(Debug)]
+pub(super) struct ListenerStopped;
