@@ -36,7 +36,7 @@ for var in BENCH_QUICK THROUGHPUT_ONLY; do
         bench_env+="$var=\"${!var}\" "
     fi
 done
-BENCHES=${BENCHES:-"hot_path throughput recovery detection scale state_store"}
+BENCHES=${BENCHES:-"hot_path throughput srt_relay recovery detection scale state_store"}
 STARTED=$(date +%s)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ $commit != unknown ]] && ! git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null; then
@@ -203,6 +203,10 @@ for bench in $BENCHES; do
         continue
     fi
     echo "== $bench"
+    if [[ $bench == srt_relay ]]; then
+        # It runs the relay program as an operator does, on both SRT backends.
+        cargo build --release --all-features --examples
+    fi
     began=$(date +%s)
     began_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
     # BENCH_QUICK and THROUGHPUT_ONLY reach the bench from this environment.

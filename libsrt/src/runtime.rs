@@ -186,29 +186,60 @@ impl Shared {
     }
 }
 
-/// The tasks waiting on one socket.
-#[derive(Debug, Default)]
+/// The tasks waiting on one socket, and what the epoll said of it.
+#[derive(Debug)]
 pub(crate) struct Interest {
-    wakers: Mutex<Wakers>,
+    state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
-struct Wakers {
+impl Default for Interest {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                read: None,
+                write: None,
+                // Unknown until the epoll says: try once.
+                readable: true,
+                read_tick: 0,
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
     read: Option<Waker>,
     write: Option<Waker>,
+    /// Whether a read may succeed: set by every IN (or ERR) event, cleared by a read
+    /// that would block, unless an event came in between (`read_tick`).
+    readable: bool,
+    /// Counts IN and ERR events.
+    read_tick: u64,
+}
+
+/// Whether to try a read now, and the event count it was decided at.
+pub(crate) enum ReadTurn {
+    /// Try: the socket may have something.
+    Try(u64),
+    /// Nothing to read: the waker is registered.
+    Wait,
 }
 
 impl Interest {
     /// Wake the reader on IN or ERR, the writer on OUT or ERR.
     fn wake(&self, flags: c_int) {
         let (read, write) = {
-            let mut wakers = lock(&self.wakers);
+            let mut state = lock(&self.state);
             let error = flags & sys::SRT_EPOLL_ERR != 0;
-            let read = (error || flags & sys::SRT_EPOLL_IN != 0)
-                .then(|| wakers.read.take())
-                .flatten();
+            let read = if error || flags & sys::SRT_EPOLL_IN != 0 {
+                state.readable = true;
+                state.read_tick = state.read_tick.wrapping_add(1);
+                state.read.take()
+            } else {
+                None
+            };
             let write = (error || flags & sys::SRT_EPOLL_OUT != 0)
-                .then(|| wakers.write.take())
+                .then(|| state.write.take())
                 .flatten();
             (read, write)
         };
@@ -220,21 +251,43 @@ impl Interest {
         }
     }
 
+    /// Whether a read is worth trying; if not, `waker` is woken when it is.
+    pub(crate) fn read_turn(&self, waker: &Waker) -> ReadTurn {
+        let mut state = lock(&self.state);
+        if state.readable {
+            return ReadTurn::Try(state.read_tick);
+        }
+        match &state.read {
+            Some(w) if w.will_wake(waker) => {}
+            _ => state.read = Some(waker.clone()),
+        }
+        ReadTurn::Wait
+    }
+
+    /// A read tried at event count `tick` would have blocked: not readable, unless an
+    /// event came since.
+    pub(crate) fn read_blocked(&self, tick: u64) {
+        let mut state = lock(&self.state);
+        if state.read_tick == tick {
+            state.readable = false;
+        }
+    }
+
     /// Wake `waker` when the socket can be read (or accepted on), or fails.
     pub(crate) fn on_readable(&self, waker: &Waker) {
-        let mut wakers = lock(&self.wakers);
-        match &wakers.read {
+        let mut state = lock(&self.state);
+        match &state.read {
             Some(w) if w.will_wake(waker) => {}
-            _ => wakers.read = Some(waker.clone()),
+            _ => state.read = Some(waker.clone()),
         }
     }
 
     /// Wake `waker` when the socket can be written (or has connected), or fails.
     pub(crate) fn on_writable(&self, waker: &Waker) {
-        let mut wakers = lock(&self.wakers);
-        match &wakers.write {
+        let mut state = lock(&self.state);
+        match &state.write {
             Some(w) if w.will_wake(waker) => {}
-            _ => wakers.write = Some(waker.clone()),
+            _ => state.write = Some(waker.clone()),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use libc::{c_int, c_void, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage};
 
 use crate::error::{Error, RejectReason, Result};
-use crate::runtime::{Interest, Runtime};
+use crate::runtime::{Interest, ReadTurn, Runtime};
 use crate::sys;
 
 /// What a listener decides about a caller before the handshake completes: `Err`
@@ -648,14 +648,14 @@ impl Socket {
 
     /// Accept the next caller, with its address.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Result<(Socket, SocketAddr)>> {
-        match self.try_accept() {
-            Err(e) if e.is_would_block() => {}
-            done => return Poll::Ready(done),
-        }
-        self.interest.on_readable(cx.waker());
-        match self.try_accept() {
-            Err(e) if e.is_would_block() => Poll::Pending,
-            done => Poll::Ready(done),
+        loop {
+            let ReadTurn::Try(tick) = self.interest.read_turn(cx.waker()) else {
+                return Poll::Pending;
+            };
+            match self.try_accept() {
+                Err(e) if e.is_would_block() => self.interest.read_blocked(tick),
+                done => return Poll::Ready(done),
+            }
         }
     }
 
@@ -676,16 +676,30 @@ impl Socket {
 
     /// Receive one message into `buf` (live mode: one packet, at most
     /// [`MAX_PAYLOAD`] bytes).
+    ///
+    /// A socket the epoll has not said readable since its last empty read is not asked
+    /// again: a refused non-blocking read costs libsrt an internal exception.
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<Message>> {
-        match self.try_recv(buf) {
-            Err(e) if e.is_would_block() => {}
-            done => return Poll::Ready(done),
+        loop {
+            let ReadTurn::Try(tick) = self.interest.read_turn(cx.waker()) else {
+                return Poll::Pending;
+            };
+            // libsrt's own readiness, read without a failing call.
+            if !self.has_events(sys::SRT_EPOLL_IN | sys::SRT_EPOLL_ERR) {
+                self.interest.read_blocked(tick);
+                continue;
+            }
+            match self.try_recv(buf) {
+                Err(e) if e.is_would_block() => self.interest.read_blocked(tick),
+                done => return Poll::Ready(done),
+            }
         }
-        self.interest.on_readable(cx.waker());
-        match self.try_recv(buf) {
-            Err(e) if e.is_would_block() => Poll::Pending,
-            done => Poll::Ready(done),
-        }
+    }
+
+    /// Whether libsrt has any of `events` (`SRT_EPOLL_*`) pending on the socket now
+    /// (`SRTO_EVENT`); true when it cannot tell, so that the caller tries.
+    fn has_events(&self, events: c_int) -> bool {
+        get_int(self.id, sys::SRTO_EVENT, "event").map_or(true, |now| now & events != 0)
     }
 
     /// Receive one message if one is ready.

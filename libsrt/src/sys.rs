@@ -35,6 +35,7 @@ pub const SRTO_RCVSYN: c_int = 2;
 pub const SRTO_LINGER: c_int = 7;
 pub const SRTO_RENDEZVOUS: c_int = 12;
 pub const SRTO_REUSEADDR: c_int = 15;
+pub const SRTO_EVENT: c_int = 18;
 pub const SRTO_LATENCY: c_int = 23;
 pub const SRTO_PASSPHRASE: c_int = 26;
 pub const SRTO_PBKEYLEN: c_int = 27;

@@ -48,9 +48,12 @@ use crate::connection::{
 };
 use crate::error::{BoxError, ConnectError, ConnectErrorKind};
 
-/// Packets between two reads of libsrt's statistics while packets keep coming (they
-/// are also read whenever the socket has nothing to deliver).
+/// Packets between two reads of libsrt's statistics while packets keep coming.
 const STATS_EVERY: u32 = 64;
+
+/// The statistics are also read when the socket has nothing to deliver, at most this
+/// often (reading them takes libsrt's locks: not once per packet).
+const STATS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The SRT connector on libsrt: a [`Service`] that turns a [`Target`] into a live
 /// [`LibSrtConnection`].
@@ -362,6 +365,7 @@ pub struct LibSrtConnection {
     mode: SrtMode,
     peer_idle_timeout: Duration,
     stats: Stats,
+    stats_read_at: Instant,
     polls_since_stats: u32,
     stats_seen: bool,
     decrypt_errors_counted: u64,
@@ -413,6 +417,7 @@ impl LibSrtConnection {
             mode,
             peer_idle_timeout: params.peer_idle_timeout,
             stats: Stats::default(),
+            stats_read_at: Instant::now(),
             polls_since_stats: 0,
             stats_seen: false,
             decrypt_errors_counted: 0,
@@ -468,6 +473,7 @@ impl LibSrtConnection {
 
     fn refresh_statistics(&mut self) {
         self.polls_since_stats = 0;
+        self.stats_read_at = Instant::now();
         let Ok(stats) = self.socket.stats() else {
             return;
         };
@@ -569,7 +575,9 @@ impl Stream for LibSrtConnection {
             }
             Poll::Ready(Err(error)) => Poll::Ready(this.ended_item(&error)),
             Poll::Pending => {
-                this.refresh_statistics();
+                if this.stats_read_at.elapsed() >= STATS_INTERVAL {
+                    this.refresh_statistics();
+                }
                 match this.undecryptable() {
                     Some(item) => Poll::Ready(Some(item)),
                     None => Poll::Pending,
