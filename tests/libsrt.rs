@@ -375,3 +375,72 @@ async fn streams_share_one_port_and_one_restarts_while_the_others_flow() {
         task.abort();
     }
 }
+
+#[tokio::test]
+async fn health_loss_is_what_srt_could_not_recover_of_the_simulators_drops() {
+    let port = free_udp_port();
+    // A latency too short to retransmit everything the simulator drops.
+    let _server = live_transmit(&format!("srt://:{port}?mode=listener&latency=20"));
+    let server: SocketAddr = ([127, 0, 0, 1], port).into();
+    let sim = NetworkSimulator::builder()
+        .seed(7)
+        .start(server)
+        .await
+        .unwrap();
+    let target = Target::new("cam1", Protocol::Srt)
+        .address(sim.local_addr())
+        .parameter("latency", "20");
+    let mut config = fast_config();
+    // Loss is what is measured here, not a reason to reconnect.
+    config.health_thresholds.max_packet_loss = 1.0;
+    let connector = LibSrtConnector::new().connect_timeout(Duration::from_millis(500));
+    let mut packets = config.builder().build(connector, target);
+    let health = packets.health_handle().unwrap();
+    // Connected and flowing on a clean path first.
+    for _ in 0..50 {
+        tokio::time::timeout(WAIT, packets.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    sim.set_loss(0.15).unwrap();
+    for _ in 0..1500 {
+        tokio::time::timeout(WAIT, packets.next())
+            .await
+            .expect("packets keep coming")
+            .expect("the stream goes on")
+            .unwrap();
+    }
+    sim.set_loss(0.0).unwrap();
+    // Let SRT's counters catch up with the last packets read.
+    for _ in 0..40 {
+        let _ = tokio::time::timeout(WAIT, packets.next()).await;
+    }
+    let counted = health.totals();
+    let state = packets.connection_state().expect("still connected");
+    let srt_lost: u64 = state.parameters["srt.lost"].parse().unwrap();
+    let reported: u64 = state.parameters["srt.loss_reported"].parse().unwrap();
+    let dropped = sim.stats().to_client.dropped_loss;
+    eprintln!(
+        "simulator dropped {dropped} towards us; SRT reported {reported} lost and gave up on \
+         {srt_lost}; health counted {} lost of {} expected",
+        counted.lost, counted.expected
+    );
+    assert!(dropped > 100, "the simulator dropped {dropped}");
+    assert!(
+        reported > 0 && reported <= dropped + 10,
+        "{reported} vs {dropped}"
+    );
+    assert!(srt_lost > 0, "SRT recovered everything at 20 ms latency?");
+    assert!(
+        srt_lost < dropped,
+        "SRT recovered some: {srt_lost} of {dropped}"
+    );
+    let diff = counted.lost.abs_diff(srt_lost);
+    assert!(
+        diff <= 3.max(srt_lost / 10),
+        "health counted {} lost, SRT gave up on {srt_lost}",
+        counted.lost
+    );
+}
