@@ -12,7 +12,7 @@ use futures_sink::Sink;
 use srt_tokio::{SocketStatistics, SrtSocket};
 use tokio::time::Instant;
 
-use super::error::PeerVanished;
+use super::error::{end_of_connection, undecryptable};
 use super::listener::SharedListener;
 use super::SrtMode;
 use crate::connection::{
@@ -82,7 +82,7 @@ impl SrtStatistics {
 /// - Packets SRT could not decrypt come out as
 ///   [`ConnectionError::Packet`] items, one for each.
 /// - When SRT's peer-idle timeout ends the connection (the peer vanished), the stream
-///   ends with [`ConnectionError::Network`] carrying [`PeerVanished`]; when the peer
+///   ends with [`ConnectionError::Network`] carrying [`PeerVanished`](super::PeerVanished); when the peer
 ///   closed it (SRT shutdown), the stream simply ends. See the module docs for how the
 ///   two are told apart.
 pub struct SrtConnection {
@@ -262,21 +262,7 @@ impl SrtConnection {
     fn ended_item(&mut self) -> Option<Result<Packet, ConnectionError>> {
         self.ended = true;
         let silent = Instant::now().saturating_duration_since(self.last_life);
-        if silent >= self.peer_idle_timeout / 2 {
-            let vanished = PeerVanished {
-                silent,
-                peer_idle_timeout: self.peer_idle_timeout,
-            };
-            tracing::debug!(stream_id = %self.state.stream_id, %vanished, "SRT connection ended");
-            Some(Err(ConnectionError::Network(Box::new(vanished))))
-        } else {
-            tracing::debug!(
-                stream_id = %self.state.stream_id,
-                ?silent,
-                "SRT connection closed by the peer"
-            );
-            None
-        }
+        end_of_connection(&self.state.stream_id, silent, self.peer_idle_timeout).map(Err)
     }
 }
 
@@ -291,9 +277,7 @@ impl Stream for SrtConnection {
         if this.undecryptable_pending > 0 {
             this.undecryptable_pending -= 1;
             this.errors += 1;
-            return Poll::Ready(Some(Err(ConnectionError::Packet(
-                "SRT packet could not be decrypted (key mismatch or corruption)".into(),
-            ))));
+            return Poll::Ready(Some(Err(undecryptable())));
         }
         this.polls_since_stats += 1;
         if !this.stats_seen || this.polls_since_stats >= STATS_EVERY {
@@ -323,9 +307,7 @@ impl Stream for SrtConnection {
                 if this.undecryptable_pending > 0 {
                     this.undecryptable_pending -= 1;
                     this.errors += 1;
-                    return Poll::Ready(Some(Err(ConnectionError::Packet(
-                        "SRT packet could not be decrypted (key mismatch or corruption)".into(),
-                    ))));
+                    return Poll::Ready(Some(Err(undecryptable())));
                 }
                 Poll::Pending
             }

@@ -82,43 +82,7 @@ impl SrtConnector {
         Self::default()
     }
 
-    /// The mode of targets that set none.
-    #[must_use]
-    pub fn mode(mut self, mode: SrtMode) -> Self {
-        self.defaults.mode = mode;
-        self
-    }
-
-    /// The latency of targets that set none (SRTO_LATENCY, both directions).
-    #[must_use]
-    pub fn latency(mut self, latency: Duration) -> Self {
-        self.defaults.latency = Some(latency);
-        self
-    }
-
-    /// How long a caller or rendezvous handshake may take (SRTO_CONNTIMEO).
-    #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.defaults.connect_timeout = timeout;
-        self
-    }
-
-    /// How long a listener waits for its caller before the connect fails with
-    /// [`TimedOut`](ConnectErrorKind::TimedOut). Default: no limit (the stack's
-    /// `TimeoutLayer`, when there is one, still bounds it).
-    #[must_use]
-    pub fn listen_timeout(mut self, timeout: Duration) -> Self {
-        self.defaults.listen_timeout = Some(timeout);
-        self
-    }
-
-    /// How long a connection may go without a packet from the peer before SRT ends
-    /// it (SRTO_PEERIDLETIMEO).
-    #[must_use]
-    pub fn peer_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.defaults.peer_idle_timeout = timeout;
-        self
-    }
+    super::params::default_setters!();
 
     /// The probe of this connector's caller targets, for
     /// [`ReconnectingBuilder::probe`](crate::stack::ReconnectingBuilder::probe) or

@@ -35,6 +35,36 @@ impl fmt::Display for PeerVanished {
 
 impl std::error::Error for PeerVanished {}
 
+/// How an SRT connection that broke ends its stream, after `silent` without a sign of
+/// the peer: a peer silent for half its idle timeout or more vanished (an error, so
+/// the stack reconnects); one heard from until the end closed it (a plain end).
+pub(crate) fn end_of_connection(
+    stream_id: &str,
+    silent: Duration,
+    peer_idle_timeout: Duration,
+) -> Option<crate::connection::ConnectionError> {
+    if silent >= peer_idle_timeout / 2 {
+        let vanished = PeerVanished {
+            silent,
+            peer_idle_timeout,
+        };
+        tracing::debug!(%stream_id, %vanished, "SRT connection ended");
+        Some(crate::connection::ConnectionError::Network(Box::new(
+            vanished,
+        )))
+    } else {
+        tracing::debug!(%stream_id, ?silent, "SRT connection closed by the peer");
+        None
+    }
+}
+
+/// A packet SRT could not decrypt, as the item a connection yields for it.
+pub(crate) fn undecryptable() -> crate::connection::ConnectionError {
+    crate::connection::ConnectionError::Packet(
+        "SRT packet could not be decrypted (key mismatch or corruption)".into(),
+    )
+}
+
 /// Why a peer refused our handshake, by SRT's rejection code.
 ///
 /// Credentials (`BadSecret`, `Unsecure`, server codes 401/403) are

@@ -38,7 +38,7 @@ use srt_tokio::options::KeySize;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::error::{reject_kind, PeerVanished};
+use super::error::{end_of_connection, reject_kind, undecryptable};
 use super::libsrt_listener::{Listeners, Shared};
 use super::params::{Defaults, SrtParams};
 use super::probe::SrtProbe;
@@ -103,41 +103,7 @@ impl LibSrtConnector {
         Self::default()
     }
 
-    /// The mode of targets that set none.
-    #[must_use]
-    pub fn mode(mut self, mode: SrtMode) -> Self {
-        self.defaults.mode = mode;
-        self
-    }
-
-    /// The latency of targets that set none (SRTO_LATENCY, both directions).
-    #[must_use]
-    pub fn latency(mut self, latency: Duration) -> Self {
-        self.defaults.latency = Some(latency);
-        self
-    }
-
-    /// How long a caller or rendezvous handshake may take (SRTO_CONNTIMEO).
-    #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.defaults.connect_timeout = timeout;
-        self
-    }
-
-    /// How long a listener waits for its caller before the connect fails with
-    /// [`TimedOut`](ConnectErrorKind::TimedOut). Default: no limit.
-    #[must_use]
-    pub fn listen_timeout(mut self, timeout: Duration) -> Self {
-        self.defaults.listen_timeout = Some(timeout);
-        self
-    }
-
-    /// The peer-idle timeout of targets that set none (SRTO_PEERIDLETIMEO).
-    #[must_use]
-    pub fn peer_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.defaults.peer_idle_timeout = timeout;
-        self
-    }
+    super::params::default_setters!();
 
     /// A probe of this connector's caller targets: one SRT induction handshake, which
     /// every SRT listener answers (see [`SrtProbe`]).
@@ -357,7 +323,7 @@ impl Service<Target> for LibSrtConnector {
 /// - Packets libsrt could not decrypt come out as [`ConnectionError::Packet`] items.
 /// - When the connection breaks after a silence of at least half the peer-idle
 ///   timeout, the peer vanished: the stream ends with [`ConnectionError::Network`]
-///   carrying [`PeerVanished`]; when it breaks while packets were flowing, the peer
+///   carrying [`PeerVanished`](super::PeerVanished); when it breaks while packets were flowing, the peer
 ///   closed it, and the stream just ends.
 pub struct LibSrtConnection {
     socket: Socket,
@@ -520,9 +486,7 @@ impl LibSrtConnection {
             return None;
         }
         self.undecryptable_pending -= 1;
-        Some(Err(ConnectionError::Packet(
-            "SRT packet could not be decrypted (key mismatch or corruption)".into(),
-        )))
+        Some(Err(undecryptable()))
     }
 
     /// The connection broke: a vanished peer is an error, a closed one a plain end.
@@ -533,17 +497,8 @@ impl LibSrtConnection {
         self.ended = true;
         self.refresh_statistics();
         let silent = Instant::now().saturating_duration_since(self.last_life);
-        if silent >= self.peer_idle_timeout / 2 {
-            let vanished = PeerVanished {
-                silent,
-                peer_idle_timeout: self.peer_idle_timeout,
-            };
-            tracing::debug!(stream_id = %self.state.stream_id, %vanished, %error, "SRT connection ended");
-            Some(Err(ConnectionError::Network(Box::new(vanished))))
-        } else {
-            tracing::debug!(stream_id = %self.state.stream_id, ?silent, %error, "SRT connection closed by the peer");
-            None
-        }
+        tracing::debug!(stream_id = %self.state.stream_id, %error, "libsrt connection broke");
+        end_of_connection(&self.state.stream_id, silent, self.peer_idle_timeout).map(Err)
     }
 }
 

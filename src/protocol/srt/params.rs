@@ -153,6 +153,50 @@ fn positive_millis(name: &str, value: &str, max: u64) -> Result<Duration, Connec
     Ok(d)
 }
 
+/// The setters of the defaults both SRT connectors take (`self.defaults: Defaults`).
+macro_rules! default_setters {
+    () => {
+        /// The mode of targets that set none.
+        #[must_use]
+        pub fn mode(mut self, mode: SrtMode) -> Self {
+            self.defaults.mode = mode;
+            self
+        }
+
+        /// The latency of targets that set none (SRTO_LATENCY, both directions).
+        #[must_use]
+        pub fn latency(mut self, latency: Duration) -> Self {
+            self.defaults.latency = Some(latency);
+            self
+        }
+
+        /// How long a caller or rendezvous handshake may take (SRTO_CONNTIMEO).
+        #[must_use]
+        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+            self.defaults.connect_timeout = timeout;
+            self
+        }
+
+        /// How long a listener waits for its caller before the connect fails with
+        /// [`TimedOut`](crate::error::ConnectErrorKind::TimedOut). Default: no limit
+        /// (the stack's `TimeoutLayer`, when there is one, still bounds it).
+        #[must_use]
+        pub fn listen_timeout(mut self, timeout: Duration) -> Self {
+            self.defaults.listen_timeout = Some(timeout);
+            self
+        }
+
+        /// How long a connection may go without a packet from the peer before SRT
+        /// ends it (SRTO_PEERIDLETIMEO).
+        #[must_use]
+        pub fn peer_idle_timeout(mut self, timeout: Duration) -> Self {
+            self.defaults.peer_idle_timeout = timeout;
+            self
+        }
+    };
+}
+pub(crate) use default_setters;
+
 /// libsrt's limit on a packet filter's configuration string.
 const MAX_PACKET_FILTER: usize = 512;
 
