@@ -444,3 +444,159 @@ async fn health_loss_is_what_srt_could_not_recover_of_the_simulators_drops() {
         counted.lost
     );
 }
+
+/// Read `n` packets from `packets` within [`WAIT`] each.
+async fn take<S, E>(packets: &mut S, n: usize) -> Vec<mirror_reconnect::connection::Packet>
+where
+    S: futures_util::Stream<Item = Result<mirror_reconnect::connection::Packet, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let packet = tokio::time::timeout(WAIT, packets.next())
+            .await
+            .expect("a packet in time")
+            .expect("the stream goes on")
+            .unwrap();
+        got.push(packet);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_libsrt_caller_is_back_after_its_listener_is_killed_and_restarted() {
+    let port = free_udp_port();
+    let server = live_transmit(&format!("srt://:{port}?mode=listener"));
+    let connector = LibSrtConnector::new().connect_timeout(Duration::from_millis(500));
+    let mut config = fast_config();
+    config.max_retries = 1000;
+    let mut packets = config
+        .builder()
+        .probe(connector.probe())
+        .build(connector, caller(port, "cam1"));
+    take(&mut packets, 50).await;
+    // SIGKILL, as a crashed server; back 2 s later on the same port.
+    drop(server);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _server = live_transmit(&format!("srt://:{port}?mode=listener"));
+    let back = tokio::time::Instant::now();
+    take(&mut packets, 50).await;
+    eprintln!("streaming again {:?} after the restart", back.elapsed());
+}
+
+#[tokio::test]
+async fn an_srt_tokio_caller_streams_into_the_libsrt_listener() {
+    let port = free_udp_port();
+    let connector = LibSrtConnector::new();
+    let address = connector.listen(([127, 0, 0, 1], port).into()).unwrap();
+    let target = srt_target(&format!(
+        "srt://127.0.0.1:{port}?mode=listener&streamid=cam1"
+    ))
+    .unwrap();
+    let mut packets = fast_config().builder().passive().build(connector, target);
+    let sender = tokio::spawn(async move {
+        let mut socket = srt_tokio::SrtSocket::builder()
+            .latency(Duration::from_millis(80))
+            .call(address, Some("cam1"))
+            .await
+            .unwrap();
+        for n in 0u32..300 {
+            let mut payload = vec![0u8; 1316];
+            payload[..4].copy_from_slice(&n.to_be_bytes());
+            futures_util::SinkExt::send(
+                &mut socket,
+                (std::time::Instant::now(), bytes::Bytes::from(payload)),
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        socket
+    });
+    let got = take(&mut packets, 200).await;
+    let numbers: Vec<u32> = got
+        .iter()
+        .map(|p| u32::from_be_bytes(p.payload[..4].try_into().unwrap()))
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    drop(sender);
+}
+
+#[tokio::test]
+async fn ffmpegs_native_srt_output_streams_into_the_libsrt_listener() {
+    let port = free_udp_port();
+    let connector = LibSrtConnector::new();
+    let target = srt_target(&format!(
+        "srt://127.0.0.1:{port}?mode=listener&streamid=cam1&latency=120"
+    ))
+    .unwrap();
+    let mut packets = fast_config().builder().passive().build(connector, target);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-c:v",
+            "mpeg2video",
+            "-b:v",
+            "800k",
+            "-f",
+            "mpegts",
+        ])
+        .arg(format!(
+            "srt://127.0.0.1:{port}?mode=caller&streamid=cam1&latency=120000&pkt_size=1316"
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs (scripts/test.sh installs it)");
+    let _ffmpeg = ChildGuard::new("ffmpeg", child);
+    let got = take(&mut packets, 100).await;
+    // MPEG-TS: whole 188-byte packets, each starting with the sync byte.
+    for packet in &got {
+        assert_eq!(packet.payload.len() % 188, 0, "{}", packet.payload.len());
+        assert!(packet.payload.chunks(188).all(|ts| ts[0] == 0x47));
+    }
+}
+
+#[tokio::test]
+async fn a_libsrt_caller_recovers_from_a_blackholed_path() {
+    let port = free_udp_port();
+    let _server = live_transmit(&format!("srt://:{port}?mode=listener"));
+    let server: SocketAddr = ([127, 0, 0, 1], port).into();
+    let sim = NetworkSimulator::builder().start(server).await.unwrap();
+    let target = Target::new("cam1", Protocol::Srt)
+        .address(sim.local_addr())
+        .parameter("latency", "80");
+    let connector = LibSrtConnector::new().connect_timeout(Duration::from_millis(500));
+    let mut config = fast_config();
+    config.max_retries = 1000;
+    let mut packets = config
+        .builder()
+        .probe(connector.probe())
+        .build(connector, target);
+    let events = support::srt::Recorder::attach(packets.event_bus());
+    take(&mut packets, 50).await;
+    sim.set_blackhole(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sim.set_blackhole(false);
+    let up = tokio::time::Instant::now();
+    // Packets sent after the path came back arrive: the stream is live again.
+    loop {
+        take(&mut packets, 1).await;
+        if events.count(mirror_reconnect::driver::EventType::ReconnectionSucceeded) >= 1 {
+            break;
+        }
+        assert!(up.elapsed() < WAIT, "not reconnected");
+    }
+    take(&mut packets, 50).await;
+    assert!(events.count(mirror_reconnect::driver::EventType::FailureDetected) >= 1);
+}
