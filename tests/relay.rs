@@ -411,6 +411,19 @@ fn srt_sender_killed_and_restarted(options: &[&str], caller_extra: &str) {
 
 #[test]
 fn srt_out_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
+    srt_out_to_a_restarted_receiver(&[]);
+}
+
+/// The same SRT output on libsrt.
+#[cfg(feature = "libsrt")]
+#[test]
+fn srt_out_on_libsrt_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
+    srt_out_to_a_restarted_receiver(&["--srt-backend", "libsrt"]);
+}
+
+/// UDP in, SRT out (with `options`) to an srt-live-transmit receiver that is killed,
+/// kept away while packets come, and restarted.
+fn srt_out_to_a_restarted_receiver(options: &[&str]) {
     let input = free_udp();
     let srt_port = free_udp().port();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -422,10 +435,13 @@ fn srt_out_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
         )
     };
     let mut rx = receiver(srt_port);
-    let mut child = relay(&[
-        &format!("udp://{input}"),
-        &format!("srt://127.0.0.1:{srt_port}?mode=caller&latency=80"),
-    ]);
+    let (from, to) = (
+        format!("udp://{input}"),
+        format!("srt://127.0.0.1:{srt_port}?mode=caller&latency=80"),
+    );
+    let mut args: Vec<&str> = options.to_vec();
+    args.extend([from.as_str(), to.as_str()]);
+    let mut child = relay(&args);
     let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
 
     // Flowing.

@@ -24,9 +24,9 @@ Options:
   --config FILE         YAML reconnection config (defaults otherwise)
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
-  --srt-backend NAME    the SRT input's library: srt-tokio (default) or libsrt (the
-                        system libsrt: live RTT and loss, FEC packet filters; needs a
-                        build with the `libsrt` feature)
+  --srt-backend NAME    the library of srt:// inputs and outputs: srt-tokio (default)
+                        or libsrt (the system libsrt: live RTT and loss, FEC packet
+                        filters; needs a build with the `libsrt` feature)
   --events json         print each reconnection event as one JSON line on stderr
   --duration SECS       stop cleanly after that long (at most 31536000, a year)
   --log-level LEVEL     error, warn (default), info, debug or trace; RUST_LOG, when set,

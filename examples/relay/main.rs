@@ -206,7 +206,7 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
     let (Some(input), Some(output)) = (&args.input, &args.output) else {
         return Err(usage("missing INPUT or OUTPUT"));
     };
-    let output = output::Output::open(output, &stop)
+    let output = output::Output::open(output, args.srt_backend, &stop)
         .await
         .map_err(|e| usage(format!("output: {e}")))?;
     let relay = Relay {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use mirror_reconnect::backoff::{Backoff, ExponentialBackoff, Jitter};
-use mirror_reconnect::protocol::srt::{srt_target, SrtConnector};
+use mirror_reconnect::connection::{ConnectionError, Packet};
+use mirror_reconnect::protocol::srt::{srt_target, SrtConnection, SrtConnector};
 use mirror_reconnect::BoxError;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
@@ -39,6 +40,7 @@ pub(crate) enum Output {
 impl Output {
     pub(crate) async fn open(
         spec: &cli::Output,
+        backend: cli::SrtBackend,
         cancel: &CancellationToken,
     ) -> Result<Self, BoxError> {
         Ok(match spec {
@@ -63,7 +65,7 @@ impl Output {
                 Self::File(tokio::io::BufWriter::new(file))
             }
             cli::Output::Stdout => Self::Stdout(tokio::io::stdout()),
-            cli::Output::Srt(url) => Self::Srt(SrtOutput::start(url, cancel.clone())?),
+            cli::Output::Srt(url) => Self::Srt(SrtOutput::start(url, backend, cancel.clone())?),
         })
     }
 
@@ -176,11 +178,38 @@ pub(crate) struct SrtOutput {
 }
 
 impl SrtOutput {
-    fn start(url: &str, cancel: CancellationToken) -> Result<Self, BoxError> {
+    fn start(
+        url: &str,
+        backend: cli::SrtBackend,
+        cancel: CancellationToken,
+    ) -> Result<Self, BoxError> {
         let target = srt_target(url)?;
         let shared = Arc::new(Shared::new());
         let stop = cancel.child_token();
-        let task = tokio::spawn(run_srt_output(target, Arc::clone(&shared), stop.clone()));
+        let (link, stopping) = (Arc::clone(&shared), stop.clone());
+        let task = match backend {
+            cli::SrtBackend::SrtTokio => {
+                if target.parameters.contains_key("packetfilter") {
+                    return Err(
+                        "packetfilter (FEC) needs --srt-backend libsrt; srt-tokio has no \
+                         packet filters"
+                            .into(),
+                    );
+                }
+                tokio::spawn(run_srt_output(SrtConnector::new(), target, link, stopping))
+            }
+            #[cfg(feature = "libsrt")]
+            cli::SrtBackend::Libsrt => tokio::spawn(run_srt_output(
+                mirror_reconnect::protocol::srt::LibSrtConnector::new(),
+                target,
+                link,
+                stopping,
+            )),
+            #[cfg(not(feature = "libsrt"))]
+            cli::SrtBackend::Libsrt => {
+                return Err("--srt-backend libsrt needs a build with the libsrt feature".into())
+            }
+        };
         Ok(Self { shared, task, stop })
     }
 
@@ -194,15 +223,44 @@ impl SrtOutput {
     }
 }
 
-async fn run_srt_output(
+/// An SRT connection the output can send on, from either backend.
+trait SrtLink:
+    futures_util::Sink<Bytes, Error = std::io::Error>
+    + futures_util::Stream<Item = Result<Packet, ConnectionError>>
+    + Unpin
+    + Send
+{
+    /// Every SRT packet heard from the receiver so far (ACKs and keep-alives count).
+    fn heard(&self) -> u64;
+}
+
+impl SrtLink for SrtConnection {
+    fn heard(&self) -> u64 {
+        self.statistics().received_packets
+    }
+}
+
+#[cfg(feature = "libsrt")]
+impl SrtLink for mirror_reconnect::protocol::srt::LibSrtConnection {
+    fn heard(&self) -> u64 {
+        self.statistics().received_packets
+    }
+}
+
+async fn run_srt_output<C>(
+    connector: C,
     target: mirror_reconnect::connection::Target,
     shared: Arc<Shared>,
     stop: CancellationToken,
-) {
+) where
+    C: tower::Service<mirror_reconnect::connection::Target> + Clone + Send + 'static,
+    C::Response: SrtLink,
+    C::Error: std::fmt::Display,
+    C::Future: Send,
+{
     let mut backoff =
         ExponentialBackoff::new(Duration::from_millis(250), Duration::from_secs(5), 2.0)
             .jitter(Jitter::Full);
-    let connector = SrtConnector::new();
     loop {
         let connect = connector.clone().oneshot(target.clone());
         let mut conn = tokio::select! {
@@ -225,12 +283,12 @@ async fn run_srt_output(
         // A receiver that died sends nothing more, not even SRT's ACKs and keep-alives,
         // long before SRT's own idle timeout ends the connection on the sending side:
         // that silence is what tells us to re-dial.
-        let mut heard = conn.statistics().received_packets;
+        let mut heard = conn.heard();
         let mut last_heard = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut burst = 0usize;
         loop {
-            let now_heard = conn.statistics().received_packets;
+            let now_heard = conn.heard();
             if now_heard != heard {
                 heard = now_heard;
                 last_heard = tokio::time::Instant::now();
