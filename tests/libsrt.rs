@@ -532,33 +532,9 @@ async fn ffmpegs_native_srt_output_streams_into_the_libsrt_listener() {
     .unwrap();
     let mut packets = fast_config().builder().passive().build(connector, target);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let child = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-c:v",
-            "mpeg2video",
-            "-b:v",
-            "800k",
-            "-f",
-            "mpegts",
-        ])
-        .arg(format!(
-            "srt://127.0.0.1:{port}?mode=caller&streamid=cam1&latency=120000&pkt_size=1316"
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs (scripts/test.sh installs it)");
-    let _ffmpeg = ChildGuard::new("ffmpeg", child);
+    let _ffmpeg = support::srt::ffmpeg_test_pattern(&format!(
+        "srt://127.0.0.1:{port}?mode=caller&streamid=cam1&latency=120000&pkt_size=1316"
+    ));
     let got = take(&mut packets, 100).await;
     // MPEG-TS: whole 188-byte packets, each starting with the sync byte.
     for packet in &got {

@@ -51,31 +51,7 @@ fn live_transmit(name: &str, input: &str, output: &str) -> ChildGuard {
 
 /// ffmpeg making a 25 fps MPEG-2 test pattern as MPEG-TS in 1316-byte datagrams.
 fn ffmpeg_ts(udp_port: u16) -> ChildGuard {
-    let child = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-c:v",
-            "mpeg2video",
-            "-b:v",
-            "800k",
-            "-f",
-            "mpegts",
-            &format!("udp://127.0.0.1:{udp_port}?pkt_size=1316"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot start ffmpeg");
-    ChildGuard::new("ffmpeg", child)
+    support::srt::ffmpeg_test_pattern(&format!("udp://127.0.0.1:{udp_port}?pkt_size=1316"))
 }
 
 /// Our own MPEG-TS-shaped feed: 7 TS packets per datagram, each with the sync byte

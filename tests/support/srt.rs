@@ -124,3 +124,33 @@ pub fn have(program: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// ffmpeg making a 25 fps MPEG-2 test pattern as MPEG-TS, sent to `output` (any URL
+/// ffmpeg takes: `udp://…?pkt_size=1316`, its native `srt://…`).
+pub fn ffmpeg_test_pattern(output: &str) -> ChildGuard {
+    let child = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-c:v",
+            "mpeg2video",
+            "-b:v",
+            "800k",
+            "-f",
+            "mpegts",
+            output,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs (scripts/test.sh installs it)");
+    ChildGuard::new("ffmpeg", child)
+}
