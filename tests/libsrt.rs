@@ -576,3 +576,31 @@ async fn a_libsrt_caller_recovers_from_a_blackholed_path() {
     take(&mut packets, 50).await;
     assert!(events.count(mirror_reconnect::driver::EventType::FailureDetected) >= 1);
 }
+
+#[tokio::test]
+async fn a_sending_connection_hears_its_receiver_through_acks() {
+    let port = free_udp_port();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let child = Command::new("srt-live-transmit")
+        .args(["-q", "-ll", "fatal"])
+        .arg(format!("srt://:{port}?mode=listener&latency=80"))
+        .arg(format!("udp://{}", sink.local_addr().unwrap()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _receiver = ChildGuard::new("srt-live-transmit", child);
+    let mut connector = LibSrtConnector::new().connect_timeout(Duration::from_millis(500));
+    let mut connection = connect_when_up(&mut connector, &caller(port, "out")).await;
+    for _ in 0..200 {
+        futures_util::SinkExt::send(&mut connection, bytes::Bytes::from(vec![0x47u8; 1316]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Reading (nothing comes) keeps the statistics fresh.
+    read_for(&mut connection, Duration::from_millis(300)).await;
+    let heard = connection.statistics().received_packets;
+    assert!(heard > 0, "a sender hears nothing of its receiver: {heard}");
+}

@@ -186,6 +186,8 @@ pub struct Stats {
     pub rtt: Duration,
     /// Data packets received, retransmissions included.
     pub received: u64,
+    /// ACK and NAK control packets received (a sender hears its receiver through them).
+    pub received_control: u64,
     /// Unique data packets received (what the application gets, or got dropped).
     pub received_unique: u64,
     /// Data packets the receiver found missing (reported lost; many are recovered).
@@ -230,6 +232,7 @@ impl Stats {
         Self {
             rtt,
             received: count(s.pktRecvTotal),
+            received_control: count(s.pktRecvACKTotal) + count(s.pktRecvNAKTotal),
             received_unique: count(s.pktRecvUniqueTotal),
             receive_lost: count(s.pktRcvLossTotal),
             received_retransmitted: count(s.pktRcvRetrans),

@@ -426,7 +426,7 @@ impl LibSrtConnection {
         let s = &self.stats;
         SrtStatistics {
             rtt: s.rtt,
-            received_packets: s.received,
+            received_packets: s.received + s.received_control,
             received_data: s.received_unique,
             retransmitted: s.received_retransmitted,
             dropped: s.receive_dropped,
@@ -443,7 +443,9 @@ impl LibSrtConnection {
         let Ok(stats) = self.socket.stats() else {
             return;
         };
-        if stats.received > self.stats.received {
+        if stats.received + stats.received_control
+            > self.stats.received + self.stats.received_control
+        {
             self.last_life = Instant::now();
         }
         if stats.undecrypted > self.decrypt_errors_counted {
