@@ -27,7 +27,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// libsrt, started, with its epoll thread.
+/// libsrt, started, with its epoll thread (which cleans up after the runtime is
+/// dropped).
 pub(crate) struct Runtime {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -143,22 +144,28 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // The epoll thread sees this within WAIT_MS, then releases the epoll and calls
+        // srt_cleanup itself: the last socket's drop never waits for it (it may run on
+        // an async task's thread). A start meanwhile is safe: libsrt counts
+        // srt_startup and srt_cleanup calls and cleans up only at zero.
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            // The thread only waits on the epoll: it stops within WAIT_MS.
-            let _ = thread.join();
-        }
-        // SAFETY: the thread that waited on the epoll has ended, and every socket (each
-        // holds the runtime) is gone: the epoll and the startup are released once.
-        unsafe {
-            sys::srt_epoll_release(self.shared.eid);
-            sys::srt_cleanup();
-        }
+        drop(self.thread.take());
     }
 }
 
 impl Shared {
     fn run(&self) {
+        self.wait_until_stopped();
+        // SAFETY: every socket is gone (each held the runtime, whose drop set `stop`)
+        // and this thread was the epoll's last user: the epoll and this runtime's
+        // srt_startup are released once.
+        unsafe {
+            sys::srt_epoll_release(self.eid);
+            sys::srt_cleanup();
+        }
+    }
+
+    fn wait_until_stopped(&self) {
         let mut events = [sys::SRT_EPOLL_EVENT::default(); EVENTS];
         while !self.stop.load(Ordering::Acquire) {
             // SAFETY: `events` is a valid, writable array of EVENTS entries for the
