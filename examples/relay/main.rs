@@ -59,7 +59,9 @@ fn main() -> ExitCode {
     }
     init_logging(&args);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread carries the stream: a packet crosses no thread inside the relay
+    // (benches/srt_relay.rs measured it against the multi-threaded runtime).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
