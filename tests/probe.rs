@@ -29,6 +29,15 @@ fn refused() -> BoxError {
 
 type Log<T> = Arc<Mutex<Vec<(Instant, T)>>>;
 
+/// When each entry of `log` was logged, from `start`.
+fn times<T>(log: &Log<T>, start: Instant) -> Vec<Duration> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _)| t.duration_since(start))
+        .collect()
+}
+
 /// A probe of `&str` targets that answers once `up` is set.
 fn probe_answering_when(up: &Arc<AtomicBool>) -> impl Probe<&'static str> {
     let up = Arc::clone(up);
@@ -210,12 +219,7 @@ async fn past_probe_first_after_only_an_answered_probe_starts_an_attempt() {
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[1].1.delay, Duration::from_secs(30));
     // Past the delay the probes keep their cadence: every 0.5 to 1 s, through its end.
-    let at: Vec<Duration> = probes
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _)| t.duration_since(start))
-        .collect();
+    let at = times(&probes, start);
     assert!(
         at.iter()
             .any(|t| *t >= Duration::from_secs(30) && *t <= Duration::from_secs(31)),
@@ -243,12 +247,7 @@ async fn a_probe_slow_to_go_unanswered_does_not_stretch_the_cadence() {
     let (layer, _, _) = layer_30s();
     let (_handle, _response, start) = first_attempt_refused(layer.probe(slow)).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let at: Vec<Duration> = sent
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _)| t.duration_since(start))
-        .collect();
+    let at = times(&sent, start);
     assert!(at.len() >= 59, "{} probes sent in 60 s: {at:?}", at.len());
     for pair in at.windows(2) {
         let gap = pair[1] - pair[0];
@@ -275,12 +274,7 @@ async fn before_probe_first_after_every_delay_ends_in_an_attempt() {
         handle.next_request().await.unwrap().1.send_error(refused());
     }
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let at: Vec<Duration> = attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _)| t.duration_since(start))
-        .collect();
+    let at = times(&attempts, start);
     assert_eq!(
         at,
         [ms(0), ms(1_000), ms(2_000)],
@@ -306,12 +300,7 @@ async fn a_server_that_answers_probes_but_refuses_is_retried_on_the_ladder() {
         error.kind(),
         mirror_reconnect::backoff::error::RetryErrorKind::Exhausted
     );
-    let at: Vec<Duration> = attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _)| t.duration_since(start))
-        .collect();
+    let at = times(&attempts, start);
     assert_eq!(at.len(), 4, "{at:?}");
     // The first probe (0.5 to 1 s in) starts attempt 2; it is refused all the same,
     // so the next delays are waited out in full (each then checked by one probe).

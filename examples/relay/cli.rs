@@ -201,6 +201,14 @@ fn parse_input(url: &str) -> Result<Input, UsageError> {
     }
 }
 
+/// Whether an `srt://` URL asks for a packet filter (a URL that does not parse is
+/// said elsewhere).
+fn has_packet_filter(url: &str) -> bool {
+    url.starts_with("srt://")
+        && mirror_reconnect::protocol::srt::srt_target(url)
+            .is_ok_and(|t| t.parameters.contains_key("packetfilter"))
+}
+
 fn parse_output(url: &str) -> Result<Output, UsageError> {
     if url == "-" {
         Ok(Output::Stdout)
@@ -389,6 +397,16 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         (false, [input, output]) => {
             args.input = Some(parse_input(input)?);
             args.output = Some(parse_output(output)?);
+            if args.srt_backend == SrtBackend::SrtTokio {
+                for (what, url) in [("input", input), ("output", output)] {
+                    if has_packet_filter(url) {
+                        return Err(usage(format!(
+                            "{what}: packetfilter (FEC) needs --srt-backend libsrt; srt-tokio \
+                             has no packet filters"
+                        )));
+                    }
+                }
+            }
         }
         (false, []) => return Err(usage("missing INPUT and OUTPUT (or --demo)")),
         (false, [_]) => return Err(usage("missing OUTPUT")),

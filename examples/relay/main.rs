@@ -236,12 +236,6 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
             let target = srt_target(url).map_err(|e| usage(format!("input: {e}")))?;
             let passive = target.parameters.get("mode").map(String::as_str) == Some("listener");
             match args.srt_backend {
-                cli::SrtBackend::SrtTokio if target.parameters.contains_key("packetfilter") => {
-                    Err(usage(
-                        "input: packetfilter (FEC) needs --srt-backend libsrt; srt-tokio has \
-                         no packet filters",
-                    ))
-                }
                 cli::SrtBackend::SrtTokio => {
                     let connector = SrtConnector::new();
                     // A caller probes its listener while it waits out a backoff delay.

@@ -189,13 +189,6 @@ impl SrtOutput {
         let (link, stopping) = (Arc::clone(&shared), stop.clone());
         let task = match backend {
             cli::SrtBackend::SrtTokio => {
-                if target.parameters.contains_key("packetfilter") {
-                    return Err(
-                        "packetfilter (FEC) needs --srt-backend libsrt; srt-tokio has no \
-                         packet filters"
-                            .into(),
-                    );
-                }
                 tokio::spawn(run_srt_output(SrtConnector::new(), target, link, stopping))
             }
             #[cfg(feature = "libsrt")]

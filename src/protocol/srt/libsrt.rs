@@ -262,7 +262,6 @@ impl Described {
             None => match e.io_kind() {
                 std::io::ErrorKind::TimedOut => ConnectErrorKind::TimedOut,
                 std::io::ErrorKind::InvalidInput => ConnectErrorKind::InvalidTarget,
-                std::io::ErrorKind::AddrInUse => ConnectErrorKind::Unreachable,
                 _ => ConnectErrorKind::Unreachable,
             },
         };
