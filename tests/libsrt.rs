@@ -488,7 +488,10 @@ async fn a_libsrt_caller_is_back_after_its_listener_is_killed_and_restarted() {
 async fn an_srt_tokio_caller_streams_into_the_libsrt_listener() {
     let port = free_udp_port();
     let connector = LibSrtConnector::new();
-    let address = connector.listen(([127, 0, 0, 1], port).into()).unwrap();
+    let address = connector
+        .listen(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap();
     let target = srt_target(&format!(
         "srt://127.0.0.1:{port}?mode=listener&streamid=cam1"
     ))
@@ -603,4 +606,35 @@ async fn a_sending_connection_hears_its_receiver_through_acks() {
     read_for(&mut connection, Duration::from_millis(300)).await;
     let heard = connection.statistics().received_packets;
     assert!(heard > 0, "a sender hears nothing of its receiver: {heard}");
+}
+
+#[tokio::test]
+async fn a_libsrt_rendezvous_with_srt_live_transmit_streams_both_ways_up() {
+    let ours = free_udp_port();
+    let theirs = free_udp_port();
+    // srt-live-transmit dials our port from its own (`port=`), as we dial its.
+    let _peer = live_transmit(&format!(
+        "srt://127.0.0.1:{ours}?mode=rendezvous&port={theirs}&latency=80"
+    ));
+    let target = srt_target(&format!(
+        "srt://127.0.0.1:{theirs}?mode=rendezvous&local_port={ours}&latency=80"
+    ))
+    .unwrap();
+    let mut connector = LibSrtConnector::new().connect_timeout(Duration::from_secs(2));
+    let mut connection = connect_when_up(&mut connector, &target).await;
+    assert_eq!(
+        connection.mode(),
+        mirror_reconnect::protocol::srt::SrtMode::Rendezvous
+    );
+    let mut numbers = Vec::new();
+    for _ in 0..100 {
+        let packet = tokio::time::timeout(WAIT, connection.next())
+            .await
+            .expect("a packet in time")
+            .expect("the rendezvous goes on")
+            .unwrap();
+        numbers.push(u32::from_be_bytes(packet.payload[..4].try_into().unwrap()));
+    }
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    assert!(connection.rtt().is_some(), "live RTT on a rendezvous too");
 }

@@ -22,8 +22,9 @@ use mirror_reconnect::connection::{Packet, Protocol, Secret, Target};
 use mirror_reconnect::detect::FailureReason;
 use mirror_reconnect::driver::EventType;
 use mirror_reconnect::error::ConnectErrorKind;
-use mirror_reconnect::protocol::srt::SrtConnector;
-use support::srt::{connect_error_in, fast_config, free_udp_port, have, ChildGuard, Recorder};
+use support::srt::{
+    connect_error_in, fast_config, free_udp_port, have, on_both_connectors, ChildGuard, Recorder,
+};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
@@ -127,236 +128,238 @@ fn listener_target(stream_id: &str, port: u16) -> Target {
         .parameter("latency", "40")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libsrt_caller_killed_and_restarted_into_our_listener_with_ffmpeg_ts() {
-    require_tools();
-    assert!(have("ffmpeg"), "ffmpeg is missing: apt-get install ffmpeg");
-    let srt_port = free_udp_port();
-    let udp_in = free_udp_port();
-    let _ffmpeg = ffmpeg_ts(udp_in);
+on_both_connectors! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn libsrt_caller_killed_and_restarted_into_our_listener_with_ffmpeg_ts() {
+        require_tools();
+        assert!(have("ffmpeg"), "ffmpeg is missing: apt-get install ffmpeg");
+        let srt_port = free_udp_port();
+        let udp_in = free_udp_port();
+        let _ffmpeg = ffmpeg_ts(udp_in);
 
-    let target = listener_target("cam1", srt_port);
-    let mut packets = fast_config().reconnecting(SrtConnector::new(), target);
-    let events = Recorder::attach(packets.event_bus());
-    let caller_uri = format!("srt://127.0.0.1:{srt_port}?streamid=cam1&latency=40");
-    let input = format!("udp://:{udp_in}");
+        let target = listener_target("cam1", srt_port);
+        let mut packets = fast_config().reconnecting(Under::new(), target);
+        let events = Recorder::attach(packets.event_bus());
+        let caller_uri = format!("srt://127.0.0.1:{srt_port}?streamid=cam1&latency=40");
+        let input = format!("udp://:{udp_in}");
 
-    const RESTARTS: usize = 3;
-    let mut figures = Vec::new();
-    let mut ts_packets = 0usize;
-    for run in 0..=RESTARTS {
-        let started = Instant::now();
-        let mut caller = live_transmit("srt-live-transmit caller", &input, &caller_uri);
-        // The stream flows again: MPEG-TS through SRT and the whole stack, from a new
-        // connection (not what was still buffered from the old one).
-        let mut checked = 0;
-        while checked < 100 || events.count(EventType::ReconnectionSucceeded) < run {
+        const RESTARTS: usize = 3;
+        let mut figures = Vec::new();
+        let mut ts_packets = 0usize;
+        for run in 0..=RESTARTS {
+            let started = Instant::now();
+            let mut caller = live_transmit("srt-live-transmit caller", &input, &caller_uri);
+            // The stream flows again: MPEG-TS through SRT and the whole stack, from a new
+            // connection (not what was still buffered from the old one).
+            let mut checked = 0;
+            while checked < 100 || events.count(EventType::ReconnectionSucceeded) < run {
+                let packet = timeout(WAIT, packets.next())
+                    .await
+                    .expect("no packet after (re)starting the caller")
+                    .expect("stream ended")
+                    .unwrap();
+                assert_ts(&packet);
+                ts_packets += packet.payload.len() / TS;
+                checked += 1;
+            }
+            let connected = if run == 0 {
+                started.elapsed()
+            } else {
+                let (at, _) = events
+                    .timed()
+                    .into_iter()
+                    .filter(|(_, e)| e.event_type == EventType::ReconnectionSucceeded)
+                    .nth(run - 1)
+                    .unwrap();
+                at.saturating_duration_since(started)
+            };
+            assert!(caller.is_running(), "srt-live-transmit exited early");
+            figures.push(connected);
+            println!("run {run}: streaming {connected:?} after starting the caller");
+            // SIGKILL: no SRT shutdown, the peer just vanishes.
+            caller.kill();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("{ts_packets} TS packets checked; start-to-first-packet: {figures:?}");
+        // Every kill was noticed, every restart reconnected.
+        let timeline = events.all();
+        assert_eq!(
+            events.count(EventType::ReconnectionSucceeded),
+            RESTARTS,
+            "{timeline:#?}"
+        );
+        assert!(events.count(EventType::FailureDetected) >= RESTARTS);
+        assert_eq!(events.count(EventType::ReconnectionFailed), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn our_caller_into_a_libsrt_listener_killed_and_restarted() {
+        require_tools();
+        let srt_port = free_udp_port();
+        let udp_in = free_udp_port();
+        let feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
+        let listener_uri = format!("srt://:{srt_port}?mode=listener&latency=40");
+        let input = format!("udp://:{udp_in}");
+
+        let target = Target::new("cam2", Protocol::Srt)
+            .address(SocketAddr::from(([127, 0, 0, 1], srt_port)))
+            .parameter("latency", "40")
+            .parameter("connect_timeout", "500");
+        let mut packets = fast_config().reconnecting(Under::new(), target);
+        let events = Recorder::attach(packets.event_bus());
+
+        const RESTARTS: usize = 3;
+        for run in 0..=RESTARTS {
+            let started = Instant::now();
+            let mut listener = live_transmit("srt-live-transmit listener", &input, &listener_uri);
+            let mut last = None;
+            let mut checked = 0;
+            while checked < 100 || events.count(EventType::ReconnectionSucceeded) < run {
+                let packet = timeout(WAIT, packets.next())
+                    .await
+                    .expect("no packet after (re)starting the listener")
+                    .expect("stream ended")
+                    .unwrap();
+                assert_ts(&packet);
+                // Datagram numbers only go up within a connection; a new connection
+                // starts from wherever the feed is.
+                let n = u32::from_be_bytes(packet.payload[4..8].try_into().unwrap());
+                if let Some(prev) = last {
+                    assert!(n > prev, "out of order: {n} after {prev}");
+                }
+                last = Some(n);
+                checked += 1;
+            }
+            println!(
+                "run {run}: streaming {:?} after starting the listener",
+                started.elapsed()
+            );
+            assert!(listener.is_running());
+            listener.kill();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("{} datagrams fed", feed.sent.load(Ordering::Relaxed));
+        assert_eq!(events.count(EventType::ReconnectionSucceeded), RESTARTS);
+        assert_eq!(events.count(EventType::ReconnectionFailed), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connected_caller_that_stops_sending_is_caught_as_silence_before_srt_idle_timeout() {
+        require_tools();
+        let srt_port = free_udp_port();
+        let udp_in = free_udp_port();
+        let feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
+        let target = listener_target("quiet", srt_port);
+        let mut packets = fast_config().reconnecting(Under::new(), target);
+        let events = Recorder::attach(packets.event_bus());
+        let mut caller = live_transmit(
+            "srt-live-transmit caller",
+            &format!("udp://:{udp_in}"),
+            &format!("srt://127.0.0.1:{srt_port}?streamid=quiet&latency=40"),
+        );
+        // Long enough for the detector to learn the stream's rhythm.
+        for _ in 0..500 {
             let packet = timeout(WAIT, packets.next())
                 .await
-                .expect("no packet after (re)starting the caller")
-                .expect("stream ended")
+                .unwrap()
+                .unwrap()
                 .unwrap();
             assert_ts(&packet);
-            ts_packets += packet.payload.len() / TS;
-            checked += 1;
         }
-        let connected = if run == 0 {
-            started.elapsed()
-        } else {
-            let (at, _) = events
+        // The encoder stalls; srt-live-transmit stays connected (keep-alives flow).
+        feed.pause();
+        let stopped = Instant::now();
+        let detected = loop {
+            // Drain what was in flight; the stream itself stays quiet.
+            let _ = timeout(Duration::from_millis(5), packets.next()).await;
+            if let Some(found) = events
                 .timed()
                 .into_iter()
-                .filter(|(_, e)| e.event_type == EventType::ReconnectionSucceeded)
-                .nth(run - 1)
-                .unwrap();
-            at.saturating_duration_since(started)
+                .find(|(_, e)| e.event_type == EventType::FailureDetected)
+            {
+                break found;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(10),
+                "silence never detected"
+            );
         };
-        assert!(caller.is_running(), "srt-live-transmit exited early");
-        figures.push(connected);
-        println!("run {run}: streaming {connected:?} after starting the caller");
-        // SIGKILL: no SRT shutdown, the peer just vanishes.
-        caller.kill();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (at, event) = detected;
+        let took = at.saturating_duration_since(stopped);
+        let details = event.error.clone().unwrap_or_default();
+        println!("silence detected {took:?} after the feed stopped: {details}");
+        assert_eq!(event.reason, Some(FailureReason::Timeout));
+        assert!(details.contains("silence"), "{details}");
+        assert!(
+            took < Duration::from_millis(2500),
+            "detected after {took:?}: not well before SRT's 5 s idle timeout"
+        );
+        assert!(caller.is_running(), "the caller stayed connected");
     }
-    println!("{ts_packets} TS packets checked; start-to-first-packet: {figures:?}");
-    // Every kill was noticed, every restart reconnected.
-    let timeline = events.all();
-    assert_eq!(
-        events.count(EventType::ReconnectionSucceeded),
-        RESTARTS,
-        "{timeline:#?}"
-    );
-    assert!(events.count(EventType::FailureDetected) >= RESTARTS);
-    assert_eq!(events.count(EventType::ReconnectionFailed), 0);
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_caller_into_a_libsrt_listener_killed_and_restarted() {
-    require_tools();
-    let srt_port = free_udp_port();
-    let udp_in = free_udp_port();
-    let feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
-    let listener_uri = format!("srt://:{srt_port}?mode=listener&latency=40");
-    let input = format!("udp://:{udp_in}");
-
-    let target = Target::new("cam2", Protocol::Srt)
-        .address(SocketAddr::from(([127, 0, 0, 1], srt_port)))
-        .parameter("latency", "40")
-        .parameter("connect_timeout", "500");
-    let mut packets = fast_config().reconnecting(SrtConnector::new(), target);
-    let events = Recorder::attach(packets.event_bus());
-
-    const RESTARTS: usize = 3;
-    for run in 0..=RESTARTS {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_passphrase_against_libsrt_fails_once() {
+        require_tools();
+        let srt_port = free_udp_port();
+        let udp_in = free_udp_port();
+        let _feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
+        let _listener = live_transmit(
+            "srt-live-transmit listener",
+            &format!("udp://:{udp_in}"),
+            &format!("srt://:{srt_port}?mode=listener&passphrase=correct-horse-battery"),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let target = Target::new("locked", Protocol::Srt)
+            .address(SocketAddr::from(([127, 0, 0, 1], srt_port)))
+            .passphrase(Secret::new("wrong-horse-battery"));
+        let mut packets = fast_config().reconnecting(Under::new(), target);
+        let events = Recorder::attach(packets.event_bus());
         let started = Instant::now();
-        let mut listener = live_transmit("srt-live-transmit listener", &input, &listener_uri);
-        let mut last = None;
-        let mut checked = 0;
-        while checked < 100 || events.count(EventType::ReconnectionSucceeded) < run {
+        let error = timeout(WAIT, packets.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect_err("a wrong passphrase is refused");
+        println!("refused after {:?}: {error}", started.elapsed());
+        let connect = connect_error_in(&error).unwrap();
+        assert_eq!(connect.kind(), ConnectErrorKind::Unauthorized, "{error}");
+        assert!(!connect.is_retryable());
+        assert!(packets.next().await.is_none());
+        assert_eq!(
+            events.count(EventType::ReconnectionAttempt),
+            1,
+            "no retry storm"
+        );
+        let failed = events.of(EventType::ReconnectionFailed);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].attempt, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn libsrt_caller_with_the_right_passphrase_into_our_encrypted_listener() {
+        require_tools();
+        let srt_port = free_udp_port();
+        let udp_in = free_udp_port();
+        let _feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
+        let target = listener_target("enc", srt_port).passphrase(Secret::new("correct-horse-battery"));
+        let mut packets = fast_config().reconnecting(Under::new(), target);
+        let _caller = live_transmit(
+            "srt-live-transmit caller",
+            &format!("udp://:{udp_in}"),
+            &format!(
+                "srt://127.0.0.1:{srt_port}?streamid=enc&latency=40&passphrase=correct-horse-battery&pbkeylen=16"
+            ),
+        );
+        for _ in 0..200 {
             let packet = timeout(WAIT, packets.next())
                 .await
-                .expect("no packet after (re)starting the listener")
-                .expect("stream ended")
+                .expect("no decrypted packet")
+                .unwrap()
                 .unwrap();
             assert_ts(&packet);
-            // Datagram numbers only go up within a connection; a new connection
-            // starts from wherever the feed is.
-            let n = u32::from_be_bytes(packet.payload[4..8].try_into().unwrap());
-            if let Some(prev) = last {
-                assert!(n > prev, "out of order: {n} after {prev}");
-            }
-            last = Some(n);
-            checked += 1;
         }
-        println!(
-            "run {run}: streaming {:?} after starting the listener",
-            started.elapsed()
-        );
-        assert!(listener.is_running());
-        listener.kill();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let health = packets.health().unwrap().check_health();
+        println!("encrypted interop: {health:?}");
+        assert_eq!(health.error_count, 0, "every packet decrypted");
     }
-    println!("{} datagrams fed", feed.sent.load(Ordering::Relaxed));
-    assert_eq!(events.count(EventType::ReconnectionSucceeded), RESTARTS);
-    assert_eq!(events.count(EventType::ReconnectionFailed), 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connected_caller_that_stops_sending_is_caught_as_silence_before_srt_idle_timeout() {
-    require_tools();
-    let srt_port = free_udp_port();
-    let udp_in = free_udp_port();
-    let feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
-    let target = listener_target("quiet", srt_port);
-    let mut packets = fast_config().reconnecting(SrtConnector::new(), target);
-    let events = Recorder::attach(packets.event_bus());
-    let mut caller = live_transmit(
-        "srt-live-transmit caller",
-        &format!("udp://:{udp_in}"),
-        &format!("srt://127.0.0.1:{srt_port}?streamid=quiet&latency=40"),
-    );
-    // Long enough for the detector to learn the stream's rhythm.
-    for _ in 0..500 {
-        let packet = timeout(WAIT, packets.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_ts(&packet);
-    }
-    // The encoder stalls; srt-live-transmit stays connected (keep-alives flow).
-    feed.pause();
-    let stopped = Instant::now();
-    let detected = loop {
-        // Drain what was in flight; the stream itself stays quiet.
-        let _ = timeout(Duration::from_millis(5), packets.next()).await;
-        if let Some(found) = events
-            .timed()
-            .into_iter()
-            .find(|(_, e)| e.event_type == EventType::FailureDetected)
-        {
-            break found;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(10),
-            "silence never detected"
-        );
-    };
-    let (at, event) = detected;
-    let took = at.saturating_duration_since(stopped);
-    let details = event.error.clone().unwrap_or_default();
-    println!("silence detected {took:?} after the feed stopped: {details}");
-    assert_eq!(event.reason, Some(FailureReason::Timeout));
-    assert!(details.contains("silence"), "{details}");
-    assert!(
-        took < Duration::from_millis(2500),
-        "detected after {took:?}: not well before SRT's 5 s idle timeout"
-    );
-    assert!(caller.is_running(), "the caller stayed connected");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_passphrase_against_libsrt_fails_once() {
-    require_tools();
-    let srt_port = free_udp_port();
-    let udp_in = free_udp_port();
-    let _feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
-    let _listener = live_transmit(
-        "srt-live-transmit listener",
-        &format!("udp://:{udp_in}"),
-        &format!("srt://:{srt_port}?mode=listener&passphrase=correct-horse-battery"),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let target = Target::new("locked", Protocol::Srt)
-        .address(SocketAddr::from(([127, 0, 0, 1], srt_port)))
-        .passphrase(Secret::new("wrong-horse-battery"));
-    let mut packets = fast_config().reconnecting(SrtConnector::new(), target);
-    let events = Recorder::attach(packets.event_bus());
-    let started = Instant::now();
-    let error = timeout(WAIT, packets.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .expect_err("a wrong passphrase is refused");
-    println!("refused after {:?}: {error}", started.elapsed());
-    let connect = connect_error_in(&error).unwrap();
-    assert_eq!(connect.kind(), ConnectErrorKind::Unauthorized, "{error}");
-    assert!(!connect.is_retryable());
-    assert!(packets.next().await.is_none());
-    assert_eq!(
-        events.count(EventType::ReconnectionAttempt),
-        1,
-        "no retry storm"
-    );
-    let failed = events.of(EventType::ReconnectionFailed);
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].attempt, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libsrt_caller_with_the_right_passphrase_into_our_encrypted_listener() {
-    require_tools();
-    let srt_port = free_udp_port();
-    let udp_in = free_udp_port();
-    let _feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], udp_in)));
-    let target = listener_target("enc", srt_port).passphrase(Secret::new("correct-horse-battery"));
-    let mut packets = fast_config().reconnecting(SrtConnector::new(), target);
-    let _caller = live_transmit(
-        "srt-live-transmit caller",
-        &format!("udp://:{udp_in}"),
-        &format!(
-            "srt://127.0.0.1:{srt_port}?streamid=enc&latency=40&passphrase=correct-horse-battery&pbkeylen=16"
-        ),
-    );
-    for _ in 0..200 {
-        let packet = timeout(WAIT, packets.next())
-            .await
-            .expect("no decrypted packet")
-            .unwrap()
-            .unwrap();
-        assert_ts(&packet);
-    }
-    let health = packets.health().unwrap().check_health();
-    println!("encrypted interop: {health:?}");
-    assert_eq!(health.error_count, 0, "every packet decrypted");
 }

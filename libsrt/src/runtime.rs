@@ -258,6 +258,12 @@ impl Interest {
         }
     }
 
+    /// Wake the reader and the writer as an error would (the socket was closed here):
+    /// their next call fails instead of waiting for an event that cannot come.
+    pub(crate) fn wake_all(&self) {
+        self.wake(sys::SRT_EPOLL_ERR);
+    }
+
     /// Whether a read is worth trying; if not, `waker` is woken when it is.
     pub(crate) fn read_turn(&self, waker: &Waker) -> ReadTurn {
         let mut state = lock(&self.state);

@@ -259,6 +259,7 @@ pub struct Socket {
     id: sys::SRTSOCKET,
     interest: Arc<Interest>,
     runtime: Arc<Runtime>,
+    closed: bool,
 }
 
 impl fmt::Debug for Socket {
@@ -422,6 +423,7 @@ impl Socket {
             id,
             interest,
             runtime,
+            closed: false,
         })
     }
 
@@ -503,6 +505,12 @@ impl Socket {
     pub fn set_passphrase(&self, passphrase: &str) -> Result<()> {
         check_passphrase(passphrase)?;
         set_string(self.id, sys::SRTO_PASSPHRASE, passphrase, "passphrase")
+    }
+
+    /// The key length in force, in bytes (`SRTO_PBKEYLEN`): on a connected socket,
+    /// the one agreed with the peer; 0 when unencrypted or not yet decided.
+    pub fn key_length(&self) -> Result<i32> {
+        get_int(self.id, sys::SRTO_PBKEYLEN, "pbkeylen")
     }
 
     /// The key length, 16, 24 or 32 bytes (`SRTO_PBKEYLEN`).
@@ -705,6 +713,37 @@ impl Socket {
         get_int(self.id, sys::SRTO_EVENT, "event").map_or(true, |now| now & events != 0)
     }
 
+    /// How many packets libsrt holds in the receive buffer (`SRTO_RCVDATA`), ready to
+    /// read or waiting for their play time. A connection that broke keeps them: they
+    /// become readable at their play time, until libsrt closes the socket.
+    pub fn receive_buffered(&self) -> Result<usize> {
+        let n = get_int(self.id, sys::SRTO_RCVDATA, "rcvdata")?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// How many packets libsrt still holds to send (`SRTO_SNDDATA`): sent but not yet
+    /// acknowledged, or not yet sent.
+    pub fn send_buffered(&self) -> Result<usize> {
+        let n = get_int(self.id, sys::SRTO_SNDDATA, "snddata")?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Close the socket now (`srt_close`): a connected peer is sent SRT's shutdown.
+    /// What libsrt still had to send is dropped (live mode lingers not); wait for
+    /// [`send_buffered`](Self::send_buffered) to reach zero first to keep it. Every
+    /// later call on the socket fails; dropping a closed socket does nothing more.
+    pub fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        filters().retain(|(id, _)| *id != self.id);
+        self.runtime.deregister(self.id);
+        // SAFETY: the socket is owned by self and no longer watched; closing an id
+        // libsrt already broke is an error, not UB. `closed` makes this the only call.
+        unsafe { sys::srt_close(self.id) };
+        self.interest.wake_all();
+    }
+
     /// Receive one message if one is ready.
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<Message> {
         let mut control = sys::SRT_MSGCTRL::default();
@@ -794,11 +833,7 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        filters().retain(|(id, _)| *id != self.id);
-        self.runtime.deregister(self.id);
-        // SAFETY: the socket is owned by self and no longer watched; closing an id
-        // libsrt already broke is an error, not UB.
-        unsafe { sys::srt_close(self.id) };
+        self.close();
     }
 }
 

@@ -154,3 +154,33 @@ pub fn ffmpeg_test_pattern(output: &str) -> ChildGuard {
         .expect("ffmpeg runs (scripts/test.sh installs it)");
     ChildGuard::new("ffmpeg", child)
 }
+
+/// Each test written once, run on both SRT connectors: in `mod on_srt_tokio` with
+/// `Under` = `SrtConnector` and `UnderConnection` = `SrtConnection`, and (feature
+/// `libsrt`) in `mod on_libsrt` with `LibSrtConnector` / `LibSrtConnection`. The bodies see
+/// the test file's items through `use super::*`.
+#[allow(unused_macros)]
+macro_rules! on_both_connectors {
+    ($($(#[$attr:meta])* async fn $name:ident() $body:block)*) => {
+        mod on_srt_tokio {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use mirror_reconnect::protocol::srt::{
+                SrtConnection as UnderConnection, SrtConnector as Under,
+            };
+            $($(#[$attr])* async fn $name() $body)*
+        }
+        #[cfg(feature = "libsrt")]
+        mod on_libsrt {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use mirror_reconnect::protocol::srt::{
+                LibSrtConnection as UnderConnection, LibSrtConnector as Under,
+            };
+            $($(#[$attr])* async fn $name() $body)*
+        }
+    };
+}
+pub(crate) use on_both_connectors;

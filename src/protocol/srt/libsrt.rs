@@ -55,6 +55,25 @@ const STATS_EVERY: u32 = 64;
 /// often (reading them takes libsrt's locks: not once per packet).
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How often a connection that broke with packets still buffered tries them again
+/// (they become readable at their play time; libsrt signals nothing on a broken
+/// socket).
+const DRAIN_RETRY: Duration = Duration::from_millis(5);
+
+/// How long closing waits at most for libsrt to deliver what it still has to send.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// How long past the receive latency a broken connection's buffer is read for.
+const DRAIN_GRACE: Duration = Duration::from_millis(100);
+
+/// A connection that broke with packets still in libsrt's receive buffer: they are
+/// read as their play time comes, then the stream ends with `end`.
+struct Drain {
+    until: Instant,
+    retry: Pin<Box<tokio::time::Sleep>>,
+    end: Option<ConnectionError>,
+}
+
 /// The SRT connector on libsrt: a [`Service`] that turns a [`Target`] into a live
 /// [`LibSrtConnection`].
 ///
@@ -112,8 +131,10 @@ impl LibSrtConnector {
     }
 
     /// Bind the listener for `address` now, with the connector's defaults, and return
-    /// the address it is bound to. Listener targets for `address` then accept on it.
-    pub fn listen(&self, address: SocketAddr) -> Result<SocketAddr, ConnectError> {
+    /// the address it is bound to (useful with port 0). Listener targets for either
+    /// address then accept on it. Binding does not wait; the method is `async` so that
+    /// it is called as [`SrtConnector::listen`](super::SrtConnector::listen) is.
+    pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, ConnectError> {
         let target = Target::new("", Protocol::Srt)
             .address(address)
             .parameter("mode", "listener");
@@ -137,7 +158,7 @@ impl LibSrtConnector {
         let what = Described::new(&params);
         if params.mode == SrtMode::Listener {
             let shared = self.shared_listener(&params).map_err(|e| what.error(&e))?;
-            let accept = shared.accept(params.stream_id.clone(), params.passphrase.clone());
+            let accept = accept_caller(&shared, &params);
             let accepted = match params.connect_timeout {
                 Some(limit) => tokio::time::timeout(limit, accept).await.map_err(|_| {
                     ConnectError::new(
@@ -153,13 +174,17 @@ impl LibSrtConnector {
                     format!("{what}: the listening socket stopped"),
                 )
             })?;
-            return Ok(LibSrtConnection::new(
-                socket,
-                &target,
-                params.mode,
-                peer,
-                &params,
-            ));
+            let mut connection = LibSrtConnection::new(socket, &target, params.mode, peer, &params);
+            // An accepted socket reports the wildcard address; the listener knows which.
+            let listening = shared.local_addr();
+            if connection
+                .state
+                .local_addr
+                .is_none_or(|a| a.ip().is_unspecified())
+            {
+                connection.state.local_addr = Some(listening);
+            }
+            return Ok(connection);
         }
         let socket = Socket::new().map_err(|e| what.error(&e))?;
         configure(&socket, &params, true).map_err(|e| what.error(&e))?;
@@ -195,6 +220,47 @@ impl LibSrtConnector {
             params.address,
             &params,
         ))
+    }
+}
+
+/// The key length `params` require of callers, in bytes, when they set one with a
+/// passphrase.
+fn required_key_length(params: &SrtParams) -> Option<i32> {
+    params.passphrase.as_ref()?;
+    match params.key_size {
+        KeySize::AES128 => Some(16),
+        KeySize::AES192 => Some(24),
+        KeySize::AES256 => Some(32),
+        KeySize::Unspecified => None,
+    }
+}
+
+/// The next caller of `params`' stream on `shared`. libsrt lets a caller's key length
+/// win over the listener's; a listener that sets `pbkeylen` means it, so a caller
+/// that chose a different one is closed (it sees its connection end at once) and the
+/// next one awaited.
+async fn accept_caller(
+    shared: &Shared,
+    params: &SrtParams,
+) -> Result<super::libsrt_listener::Accepted, super::libsrt_listener::ListenerStopped> {
+    let required = required_key_length(params);
+    loop {
+        let accepted = shared
+            .accept(params.stream_id.clone(), params.passphrase.clone())
+            .await?;
+        let Some(bytes) = required else {
+            return Ok(accepted);
+        };
+        match accepted.0.key_length() {
+            Ok(agreed) if agreed == bytes => return Ok(accepted),
+            agreed => tracing::warn!(
+                stream_id = params.stream_id.as_deref().unwrap_or(""),
+                peer = %accepted.1,
+                key_length = ?agreed.ok(),
+                required = bytes,
+                "SRT caller closed: its key length is not the pbkeylen this listener requires"
+            ),
+        }
     }
 }
 
@@ -338,6 +404,9 @@ pub struct LibSrtConnection {
     buf: Box<[u8; MAX_PAYLOAD]>,
     last_life: Instant,
     pending_send: Option<Bytes>,
+    drain: Option<Drain>,
+    linger_until: Option<Instant>,
+    retry: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
 }
 
@@ -390,6 +459,9 @@ impl LibSrtConnection {
             buf: Box::new([0; MAX_PAYLOAD]),
             last_life: Instant::now(),
             pending_send: None,
+            drain: None,
+            linger_until: None,
+            retry: None,
             ended: false,
         };
         connection.refresh_statistics();
@@ -404,6 +476,18 @@ impl LibSrtConnection {
     /// The peer's address.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.state.remote_addr
+    }
+
+    /// The peer-idle timeout in force: libsrt ends the connection after this long
+    /// without a packet from the peer.
+    pub fn peer_idle_timeout(&self) -> Duration {
+        self.peer_idle_timeout
+    }
+
+    /// The latency libsrt agreed with the peer for delivery to us (libsrt's
+    /// `SRTO_RCVLATENCY`); zero when libsrt cannot say.
+    pub fn latency(&self) -> Duration {
+        self.socket.receive_latency().unwrap_or_default()
     }
 
     /// The packet filter in force (`fec,…`), when there is one.
@@ -490,16 +574,74 @@ impl LibSrtConnection {
         Some(Err(undecryptable()))
     }
 
-    /// The connection broke: a vanished peer is an error, a closed one a plain end.
-    fn ended_item(
-        &mut self,
-        error: &mirror_libsrt::Error,
-    ) -> Option<Result<Packet, ConnectionError>> {
-        self.ended = true;
+    /// How the stream ends when the connection broke now: a vanished peer is an
+    /// error, a closed one a plain end.
+    fn end_for(&mut self, error: &mirror_libsrt::Error) -> Option<ConnectionError> {
         self.refresh_statistics();
         let silent = Instant::now().saturating_duration_since(self.last_life);
         tracing::debug!(stream_id = %self.state.stream_id, %error, "libsrt connection broke");
-        end_of_connection(&self.state.stream_id, silent, self.peer_idle_timeout).map(Err)
+        end_of_connection(&self.state.stream_id, silent, self.peer_idle_timeout)
+    }
+
+    fn packet(&mut self, message: &mirror_libsrt::Message) -> Packet {
+        let now = Instant::now();
+        self.last_life = now;
+        let len = message.len.min(self.buf.len());
+        let packet = Packet::new(Bytes::copy_from_slice(&self.buf[..len]), now);
+        match message.sequence {
+            Some(sequence) => packet.with_sequence(Sequence::srt(sequence)),
+            None => packet,
+        }
+    }
+
+    /// The connection broke. libsrt keeps what it received but has not yet played
+    /// (a peer that closes right after its last packet leaves up to one latency of
+    /// them): read them at their play time before ending.
+    fn broke(
+        &mut self,
+        cx: &mut Context<'_>,
+        error: &mirror_libsrt::Error,
+    ) -> Poll<Option<Result<Packet, ConnectionError>>> {
+        let end = self.end_for(error);
+        if self.socket.receive_buffered().unwrap_or(0) == 0 {
+            self.ended = true;
+            return Poll::Ready(end.map(Err));
+        }
+        let latency = self
+            .socket
+            .receive_latency()
+            .unwrap_or(Duration::from_millis(120));
+        let now = Instant::now();
+        self.drain = Some(Drain {
+            until: now + latency + DRAIN_GRACE,
+            retry: Box::pin(tokio::time::sleep_until(now)),
+            end,
+        });
+        self.poll_drain(cx)
+    }
+
+    fn poll_drain(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Packet, ConnectionError>>> {
+        loop {
+            if let Ok(message) = self.socket.try_recv(&mut self.buf[..]) {
+                return Poll::Ready(Some(Ok(self.packet(&message))));
+            }
+            let now = Instant::now();
+            let empty = self.socket.receive_buffered().unwrap_or(0) == 0;
+            let Some(drain) = self.drain.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if empty || now >= drain.until {
+                self.ended = true;
+                return Poll::Ready(self.drain.take().and_then(|d| d.end).map(Err));
+            }
+            drain.retry.as_mut().reset(now + DRAIN_RETRY);
+            if drain.retry.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
     }
 }
 
@@ -518,18 +660,12 @@ impl Stream for LibSrtConnection {
         if !this.stats_seen || this.polls_since_stats >= STATS_EVERY {
             this.refresh_statistics();
         }
+        if this.drain.is_some() {
+            return this.poll_drain(cx);
+        }
         match this.socket.poll_recv(cx, &mut this.buf[..]) {
-            Poll::Ready(Ok(message)) => {
-                let now = Instant::now();
-                this.last_life = now;
-                let len = message.len.min(this.buf.len());
-                let mut packet = Packet::new(Bytes::copy_from_slice(&this.buf[..len]), now);
-                if let Some(sequence) = message.sequence {
-                    packet = packet.with_sequence(Sequence::srt(sequence));
-                }
-                Poll::Ready(Some(Ok(packet)))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(this.ended_item(&error)),
+            Poll::Ready(Ok(message)) => Poll::Ready(Some(Ok(this.packet(&message)))),
+            Poll::Ready(Err(error)) => this.broke(cx, &error),
             Poll::Pending => {
                 if this.stats_read_at.elapsed() >= STATS_INTERVAL {
                     this.refresh_statistics();
@@ -596,7 +732,27 @@ impl Sink<Bytes> for LibSrtConnection {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.poll_flush(cx)
+    /// Flush, give libsrt up to [`CLOSE_LINGER`] to deliver what it still holds to
+    /// send, then close: the peer gets SRT's shutdown and the stream ends.
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        std::task::ready!(self.as_mut().poll_flush(cx))?;
+        let this = &mut *self;
+        let until = *this
+            .linger_until
+            .get_or_insert(Instant::now() + CLOSE_LINGER);
+        loop {
+            let now = Instant::now();
+            if now >= until || this.socket.send_buffered().unwrap_or(0) == 0 {
+                break;
+            }
+            let retry = this
+                .retry
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(now)));
+            retry.as_mut().reset(now + DRAIN_RETRY);
+            std::task::ready!(retry.as_mut().poll(cx));
+        }
+        this.socket.close();
+        this.ended = true;
+        Poll::Ready(Ok(()))
     }
 }

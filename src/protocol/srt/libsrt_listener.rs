@@ -50,20 +50,29 @@ impl fmt::Debug for Listeners {
 
 impl Listeners {
     /// The listener on `address`, bound (by `bind`) if there is none, or if the one
-    /// there stopped. Port 0 binds a new one each time.
+    /// there stopped. A listener bound to the wildcard address serves every address
+    /// of its port, and one bound to a specific address serves the wildcard of its
+    /// port. Port 0 binds a new one, known from then on by the port it got.
     pub(super) fn get_or_bind(
         &self,
         address: SocketAddr,
         bind: impl FnOnce() -> mirror_libsrt::Result<Socket>,
     ) -> mirror_libsrt::Result<Arc<Shared>> {
         let mut all = lock(&self.by_address);
-        if let Some(shared) = all.get(&address).filter(|s| !s.task.is_finished()) {
-            return Ok(Arc::clone(shared));
+        all.retain(|_, shared| !shared.task.is_finished());
+        if address.port() != 0 {
+            let serves = |bound: &SocketAddr| {
+                *bound == address
+                    || (bound.port() == address.port()
+                        && bound.is_ipv4() == address.is_ipv4()
+                        && (bound.ip().is_unspecified() || address.ip().is_unspecified()))
+            };
+            if let Some((_, shared)) = all.iter().find(|(bound, _)| serves(bound)) {
+                return Ok(Arc::clone(shared));
+            }
         }
         let shared = Shared::start(bind()?)?;
-        if address.port() != 0 {
-            all.insert(address, Arc::clone(&shared));
-        }
+        all.insert(shared.local_addr(), Arc::clone(&shared));
         Ok(shared)
     }
 }
