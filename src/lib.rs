@@ -9,6 +9,7 @@ pub mod connection;
 pub mod detect;
 pub mod driver;
 pub mod error;
+pub mod failover;
 pub mod health;
 mod macros;
 pub mod metrics;

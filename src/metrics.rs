@@ -253,7 +253,7 @@ impl StreamMetrics {
                     EventType::ReconnectionSucceeded => FROM_EVENTS_NONE,
                     EventType::ReconnectionFailed => FROM_EVENTS_FAILED,
                     EventType::ReconnectionAborted => FROM_EVENTS_STOPPED,
-                    EventType::BackoffReset => return,
+                    EventType::BackoffReset | EventType::SourceSwitched => return,
                 };
                 seen.store(state, Ordering::Relaxed);
             });

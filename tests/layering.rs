@@ -18,6 +18,8 @@ const FLOORS: &[&[&str]] = &[
     &["backoff", "health", "detect", "restore", "protocol", "sim"],
     // The driver over the layers; Redis behind the state store and the leases.
     &["driver", "redis"],
+    // Backup sources over the driver's streams.
+    &["failover"],
     // Settings, and the metrics reporter that reads health and events.
     &["config", "metrics"],
     // The one place the stack is put together.

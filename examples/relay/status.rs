@@ -29,7 +29,6 @@ impl Tally {
             EventType::Probing => {
                 t.state.store(4, Ordering::Relaxed);
             }
-            EventType::ProbeAnswered | EventType::BackoffReset => {}
             EventType::ReconnectionAttempt => {
                 let _ = t
                     .state
@@ -45,6 +44,9 @@ impl Tally {
             EventType::ReconnectionFailed | EventType::ReconnectionAborted => {
                 t.state.store(3, Ordering::Relaxed);
             }
+            // Probes answered, backoff resets, source switches (and what a later
+            // version adds) leave the state as it is.
+            _ => {}
         });
         tally
     }

@@ -40,3 +40,9 @@ pub const PACKET_LOSS: &str = "mirror_reconnect_packet_loss_ratio";
 pub const LATENCY: &str = "mirror_reconnect_latency_seconds";
 /// Gauge, label `stream_id`: time since the last packet, seconds.
 pub const LAST_PACKET_AGE: &str = "mirror_reconnect_last_packet_age_seconds";
+/// Counter, labels `stream_id`, `reason` ([`SwitchReason`](crate::failover::SwitchReason)):
+/// switches of a [`Failover`](crate::failover::Failover) between sources.
+pub const SOURCE_SWITCHES: &str = "mirror_reconnect_source_switches_total";
+/// Gauge, labels `stream_id`, `source`: 1 for the active source of a
+/// [`Failover`](crate::failover::Failover), 0 for the others.
+pub const ACTIVE_SOURCE: &str = "mirror_reconnect_active_source";

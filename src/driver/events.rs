@@ -12,8 +12,11 @@ use crate::connection::FailureReason;
 use crate::connection::ProbeOutcome;
 
 /// What happened to a stream.
+///
+/// More kinds may come in later versions: match with a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EventType {
     /// The connection was judged failed (the event carries the reason).
     FailureDetected,
@@ -35,6 +38,9 @@ pub enum EventType {
     /// The connection before stayed up at least `stable_after`, so this reconnection's
     /// backoff starts afresh (`duration` is how long it stayed up).
     BackoffReset,
+    /// A [`Failover`](crate::failover::Failover) switched source (the event carries the
+    /// [`SourceSwitch`](crate::failover::SourceSwitch)).
+    SourceSwitched,
 }
 
 impl EventType {
@@ -50,6 +56,7 @@ impl EventType {
             Self::Probing => "probing",
             Self::ProbeAnswered => "probe_answered",
             Self::BackoffReset => "backoff_reset",
+            Self::SourceSwitched => "source_switched",
         }
     }
 }
@@ -60,11 +67,54 @@ impl fmt::Display for EventType {
     }
 }
 
+/// Why the stream switched source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchReason {
+    /// The active source stopped delivering (a failure was detected, or its connection
+    /// ended), or did not deliver within the startup wait.
+    Failed,
+    /// The active source's stack gave up (its stream ended).
+    GaveUp,
+    /// A source higher in the list delivered without a failure for
+    /// `switch_back_after`.
+    SwitchBack,
+}
+
+impl SwitchReason {
+    /// The snake_case name used in JSON and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::GaveUp => "gave_up",
+            Self::SwitchBack => "switch_back",
+        }
+    }
+}
+
+impl fmt::Display for SwitchReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A switch between sources, as carried by a `source_switched` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSwitch {
+    /// The source that was active.
+    pub from: String,
+    /// The source that is active now.
+    pub to: String,
+    /// Why.
+    pub reason: SwitchReason,
+}
+
 /// One event of a stream's life, as delivered on the broadcast channel and to callbacks.
 ///
 /// Serializes to one JSON object: `type`, `stream_id`, `timestamp` (RFC 3339),
 /// `attempt`, `error`, `duration` (seconds), and when known `reason` and `delay`
-/// (seconds waited before an attempt).
+/// (seconds waited before an attempt), and `switch` (`from`, `to`, `reason`) for
+/// `source_switched`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReconnectionEvent {
     /// What happened.
@@ -93,6 +143,9 @@ pub struct ReconnectionEvent {
         with = "crate::serde_secs::option"
     )]
     pub delay: Option<Duration>,
+    /// Which source was switched to which and why, for `source_switched`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<SourceSwitch>,
 }
 
 /// A callback told of every event of a stream.
@@ -274,6 +327,7 @@ impl Events {
             duration: None,
             reason: self.reason(),
             delay: None,
+            switch: None,
         }
     }
 
@@ -328,6 +382,7 @@ fn record_metrics(event: &ReconnectionEvent) {
         EventType::ReconnectionStarted
         | EventType::ReconnectionAborted
         | EventType::Probing
-        | EventType::ProbeAnswered => {}
+        | EventType::ProbeAnswered
+        | EventType::SourceSwitched => {}
     }
 }

@@ -14,7 +14,7 @@
 
 mod events;
 
-pub use events::{EventCallback, EventType, Events, ReconnectionEvent};
+pub use events::{EventCallback, EventType, Events, ReconnectionEvent, SourceSwitch, SwitchReason};
 
 use std::fmt;
 use std::future::Future;

@@ -732,7 +732,7 @@ impl Sink<Bytes> for LibSrtConnection {
         Poll::Ready(Ok(()))
     }
 
-    /// Flush, give libsrt up to [`CLOSE_LINGER`] to deliver what it still holds to
+    /// Flush, give libsrt up to 1 s to deliver what it still holds to
     /// send, then close: the peer gets SRT's shutdown and the stream ends.
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         std::task::ready!(self.as_mut().poll_flush(cx))?;
