@@ -23,6 +23,7 @@
 //! assert!(typo.unwrap_err().to_string().contains("max_retires"));
 //! ```
 
+use crate::failover::{FailoverConfig, MIN_SWITCH_BACK_AFTER};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -199,6 +200,10 @@ pub struct ReconnectionConfig {
     pub srt: SrtConfig,
     /// RTP settings.
     pub rtp: RtpConfig,
+    /// Backup sources: when to switch back to a higher one (used by a
+    /// [`Failover`](crate::failover::Failover) built from this config, and the relay's
+    /// `--backup`). `switch_back_after` from 100 ms to 24 h, `startup_wait` at most 24 h.
+    pub failover: FailoverConfig,
 }
 
 impl Default for ReconnectionConfig {
@@ -227,6 +232,7 @@ impl Default for ReconnectionConfig {
             stable_after: Duration::ZERO,
             srt: SrtConfig::default(),
             rtp: RtpConfig::default(),
+            failover: FailoverConfig::default(),
         }
     }
 }
@@ -399,6 +405,15 @@ impl ReconnectionConfig {
     /// anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
         count_at_most("max_retries", self.max_retries, MAX_RETRIES)?;
+        let back = self.failover.switch_back_after;
+        if back < MIN_SWITCH_BACK_AFTER {
+            return Err(invalid(
+                "failover.switch_back_after",
+                format!("must be at least {MIN_SWITCH_BACK_AFTER:?}, not {back:?}"),
+            ));
+        }
+        at_most("failover.switch_back_after", back, DAY)?;
+        at_most("failover.startup_wait", self.failover.startup_wait, DAY)?;
         period("check_interval", self.check_interval, DAY)?;
         positive("initial_delay", self.initial_delay, DAY)?;
         positive("max_delay", self.max_delay, DAY)?;

@@ -73,6 +73,10 @@ use crate::error::BoxError;
 /// back to it, unless set.
 pub const DEFAULT_SWITCH_BACK_AFTER: Duration = Duration::from_secs(10);
 
+/// The shortest `switch_back_after`: a shorter one would switch back to a source
+/// before its failure detector could judge it.
+pub const MIN_SWITCH_BACK_AFTER: Duration = Duration::from_millis(100);
+
 /// How long the first source has at the start to deliver before a backup that already
 /// delivers is switched to, unless set.
 pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(1);
@@ -108,13 +112,19 @@ impl FailoverConfig {
     /// Check the values: `switch_back_after` of at least 100 ms (a shorter one would
     /// switch back to a source before its failure detector could judge it).
     pub fn validate(&self) -> Result<(), String> {
-        if self.switch_back_after < Duration::from_millis(100) {
+        if self.switch_back_after < MIN_SWITCH_BACK_AFTER {
             return Err(format!(
-                "failover.switch_back_after must be at least 100ms, not {:?}",
+                "failover.switch_back_after must be at least {MIN_SWITCH_BACK_AFTER:?}, not {:?}",
                 self.switch_back_after
             ));
         }
         Ok(())
+    }
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn is_streaming(&self) -> bool {
+        (**self).is_streaming()
     }
 }
 

@@ -435,3 +435,34 @@ fn probe_first_after_defaults_to_5s_and_takes_zero_and_null() {
     let never = ReconnectionConfig::from_yaml_str("probe_first_after: null").unwrap();
     assert_eq!(never.probe_first_after, None);
 }
+
+#[test]
+fn failover_keys_are_read_and_bounded() {
+    let c =
+        ReconnectionConfig::from_yaml_str("failover: { switch_back_after: 30s, startup_wait: 2s }")
+            .unwrap();
+    assert_eq!(c.failover.switch_back_after, Duration::from_secs(30));
+    assert_eq!(c.failover.startup_wait, Duration::from_secs(2));
+    let d = ReconnectionConfig::from_yaml_str("{}").unwrap();
+    assert_eq!(d.failover.switch_back_after, Duration::from_secs(10));
+    for (yaml, field) in [
+        (
+            "failover: { switch_back_after: 10ms }",
+            "failover.switch_back_after",
+        ),
+        (
+            "failover: { switch_back_after: 25h }",
+            "failover.switch_back_after",
+        ),
+        ("failover: { startup_wait: 25h }", "failover.startup_wait"),
+    ] {
+        let error = ReconnectionConfig::from_yaml_str(yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(field), "{yaml}: {error}");
+    }
+    let unknown = ReconnectionConfig::from_yaml_str("failover: { switch_back: 1s }")
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("switch_back"), "{unknown}");
+}

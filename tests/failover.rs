@@ -47,7 +47,10 @@ fn failover(primary: &Scripted, backup: &Scripted, retries: u32) -> (Failover, R
                 .builder()
                 .build(primary.clone(), target.clone()),
         )
-        .source("backup", config(retries).builder().build(backup.clone(), target));
+        .source(
+            "backup",
+            config(retries).builder().build(backup.clone(), target),
+        );
     let recorder = Recorder::default();
     recorder.attach(stream.event_bus());
     (stream, recorder)
@@ -84,7 +87,10 @@ fn switches(recorder: &Recorder) -> Vec<(String, String, SwitchReason)> {
         .iter()
         .filter(|(_, e)| e.event_type == EventType::SourceSwitched)
         .map(|(_, e)| {
-            let s = e.switch.clone().expect("a source_switched event says which");
+            let s = e
+                .switch
+                .clone()
+                .expect("a source_switched event says which");
             (s.from, s.to, s.reason)
         })
         .collect()
@@ -98,7 +104,11 @@ async fn a_primary_that_breaks_is_replaced_by_the_backup_at_once() {
     let (mut stream, recorder) = failover(&primary, &backup, 20);
     let got = read(&mut stream, |n, _| n >= 1_050).await;
     let primary_part: Vec<u32> = got.iter().map(|g| g.0).take_while(|n| *n < 1_000).collect();
-    assert_eq!(primary_part, (0..100).collect::<Vec<_>>(), "the primary first, all of it");
+    assert_eq!(
+        primary_part,
+        (0..100).collect::<Vec<_>>(),
+        "the primary first, all of it"
+    );
     assert_eq!(stream.active(), "backup");
     // The backup was already up: the next of its packets follows within one gap.
     let gap = longest_gap(&got);
@@ -124,7 +134,10 @@ async fn media_silence_on_the_primary_switches_within_its_detection_time() {
     println!("dark for {dark:?} between the primary's last packet and the backup's first");
     // Detection of a 10 ms rhythm's silence, and nothing more (no connect, no backoff).
     assert!(dark < Duration::from_millis(500), "{dark:?}");
-    assert!(dark > GAP, "{dark:?}: a switch before the silence was judged");
+    assert!(
+        dark > GAP,
+        "{dark:?}: a switch before the silence was judged"
+    );
     assert_eq!(switches(&recorder).len(), 1);
 }
 
@@ -188,13 +201,20 @@ async fn a_flapping_primary_is_never_switched_back_to() {
         now.duration_since(started) > Duration::from_secs(45)
     })
     .await;
-    assert!(primary.calls() >= 7, "the primary flapped: {} connects", primary.calls());
+    assert!(
+        primary.calls() >= 7,
+        "the primary flapped: {} connects",
+        primary.calls()
+    );
     assert_eq!(
         switches(&recorder),
         [("primary".into(), "backup".into(), SwitchReason::Failed)],
         "one switch to the backup, none back"
     );
-    assert!(got.iter().skip_while(|g| g.0 < 1_000_000).all(|g| g.0 >= 1_000_000));
+    assert!(got
+        .iter()
+        .skip_while(|g| g.0 < 1_000_000)
+        .all(|g| g.0 >= 1_000_000));
 }
 
 #[tokio::test(start_paused = true)]
@@ -208,7 +228,11 @@ async fn at_the_start_the_primary_is_waited_for_then_the_backup_used() {
     let backup = Scripted::new([serve(1_000_000..2_000_000, End::Close)]);
     let (mut stream, recorder) = failover(&late, &backup, 20);
     let first = stream.next().await.unwrap().unwrap();
-    assert_eq!(payload_number(&first), 0, "the primary's first packet first");
+    assert_eq!(
+        payload_number(&first),
+        0,
+        "the primary's first packet first"
+    );
     assert!(switches(&recorder).is_empty());
 
     // A primary that never comes up: the backup after the startup wait.

@@ -853,3 +853,132 @@ fn out_of_range_values_exit_2_naming_the_option_and_the_rule() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A primary SRT input and a backup, each fed by its own srt-live-transmit caller: the
+/// primary SIGKILLed, the backup's packets out at once; the primary restarted, switched
+/// back to after `failover.switch_back_after` (2 s here).
+#[test]
+fn a_killed_primary_is_replaced_by_the_backup_and_switched_back_to_once_it_is_back() {
+    const BACKUP: u32 = 1_000_000;
+    let dir = std::env::temp_dir().join(format!("relay-failover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("failover.yaml");
+    std::fs::write(&config, "failover:\n  switch_back_after: 2s\n").unwrap();
+    let (primary_port, backup_port) = (free_udp().port(), free_udp().port());
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let input = |port: u16, id: &str| {
+        format!("srt://127.0.0.1:{port}?mode=listener&streamid={id}&latency=80")
+    };
+    let (primary_in, backup_in) = (input(primary_port, "cam1"), input(backup_port, "cam1b"));
+    let output = format!("udp://{}", sink.local_addr().unwrap());
+    let mut child = relay(&[
+        "--events",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        &primary_in,
+        "--backup",
+        &backup_in,
+        &output,
+    ]);
+    let caller = |port: u16, id: &str| {
+        let feed = free_udp().port();
+        let sender = srt_live_transmit(
+            &format!("udp://127.0.0.1:{feed}"),
+            &format!("srt://127.0.0.1:{port}?mode=caller&streamid={id}&latency=80"),
+        );
+        (feed, sender)
+    };
+    let (mut primary_feed, mut primary) = caller(primary_port, "cam1");
+    let (backup_feed, _backup) = caller(backup_port, "cam1b");
+    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_nonblocking(true).unwrap();
+    let mut n = 0u32;
+    // Feed both for `how_long`, every 4 ms; what the relay sent on, with arrival times.
+    let mut run = |how_long: Duration, primary_feed: u16| {
+        let mut buf = [0u8; 2048];
+        let start = Instant::now();
+        let mut got = Vec::new();
+        while start.elapsed() < how_long {
+            let _ = feed.send_to(&numbered(n, 1316), ("127.0.0.1", primary_feed));
+            let _ = feed.send_to(&numbered(n + BACKUP, 1316), ("127.0.0.1", backup_feed));
+            n += 1;
+            std::thread::sleep(Duration::from_millis(4));
+            while let Ok(len) = sink.recv(&mut buf) {
+                if len >= 4 {
+                    let x = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                    got.push((x, start.elapsed()));
+                }
+            }
+        }
+        got
+    };
+    let up = run(Duration::from_secs(3), primary_feed);
+    let tail: Vec<u32> = up.iter().rev().take(100).map(|g| g.0).collect();
+    assert!(
+        tail.len() == 100 && tail.iter().all(|x| *x < BACKUP),
+        "the primary first: {tail:?}"
+    );
+
+    // The primary's encoder crashes.
+    primary.signal("KILL");
+    drop(primary);
+    let down = run(Duration::from_secs(4), primary_feed);
+    let first_backup = down
+        .iter()
+        .find(|g| g.0 >= BACKUP)
+        .expect("the backup's packets go out");
+    let last_primary = down
+        .iter()
+        .rev()
+        .find(|g| g.0 < BACKUP)
+        .map_or(Duration::ZERO, |g| g.1);
+    println!(
+        "primary killed: its last packet out at {last_primary:?}, the backup's first at {:?}",
+        first_backup.1
+    );
+    assert!(
+        first_backup.1 < Duration::from_secs(2),
+        "switched after {:?}",
+        first_backup.1
+    );
+    assert!(down.iter().rev().take(100).all(|g| g.0 >= BACKUP));
+
+    // The encoder is back: the primary again, 2 s after it delivers.
+    (primary_feed, primary) = caller(primary_port, "cam1");
+    let back = run(Duration::from_secs(6), primary_feed);
+    let again = back
+        .iter()
+        .skip_while(|g| g.0 < BACKUP)
+        .find(|g| g.0 < BACKUP)
+        .expect("switched back to the primary");
+    println!("primary restarted: its packets out again at {:?}", again.1);
+    assert!(
+        again.1 >= Duration::from_secs(2),
+        "switched back after only {:?}",
+        again.1
+    );
+    assert!(back.iter().rev().take(100).all(|g| g.0 < BACKUP));
+    drop(primary);
+
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(status.success(), "{stderr}");
+    let switches: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(r#""type":"source_switched""#))
+        .collect();
+    assert_eq!(switches.len(), 2, "{stderr}");
+    assert!(
+        switches[0].contains(r#""reason":"failed""#),
+        "{}",
+        switches[0]
+    );
+    assert!(
+        switches[1].contains(r#""reason":"switch_back""#),
+        "{}",
+        switches[1]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,6 +21,9 @@ OUTPUT  udp://HOST:PORT | rtp://HOST:PORT | srt://... (any mode) | file:PATH | -
         (udp:// and rtp:// take no path or query)
 
 Options:
+  --backup URL          a backup INPUT, used at once when the input (or the backup
+                        before it) fails; repeatable, tried in order; switched back
+                        from after the config's failover.switch_back_after (10 s)
   --config FILE         YAML reconnection config (defaults otherwise)
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
@@ -73,6 +76,8 @@ pub(crate) enum StateSpec {
 #[derive(Debug, Clone)]
 pub(crate) struct Args {
     pub(crate) input: Option<Input>,
+    /// `--backup` inputs, in order.
+    pub(crate) backups: Vec<Input>,
     pub(crate) output: Option<Output>,
     pub(crate) config: Option<PathBuf>,
     pub(crate) state: StateSpec,
@@ -186,16 +191,17 @@ fn udp_address(what: &str, url: &str) -> Result<SocketAddr, UsageError> {
     socket_addr(&format!("{what} address"), authority)
 }
 
-fn parse_input(url: &str) -> Result<Input, UsageError> {
+/// An input URL; `what` names it in errors (`input`, `--backup`).
+fn parse_input(what: &str, url: &str) -> Result<Input, UsageError> {
     if url.starts_with("srt://") {
         Ok(Input::Srt(url.to_owned()))
     } else if url.starts_with("rtp://") {
-        Ok(Input::Rtp(udp_address("input", url)?))
+        Ok(Input::Rtp(udp_address(what, url)?))
     } else if url.starts_with("udp://") {
-        Ok(Input::Udp(udp_address("input", url)?))
+        Ok(Input::Udp(udp_address(what, url)?))
     } else {
         Err(usage(format!(
-            "input {} is not an srt://, rtp:// or udp:// URL",
+            "{what} {} is not an srt://, rtp:// or udp:// URL",
             shown(url)
         )))
     }
@@ -277,6 +283,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
     let mut args = Args {
         input: None,
         output: None,
+        backups: Vec::new(),
         config: None,
         state: StateSpec::Memory,
         metrics_addr: None,
@@ -291,6 +298,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         demo_sender: None,
     };
     let mut positional = Vec::new();
+    let mut backup_urls = Vec::new();
     while let Some(arg) = parser.next().map_err(bad)? {
         match arg {
             Long("config") => {
@@ -302,6 +310,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
             Long("metrics-addr") => {
                 let value = text(parser.value().map_err(bad)?, "--metrics-addr")?;
                 args.metrics_addr = Some(socket_addr("--metrics-addr", &value)?);
+            }
+            Long("backup") => {
+                backup_urls.push(text(parser.value().map_err(bad)?, "--backup")?);
             }
             Long("srt-backend") => {
                 let value = text(parser.value().map_err(bad)?, "--srt-backend")?;
@@ -392,13 +403,21 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         return Ok(args);
     }
     match (args.demo, positional.as_slice()) {
+        (true, []) if !backup_urls.is_empty() => return Err(usage("--demo takes no --backup")),
         (true, []) => {}
         (true, _) => return Err(usage("--demo takes no INPUT or OUTPUT")),
         (false, [input, output]) => {
-            args.input = Some(parse_input(input)?);
+            args.input = Some(parse_input("input", input)?);
             args.output = Some(parse_output(output)?);
+            for url in &backup_urls {
+                args.backups.push(parse_input("--backup", url)?);
+            }
             if args.srt_backend == SrtBackend::SrtTokio {
-                for (what, url) in [("input", input), ("output", output)] {
+                let backups = backup_urls.iter().map(|url| ("--backup", url));
+                for (what, url) in [("input", input), ("output", output)]
+                    .into_iter()
+                    .chain(backups)
+                {
                     if has_packet_filter(url) {
                         return Err(usage(format!(
                             "{what}: packetfilter (FEC) needs --srt-backend libsrt; srt-tokio \
@@ -573,5 +592,30 @@ mod tests {
         assert!(matches!(args.output, Some(Output::Udp(a)) if a.port() == 5002));
         let args = parse_strs(&["rtp://:5004", "file:out.ts"]).unwrap();
         assert!(matches!(args.input, Some(Input::Rtp(a)) if a.port() == 5004));
+    }
+
+    #[test]
+    fn backups_parse_in_order_and_a_bad_one_is_named() {
+        let args = parse_strs(&[
+            "srt://:9000?mode=listener",
+            "--backup",
+            "rtp://:5004",
+            "--backup",
+            "udp://:5006",
+            "udp://127.0.0.1:5000",
+        ])
+        .unwrap();
+        assert!(
+            matches!(args.backups.as_slice(), [Input::Rtp(a), Input::Udp(b)] if a.port() == 5004 && b.port() == 5006)
+        );
+        let error = parse_strs(&["udp://:5000", "--backup", "ftp://x", "-"]).unwrap_err();
+        assert!(error.0.starts_with("--backup "), "{error}");
+        let error =
+            parse_strs(&["udp://:5000", "--backup", "srt://:1?packetfilter=fec", "-"]).unwrap_err();
+        assert!(
+            error.0.contains("--backup") && error.0.contains("libsrt"),
+            "{error}"
+        );
+        assert!(parse_strs(&["--demo", "--backup", "udp://:1"]).is_err());
     }
 }

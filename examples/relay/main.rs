@@ -24,6 +24,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{redact_url, Connection, Protocol, Target};
+use mirror_reconnect::driver::Events;
+use mirror_reconnect::failover::{Failover, Source};
+use mirror_reconnect::health::HealthHandle;
 use mirror_reconnect::metrics::StreamMetrics;
 use mirror_reconnect::protocol::srt::{srt_target, SrtConnector, SrtProbe};
 use mirror_reconnect::protocol::udp::UdpConnector;
@@ -32,6 +35,14 @@ use mirror_reconnect::restore::{FileStorage, MemoryStorage, StateStorage};
 use mirror_reconnect::{BoxError, ReconnectionConfig};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
+
+/// Print each of `events` as one JSON line on stderr.
+fn print_events(events: &Events) {
+    events.on_event(|event| match serde_json::to_string(event) {
+        Ok(line) => eprintln!("{line}"),
+        Err(e) => eprintln!("relay: event not printable: {e}"),
+    });
+}
 
 /// Why the relay stopped other than cleanly.
 enum Failure {
@@ -231,51 +242,58 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
         },
         output,
     };
-    match input {
+    let inputs: Vec<&cli::Input> = std::iter::once(input).chain(&args.backups).collect();
+    relay.run(&inputs, args.srt_backend).await
+}
+
+/// One input, ready to build: its target, and whether it waits for its sender.
+fn target_of(input: &cli::Input) -> Result<(Target, bool), Failure> {
+    Ok(match input {
         cli::Input::Srt(url) => {
             let target = srt_target(url).map_err(|e| usage(format!("input: {e}")))?;
             let passive = target.parameters.get("mode").map(String::as_str) == Some("listener");
-            match args.srt_backend {
-                cli::SrtBackend::SrtTokio => {
-                    let connector = SrtConnector::new();
-                    // A caller probes its listener while it waits out a backoff delay.
-                    let probe = connector.probe();
-                    relay.stream(connector, target, passive, Some(probe)).await
-                }
-                #[cfg(feature = "libsrt")]
-                cli::SrtBackend::Libsrt => {
-                    let connector = mirror_reconnect::protocol::srt::LibSrtConnector::new();
-                    let probe = connector.probe();
-                    relay.stream(connector, target, passive, Some(probe)).await
-                }
-                #[cfg(not(feature = "libsrt"))]
-                cli::SrtBackend::Libsrt => Err(usage(
-                    "--srt-backend libsrt needs a build with the libsrt feature",
-                )),
-            }
+            (target, passive)
         }
-        cli::Input::Rtp(addr) => {
-            let target = Target::new(format!("rtp://{addr}"), Protocol::Rtp).address(*addr);
-            let connector = relay.config.rtp.connector();
-            relay.stream(connector, target, true, None).await
-        }
-        cli::Input::Udp(addr) => {
-            let target = Target::new(format!("udp://{addr}"), Protocol::Udp).address(*addr);
-            relay.stream(UdpConnector::new(), target, true, None).await
-        }
+        cli::Input::Rtp(addr) => (
+            Target::new(format!("rtp://{addr}"), Protocol::Rtp).address(*addr),
+            true,
+        ),
+        cli::Input::Udp(addr) => (
+            Target::new(format!("udp://{addr}"), Protocol::Udp).address(*addr),
+            true,
+        ),
+    })
+}
+
+/// How an input is named in events, metrics and the status line: its URL, secrets
+/// redacted.
+fn name_of(input: &cli::Input) -> String {
+    match input {
+        cli::Input::Srt(url) => redact_url(url),
+        cli::Input::Rtp(addr) => format!("rtp://{addr}"),
+        cli::Input::Udp(addr) => format!("udp://{addr}"),
     }
 }
 
+/// One input's stack, as a failover source, with what the relay watches of it.
+struct Opened {
+    name: String,
+    stream_id: String,
+    source: Box<dyn Source>,
+    events: Events,
+    health: HealthHandle,
+}
+
 impl Relay {
-    /// Relay one stream until stopped or given up. `passive` inputs (listening for a
-    /// caller, or for RTP/UDP senders) wait for their sender as long as it takes.
-    async fn stream<C>(
-        mut self,
+    /// Build one input's stack on `connector`.
+    fn open_with<C>(
+        &self,
+        name: String,
         connector: C,
         target: Target,
         passive: bool,
         probe: Option<SrtProbe>,
-    ) -> Result<(), Failure>
+    ) -> Result<Opened, Failure>
     where
         C: Service<Target> + Clone + Send + Unpin + 'static,
         C::Response: Connection,
@@ -283,6 +301,72 @@ impl Relay {
         C::Future: Send + Unpin + 'static,
     {
         let stream_id = target.stream_id.clone();
+        let mut builder = self
+            .config
+            .builder()
+            .storage(Arc::clone(&self.storage))
+            .cancel_token(self.stop.clone());
+        if passive {
+            builder = builder.passive();
+        }
+        if let Some(probe) = probe {
+            builder = builder.probe(probe);
+        }
+        let packets = builder.build(connector, target);
+        let events = packets.event_bus().clone();
+        let Some(health) = packets.health_handle() else {
+            return Err(Failure::Runtime("the stack counts no health".into()));
+        };
+        Ok(Opened {
+            name,
+            stream_id,
+            source: Box::new(packets),
+            events,
+            health,
+        })
+    }
+
+    /// Build one input's stack, on the connector its scheme (and `backend`) names.
+    fn open(&self, input: &cli::Input, backend: cli::SrtBackend) -> Result<Opened, Failure> {
+        let (target, passive) = target_of(input)?;
+        let name = name_of(input);
+        match input {
+            cli::Input::Srt(_) => match backend {
+                cli::SrtBackend::SrtTokio => {
+                    let connector = SrtConnector::new();
+                    // A caller probes its listener while it waits out a backoff delay.
+                    let probe = connector.probe();
+                    self.open_with(name, connector, target, passive, Some(probe))
+                }
+                #[cfg(feature = "libsrt")]
+                cli::SrtBackend::Libsrt => {
+                    let connector = mirror_reconnect::protocol::srt::LibSrtConnector::new();
+                    let probe = connector.probe();
+                    self.open_with(name, connector, target, passive, Some(probe))
+                }
+                #[cfg(not(feature = "libsrt"))]
+                cli::SrtBackend::Libsrt => Err(usage(
+                    "--srt-backend libsrt needs a build with the libsrt feature",
+                )),
+            },
+            cli::Input::Rtp(_) => {
+                let connector = self.config.rtp.connector();
+                self.open_with(name, connector, target, passive, None)
+            }
+            cli::Input::Udp(_) => self.open_with(name, UdpConnector::new(), target, passive, None),
+        }
+    }
+
+    /// Relay one stream from `inputs` (the input, then its backups) until stopped or
+    /// given up. Inputs listening for a caller, or for RTP/UDP senders, wait for their
+    /// sender as long as it takes.
+    async fn run(
+        mut self,
+        inputs: &[&cli::Input],
+        backend: cli::SrtBackend,
+    ) -> Result<(), Failure> {
+        let (primary, _) = target_of(inputs[0])?;
+        let stream_id = primary.stream_id.clone();
         // One owner per stream across relays sharing a store: wait for the lease, and
         // stop producing the moment it is lost.
         let lease = match &self.leases {
@@ -325,33 +409,27 @@ impl Relay {
             }
             None => None,
         };
-        let mut builder = self
-            .config
-            .builder()
-            .storage(Arc::clone(&self.storage))
-            .cancel_token(self.stop.clone());
-        if passive {
-            builder = builder.passive();
+        let mut sources = Vec::new();
+        for input in inputs {
+            sources.push(self.open(input, backend)?);
         }
-        if let Some(probe) = probe {
-            builder = builder.probe(probe);
+        let mut packets = Failover::new(stream_id.clone()).config(self.config.failover);
+        let mut watched = Vec::new();
+        for opened in sources {
+            if self.events_json {
+                print_events(&opened.events);
+            }
+            let tally = status::Tally::watch(&opened.events);
+            if self.metrics {
+                let reporter = StreamMetrics::new(opened.stream_id.clone(), opened.health.clone())
+                    .events(&opened.events);
+                tokio::spawn(reporter.run());
+            }
+            watched.push((opened.name.clone(), tally, opened.health));
+            packets = packets.source(opened.name, opened.source);
         }
-        let mut packets = builder.build(connector, target);
-        let events = packets.event_bus().clone();
-        let Some(handle) = packets.health_handle() else {
-            return Err(Failure::Runtime("the stack counts no health".into()));
-        };
-        if self.events_json {
-            events.on_event(|event| match serde_json::to_string(event) {
-                Ok(line) => eprintln!("{line}"),
-                Err(e) => eprintln!("relay: event not printable: {e}"),
-            });
-        }
-        let tally = status::Tally::watch(&events);
-        if self.metrics {
-            let reporter =
-                StreamMetrics::new(stream_id.clone(), Arc::clone(&handle)).events(&events);
-            tokio::spawn(reporter.run());
+        if self.events_json && watched.len() > 1 {
+            print_events(packets.event_bus());
         }
 
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -361,7 +439,7 @@ impl Relay {
             tokio::select! {
                 item = packets.next() => match item {
                     Some(Ok(packet)) => {
-                        tally.streaming();
+                        watched[packets.active_index()].1.streaming();
                         bytes_this_second += packet.payload.len() as u64;
                         if let Err(e) = self.output.send(&packet.payload).await {
                             outcome = Err(Failure::Runtime(format!("output: {e}")));
@@ -377,7 +455,12 @@ impl Relay {
                 _ = ticker.tick() => {
                     if self.status_line {
                         let bits = bytes_this_second as f64 * 8.0;
-                        status::show(&status::line(&stream_id, &tally, &handle, bits, &self.output.describe()));
+                        let (name, tally, health) = &watched[packets.active_index()];
+                        let mut extra = self.output.describe();
+                        if watched.len() > 1 {
+                            extra = format!("{extra}  from {name}");
+                        }
+                        status::show(&status::line(&stream_id, tally, health, bits, &extra));
                     }
                     bytes_this_second = 0;
                 }
