@@ -982,3 +982,133 @@ fn a_killed_primary_is_replaced_by_the_backup_and_switched_back_to_once_it_is_ba
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Datagrams the sink gets within `limit`, whole.
+fn datagrams(sink: &UdpSocket, limit: Duration) -> Vec<Vec<u8>> {
+    sink.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < limit {
+        if let Ok(n) = sink.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+    }
+    got
+}
+
+fn is_null_fill(datagram: &[u8]) -> bool {
+    datagram.len() == 1316
+        && datagram
+            .chunks(188)
+            .all(|p| p[0] == 0x47 && u16::from_be_bytes([p[1] & 0x1F, p[2]]) == 0x1FFF)
+}
+
+#[test]
+fn idle_fill_keeps_the_output_alive_while_no_source_delivers() {
+    let input = free_udp();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let output = format!("udp://{}", sink.local_addr().unwrap());
+    let mut child = relay(&["--idle-fill", "null", &format!("udp://{input}"), &output]);
+    // Nobody sends: null packets, about 10 datagrams a second once 0.5 s passed.
+    let idle = datagrams(&sink, Duration::from_secs(2));
+    assert!(
+        idle.iter().all(|d| is_null_fill(d)),
+        "only null packets while idle"
+    );
+    assert!(
+        (8..=20).contains(&idle.len()),
+        "{} fill datagrams in 2 s",
+        idle.len()
+    );
+    // Media: it alone goes out, whole.
+    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut media = Vec::new();
+    for n in 0..100 {
+        feed.send_to(&numbered(n, 1316), input).unwrap();
+        std::thread::sleep(Duration::from_millis(4));
+        media.extend(datagrams(&sink, Duration::from_millis(1)));
+    }
+    media.extend(datagrams(&sink, Duration::from_millis(200)));
+    // A fill datagram may have been in flight as the first packet came.
+    let real: Vec<&Vec<u8>> = media.iter().skip_while(|d| is_null_fill(d)).collect();
+    assert!(real.len() >= 95, "{} of 100 relayed", real.len());
+    assert!(
+        real.iter().all(|d| !is_null_fill(d)),
+        "no fill while media flows"
+    );
+    // The sender stops: fill again.
+    let after = datagrams(&sink, Duration::from_secs(2));
+    assert!(
+        after.iter().filter(|d| is_null_fill(d)).count() >= 8,
+        "fill back"
+    );
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("idle fill sent"), "{stderr}");
+}
+
+#[test]
+fn idle_fill_loops_a_slate_and_a_bad_slate_exits_2() {
+    // 70 packets of 188 bytes on PID 0x100, PCRs 100 ms apart on the first and last.
+    let dir = tempfile::tempdir().unwrap();
+    let slate = dir.path().join("slate.ts");
+    let mut ts = Vec::new();
+    for i in 0..71u32 {
+        let mut p = vec![0xFFu8; 188];
+        p[..3].copy_from_slice(&[0x47, 0x01, 0x00]);
+        p[3] = 0x10;
+        if i == 0 || i == 70 {
+            let base: u64 = if i == 0 { 90_000 } else { 99_000 };
+            p[3] = 0x30;
+            p[4] = 7;
+            p[5] = 0x10;
+            p[6] = (base >> 25) as u8;
+            p[7] = (base >> 17) as u8;
+            p[8] = (base >> 9) as u8;
+            p[9] = (base >> 1) as u8;
+            p[10] = ((base as u8 & 1) << 7) | 0x7E;
+            p[11] = 0;
+        }
+        p[12] = i as u8;
+        ts.extend(p);
+    }
+    std::fs::write(&slate, &ts).unwrap();
+    let input = free_udp();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let output = format!("udp://{}", sink.local_addr().unwrap());
+    let mut child = relay(&[
+        "--idle-fill",
+        slate.to_str().unwrap(),
+        &format!("udp://{input}"),
+        &output,
+    ]);
+    // One datagram every 10 ms once idle: 11 datagrams make the loop.
+    let got = datagrams(&sink, Duration::from_secs(2));
+    println!("{} slate datagrams in 2 s", got.len());
+    assert!(got.len() >= 100, "{} slate datagrams in 2 s", got.len());
+    let joined: Vec<u8> = got.concat();
+    let start = joined
+        .chunks(188)
+        .position(|p| p[12] == 0 && p[3] == 0x30)
+        .unwrap();
+    let one_loop = &joined[start * 188..(start + 71) * 188];
+    assert_eq!(one_loop, &ts[..], "the slate, whole and in order");
+    child.signal("TERM");
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
+
+    // Not TS: exit 2, naming the file.
+    let bad = dir.path().join("bad.ts");
+    std::fs::write(&bad, b"not a transport stream").unwrap();
+    let mut child = relay(&["--idle-fill", bad.to_str().unwrap(), "udp://:1", "-"]);
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.ts") && stderr.contains("188"),
+        "{stderr}"
+    );
+}

@@ -24,6 +24,9 @@ Options:
   --backup URL          a backup INPUT, used at once when the input (or the backup
                         before it) fails; repeatable, tried in order; switched back
                         from after the config's failover.switch_back_after (10 s)
+  --idle-fill WHAT      while no source delivers (after 0.5 s), keep the output alive:
+                        null (MPEG-TS null packets, 105 kbit/s) or FILE.ts (a slate,
+                        looped at the rate of its PCRs)
   --config FILE         YAML reconnection config (defaults otherwise)
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
@@ -78,6 +81,8 @@ pub(crate) struct Args {
     pub(crate) input: Option<Input>,
     /// `--backup` inputs, in order.
     pub(crate) backups: Vec<Input>,
+    /// `--idle-fill`, loaded.
+    pub(crate) idle_fill: Option<crate::fill::IdleFill>,
     pub(crate) output: Option<Output>,
     pub(crate) config: Option<PathBuf>,
     pub(crate) state: StateSpec,
@@ -284,6 +289,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         input: None,
         output: None,
         backups: Vec::new(),
+        idle_fill: None,
         config: None,
         state: StateSpec::Memory,
         metrics_addr: None,
@@ -310,6 +316,15 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
             Long("metrics-addr") => {
                 let value = text(parser.value().map_err(bad)?, "--metrics-addr")?;
                 args.metrics_addr = Some(socket_addr("--metrics-addr", &value)?);
+            }
+            Long("idle-fill") => {
+                let value = text(parser.value().map_err(bad)?, "--idle-fill")?;
+                args.idle_fill = Some(if value == "null" {
+                    crate::fill::IdleFill::null()
+                } else {
+                    crate::fill::IdleFill::slate(std::path::Path::new(&value))
+                        .map_err(|e| usage(format!("--idle-fill {}", redact_url(&e))))?
+                });
             }
             Long("backup") => {
                 backup_urls.push(text(parser.value().map_err(bad)?, "--backup")?);

@@ -15,6 +15,7 @@
 
 mod cli;
 mod demo;
+mod fill;
 mod output;
 mod status;
 
@@ -203,6 +204,8 @@ struct Relay {
     /// store's saves of it are fenced by that lease.
     leases: Option<(LeaseManager, RedisStorage)>,
     output: output::Output,
+    /// What to send while no source delivers.
+    idle_fill: Option<fill::IdleFill>,
 }
 
 async fn run(args: &cli::Args) -> Result<(), Failure> {
@@ -241,6 +244,7 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
             _ => None,
         },
         output,
+        idle_fill: args.idle_fill.clone(),
     };
     let inputs: Vec<&cli::Input> = std::iter::once(input).chain(&args.backups).collect();
     relay.run(&inputs, args.srt_backend).await
@@ -433,12 +437,25 @@ impl Relay {
         }
 
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        let mut idle_fill = self.idle_fill.take();
+        let mut fill_ticker = tokio::time::interval(
+            idle_fill
+                .as_ref()
+                .map_or(Duration::from_secs(3600), |f| f.every()),
+        );
+        fill_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_packet = tokio::time::Instant::now();
+        let mut filling = false;
         let mut bytes_this_second = 0u64;
         let mut outcome = Ok(());
         loop {
             tokio::select! {
                 item = packets.next() => match item {
                     Some(Ok(packet)) => {
+                        last_packet = tokio::time::Instant::now();
+                        if std::mem::take(&mut filling) {
+                            tracing::warn!(stream_id = %stream_id, "media back: idle fill off");
+                        }
                         watched[packets.active_index()].1.streaming();
                         bytes_this_second += packet.payload.len() as u64;
                         if let Err(e) = self.output.send(&packet.payload).await {
@@ -452,6 +469,19 @@ impl Relay {
                     }
                     None => break,
                 },
+                _ = fill_ticker.tick(), if idle_fill.is_some() => {
+                    if last_packet.elapsed() >= fill::IDLE_AFTER {
+                        if !std::mem::replace(&mut filling, true) {
+                            tracing::warn!(stream_id = %stream_id, "no source delivers: idle fill on");
+                        }
+                        if let Some(fill) = idle_fill.as_mut() {
+                            if let Err(e) = self.output.send(&fill.next_datagram()).await {
+                                outcome = Err(Failure::Runtime(format!("output: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                }
                 _ = ticker.tick() => {
                     if self.status_line {
                         let bits = bytes_this_second as f64 * 8.0;
@@ -473,6 +503,14 @@ impl Relay {
         // saved the state the stream stopped with, so the lease below is released
         // after that save, never before it.
         drop(packets);
+        if let Some(fill) = &idle_fill {
+            if fill.sent > 0 {
+                eprintln!(
+                    "relay: idle fill sent {} datagrams while no source delivered",
+                    fill.sent
+                );
+            }
+        }
         let dropped = self.output.dropped();
         if dropped > 0 {
             eprintln!("relay: the output dropped {dropped} packets while its receiver was away");
