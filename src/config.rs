@@ -157,6 +157,11 @@ pub struct ReconnectionConfig {
     /// read as an alias when this one is not set; see
     /// [`retry_on_close()`](Self::retry_on_close) for the value in force.
     pub retry_on_close: Option<bool>,
+    /// Make-before-break, for inputs the stack dials (callers, rendezvous; never
+    /// passive ones): on media silence, keep the connection while its replacement is
+    /// dialled, and keep whichever delivers first, so a connection that comes back (a
+    /// latency spike, a stall) loses nothing. Default true.
+    pub make_before_break: bool,
     /// While waiting out a backoff delay, probe the server this often (each wait
     /// jittered between half and all of it), and attempt at once when a probe is
     /// answered: a stream is back within one interval of its server. Default 1 s; from
@@ -227,6 +232,7 @@ impl Default for ReconnectionConfig {
             save_interval: Duration::from_secs(1),
             attempt_timeout: None,
             retry_on_close: None,
+            make_before_break: true,
             probe_interval: Some(Duration::from_secs(1)),
             probe_first_after: Some(Duration::from_secs(5)),
             stable_after: Duration::ZERO,

@@ -250,7 +250,9 @@ impl StreamMetrics {
                     | EventType::ReconnectionAttempt
                     | EventType::ProbeAnswered => FROM_EVENTS_RECONNECTING,
                     EventType::Probing => FROM_EVENTS_PROBING,
-                    EventType::ReconnectionSucceeded => FROM_EVENTS_NONE,
+                    EventType::ReconnectionSucceeded | EventType::FailureCleared => {
+                        FROM_EVENTS_NONE
+                    }
                     EventType::ReconnectionFailed => FROM_EVENTS_FAILED,
                     EventType::ReconnectionAborted => FROM_EVENTS_STOPPED,
                     EventType::BackoffReset | EventType::SourceSwitched => return,

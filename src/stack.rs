@@ -217,6 +217,7 @@ impl<L> ReconnectingBuilder<L> {
             .layer(config.detect_layer())
             .layer(health_layer)
             .service(connector);
+        let dials = target.dials();
         let mut packets = Reconnecting::new(stack, target)
             .events(events)
             .with_health_handle(health)
@@ -225,6 +226,9 @@ impl<L> ReconnectingBuilder<L> {
             .unverified_backoff(config.backoff());
         if self.passive {
             packets = packets.max_unverified(u32::MAX);
+        } else if dials {
+            // A dialled input's replacement can be dialled while it is kept.
+            packets = packets.make_before_break(config.make_before_break);
         }
         match self.cancel {
             Some(token) => packets.cancel_token(token),

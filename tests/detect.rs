@@ -67,7 +67,10 @@ async fn watch(
         tokio::select! {
             item = conn.next() => match item {
                 Some(Ok(_)) | Some(Err(ConnectionError::Packet(_))) => {}
-                Some(Err(ConnectionError::Failed(event))) => return Some((Instant::now(), event)),
+                // Silence is reported as a suspicion first: that is its detection.
+                Some(Err(ConnectionError::Failed(event) | ConnectionError::Suspected(event))) => {
+                    return Some((Instant::now(), event))
+                }
                 other => panic!("unexpected item {other:?}"),
             },
             _ = tokio::time::sleep_until(until) => return None,
@@ -424,4 +427,66 @@ async fn frames_sent_as_bursts_from_a_keyframe_on_are_not_silence() {
         let alarm = watch(&mut conn, start + run).await;
         assert!(alarm.is_none(), "seed {seed}: false alarm: {alarm:?}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_is_a_suspicion_that_a_packet_clears_and_a_lasting_silence_ends() {
+    let t = FailureThresholds {
+        timeout_duration: Duration::from_secs(5),
+        ..quiet()
+    };
+    let (tx, mut conn) = watched(t, SilenceConfig::default()).await;
+    // A steady 100 packets/s for 2 s, then a 1 s stall, then 1 s more, then silence.
+    let sender = tokio::spawn(async move {
+        for i in 0..200u16 {
+            tx.send(packet(i)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for i in 200..300u16 {
+            tx.send(packet(i)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tx
+    });
+    let mut items = Vec::new();
+    let ended_at = loop {
+        let next = tokio::time::timeout(Duration::from_secs(60), conn.next()).await;
+        let Ok(next) = next else {
+            panic!("stuck after {items:?}")
+        };
+        match next {
+            Some(Ok(p)) => items.push(format!("packet {}", p.sequence.unwrap().value())),
+            Some(Err(ConnectionError::Suspected(e))) => {
+                items.push(format!("suspected: {}", e.details));
+            }
+            Some(Err(ConnectionError::Failed(e))) => {
+                items.push(format!("failed: {}", e.details));
+                break Instant::now();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let _tx = sender.await.unwrap();
+    let suspicions: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.starts_with("suspected"))
+        .map(|(i, _)| i)
+        .collect();
+    // Once in the stall (the packets after it still delivered), once in the silence.
+    assert_eq!(suspicions.len(), 2, "{items:?}");
+    assert_eq!(
+        items[suspicions[0] + 1],
+        "packet 200",
+        "delivered after the stall"
+    );
+    assert_eq!(
+        items.iter().filter(|s| s.starts_with("packet")).count(),
+        300
+    );
+    assert!(items.last().unwrap().starts_with("failed"), "{items:?}");
+    // The lasting silence ends the connection at the hard timeout after the last packet.
+    assert!(conn.next().await.is_none());
+    println!("ended {:?} after the start", ended_at.elapsed());
 }

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -61,7 +61,9 @@ pub struct HealthCounters {
 pub struct HealthChecker {
     epoch: Instant,
     expected_rate: Option<f64>,
-    connected: AtomicBool,
+    /// Connections counting into this checker now (two while a suspected one races
+    /// its replacement).
+    live: AtomicU32,
     connected_at: AtomicU64,
     last_seen: AtomicU64,
     packets: AtomicU64,
@@ -84,7 +86,7 @@ impl HealthChecker {
         Self {
             epoch: Instant::now(),
             expected_rate: expected_rate.filter(|r| r.is_finite() && *r > 0.0),
-            connected: AtomicBool::new(false),
+            live: AtomicU32::new(0),
             connected_at: AtomicU64::new(0),
             last_seen: AtomicU64::new(NEVER),
             packets: AtomicU64::new(0),
@@ -138,12 +140,14 @@ impl HealthChecker {
         self.last_seen.store(NEVER, Relaxed);
         self.latency.store(NEVER, Relaxed);
         self.connected_at.store(self.nanos(now), Relaxed);
-        self.connected.store(true, Relaxed);
+        self.live.fetch_add(1, Relaxed);
     }
 
     /// The connection is gone.
     pub(crate) fn connection_ended(&self) {
-        self.connected.store(false, Relaxed);
+        let _ = self
+            .live
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
     }
 
     /// Count one packet of `len` bytes that arrived at `arrival`.
@@ -217,9 +221,7 @@ impl HealthChecker {
 
     /// When the current connection came up, if one is up.
     pub fn connected_since(&self) -> Option<Instant> {
-        self.connected
-            .load(Relaxed)
-            .then(|| self.instant(self.connected_at.load(Relaxed)))
+        (self.live.load(Relaxed) > 0).then(|| self.instant(self.connected_at.load(Relaxed)))
     }
 
     /// When the last packet arrived on the current connection.
@@ -242,7 +244,7 @@ impl HealthChecker {
     pub fn check_health(&self) -> ConnectionHealth {
         let now = Instant::now();
         let counters = self.counters();
-        let is_connected = self.connected.load(Relaxed);
+        let is_connected = self.live.load(Relaxed) > 0;
         let connection_age = if is_connected {
             now.saturating_duration_since(self.instant(self.connected_at.load(Relaxed)))
         } else {

@@ -86,12 +86,19 @@ pub enum ConnectionError {
     Network(BoxError),
     /// The failure detector judged the connection dead. The stream ends after this item.
     Failed(FailureEvent),
+    /// The failure detector suspects the connection: no media for longer than its
+    /// rhythm allows, on a connection that has not ended (media silence). The stream
+    /// goes on: packets that come later are delivered, and if the silence lasts the
+    /// detector ends it with [`Failed`](Self::Failed). A consumer that cannot keep a
+    /// suspected connection while it dials its replacement treats this as `Failed`
+    /// (the driver does, unless make-before-break is on).
+    Suspected(FailureEvent),
 }
 
 impl ConnectionError {
     /// Whether the stream ends after this item.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Self::Packet(_))
+        !matches!(self, Self::Packet(_) | Self::Suspected(_))
     }
 
     /// The failure this error is, for `stream_id`: the detector's own verdict as it
@@ -99,7 +106,7 @@ impl ConnectionError {
     /// saying what happened. The one place an error becomes a failure.
     pub(crate) fn into_failure(self, stream_id: &str) -> FailureEvent {
         match self {
-            Self::Failed(event) => event,
+            Self::Failed(event) | Self::Suspected(event) => event,
             other => FailureEvent::new(
                 FailureReason::NetworkError,
                 Severity::Critical,
@@ -116,6 +123,9 @@ impl fmt::Display for ConnectionError {
             Self::Packet(e) => write!(f, "bad packet: {e}"),
             Self::Network(e) => write!(f, "network error: {e}"),
             Self::Failed(ev) => write!(f, "connection failed: {}: {}", ev.reason, ev.details),
+            Self::Suspected(ev) => {
+                write!(f, "connection suspected: {}: {}", ev.reason, ev.details)
+            }
         }
     }
 }
@@ -124,7 +134,7 @@ impl std::error::Error for ConnectionError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Packet(e) | Self::Network(e) => Some(e.as_ref()),
-            Self::Failed(_) => None,
+            Self::Failed(_) | Self::Suspected(_) => None,
         }
     }
 }

@@ -15,6 +15,13 @@ pub trait StreamTarget: Clone + Send + Sync + 'static {
 
     /// Take what a saved state says about the stream (codec, parameters).
     fn apply_state(&mut self, state: &ConnectionState);
+
+    /// Whether a second connection to this target can be dialled while one is open
+    /// (make-before-break): true for a caller, false for what binds a port (a
+    /// listener, an RTP or UDP receiver). The default says false.
+    fn dials(&self) -> bool {
+        false
+    }
 }
 
 /// The ready-made target: address, stream id, codec, parameters and an optional secret.
@@ -86,6 +93,16 @@ impl Target {
 impl StreamTarget for Target {
     fn stream_id(&self) -> &str {
         &self.stream_id
+    }
+
+    /// SRT callers and rendezvous (not listeners) and in-process targets dial; RTP
+    /// and UDP bind.
+    fn dials(&self) -> bool {
+        match self.protocol {
+            Protocol::Srt => self.parameters.get("mode").map(String::as_str) != Some("listener"),
+            Protocol::InProcess => true,
+            Protocol::Rtp | Protocol::Udp => false,
+        }
     }
 
     fn apply_state(&mut self, state: &ConnectionState) {

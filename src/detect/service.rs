@@ -60,6 +60,9 @@ pub struct Detected<C> {
     last_check: Instant,
     last_counters: HealthCounters,
     timer: Pin<Box<Sleep>>,
+    /// Silence was reported as a suspicion; until the next packet only a silence
+    /// lasting on (to the hard timeout, or twice the limit) ends the connection.
+    suspected: bool,
     done: bool,
 }
 
@@ -90,6 +93,7 @@ impl<C: Connection> Detected<C> {
             last_counters,
             timer: Box::pin(tokio::time::sleep_until(next_check)),
             detector,
+            suspected: false,
             done: false,
         }
     }
@@ -107,6 +111,17 @@ impl<C: Connection> Detected<C> {
     /// The learned packet rhythm.
     pub fn silence_detector(&self) -> &SilenceDetector {
         &self.silence
+    }
+
+    /// Media silence on a connection still open: reported once as a suspicion; the
+    /// stream goes on. A silence that lasts on past the suspicion is a failure.
+    fn silent(&mut self, event: FailureEvent) -> Poll<Option<<Self as Stream>::Item>> {
+        if self.suspected {
+            return self.fail(event);
+        }
+        self.suspected = true;
+        self.detector.report(&event);
+        Poll::Ready(Some(Err(ConnectionError::Suspected(event))))
     }
 
     fn fail(&mut self, event: FailureEvent) -> Poll<Option<<Self as Stream>::Item>> {
@@ -149,7 +164,10 @@ impl<C: Connection> Detected<C> {
         } else {
             hard
         };
-        let limit = adaptive.min(hard);
+        let mut limit = adaptive.min(hard);
+        if self.suspected {
+            limit = hard.max(limit.saturating_mul(2));
+        }
         let deadline = last + limit;
         if now < deadline {
             return (deadline, None);
@@ -174,20 +192,30 @@ impl<C: Connection> Detected<C> {
         (deadline, Some(event))
     }
 
-    /// Check every timer; arm the one wake-up for the earliest deadline.
-    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<FailureEvent> {
+    /// Check every timer; arm the one wake-up for the earliest deadline. A failure
+    /// found comes with whether it is silence.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<(FailureEvent, bool)> {
         // Nothing to judge before the first packet; its arrival wakes us.
         self.silence.last_arrival()?;
         loop {
             let now = Instant::now();
-            if let Some(event) = self.check_thresholds(now) {
-                return Some(event);
+            // A silence already suspected says all the windows would (no packets).
+            if !self.suspected {
+                if let Some(event) = self.check_thresholds(now) {
+                    return Some((event, false));
+                }
             }
             let (silence_deadline, event) = self.check_silence(now);
-            if event.is_some() {
-                return event;
+            if let Some(event) = event {
+                return Some((event, true));
             }
-            let wake = silence_deadline.min(self.next_check);
+            // While suspected the periodic checks wait (see above): only the silence's
+            // own deadline wakes us.
+            let wake = if self.suspected {
+                silence_deadline
+            } else {
+                silence_deadline.min(self.next_check)
+            };
             // Deadlines only move later as packets arrive, so a timer set earlier than
             // needed is left alone: it fires, and is re-armed then. That keeps timer
             // work off the per-packet path.
@@ -227,6 +255,7 @@ impl<C: Connection> Stream for Detected<C> {
                     this.last_counters = HealthCounters::default();
                 }
                 this.silence.observe(packet.arrival);
+                this.suspected = false;
                 if packet.arrival >= this.next_check {
                     if let Some(event) = this.check_thresholds(packet.arrival) {
                         return this.fail(event);
@@ -257,7 +286,8 @@ impl<C: Connection> Stream for Detected<C> {
                 Poll::Ready(None)
             }
             Poll::Pending => match this.poll_timers(cx) {
-                Some(event) => this.fail(event),
+                Some((event, true)) => this.silent(event),
+                Some((event, false)) => this.fail(event),
                 None => Poll::Pending,
             },
         }

@@ -38,6 +38,10 @@ pub enum EventType {
     /// The connection before stayed up at least `stable_after`, so this reconnection's
     /// backoff starts afresh (`duration` is how long it stayed up).
     BackoffReset,
+    /// A suspected connection (media silence, make-before-break) delivered again
+    /// before its replacement did: it is kept, the replacement dropped, and the
+    /// reconnection that the suspicion started is over.
+    FailureCleared,
     /// A [`Failover`](crate::failover::Failover) switched source (the event carries the
     /// [`SourceSwitch`](crate::failover::SourceSwitch)).
     SourceSwitched,
@@ -56,6 +60,7 @@ impl EventType {
             Self::Probing => "probing",
             Self::ProbeAnswered => "probe_answered",
             Self::BackoffReset => "backoff_reset",
+            Self::FailureCleared => "failure_cleared",
             Self::SourceSwitched => "source_switched",
         }
     }
@@ -383,6 +388,7 @@ fn record_metrics(event: &ReconnectionEvent) {
         | EventType::ReconnectionAborted
         | EventType::Probing
         | EventType::ProbeAnswered
+        | EventType::FailureCleared
         | EventType::SourceSwitched => {}
     }
 }

@@ -77,6 +77,9 @@ enum State<F, C> {
     Verifying { conn: C, deadline: Pin<Box<Sleep>> },
     /// Forwarding the connection's packets.
     Streaming(C),
+    /// Make-before-break: the connection is suspected (media silence) but kept, while
+    /// its replacement is dialled; whichever delivers first is kept.
+    Racing(Box<Race<F, C>>),
     /// Waiting out a pause after a connection failed before its first packet.
     Pausing(Pin<Box<Sleep>>),
     /// Cancelled: polling the connection's close (its last state save) before ending.
@@ -92,11 +95,27 @@ impl<F, C> State<F, C> {
             Self::Connecting(_) => "connecting",
             Self::Verifying { .. } => "verifying",
             Self::Streaming(_) => "streaming",
+            Self::Racing(_) => "racing",
             Self::Pausing(_) => "pausing",
             Self::Closing(_) => "closing",
             Self::Done => "done",
         }
     }
+}
+
+/// A suspected connection and its replacement, as far as it got.
+struct Race<F, C> {
+    old: C,
+    next: Replacement<F, C>,
+}
+
+enum Replacement<F, C> {
+    /// Not dialled yet (the stack is not ready).
+    Ready,
+    /// Being dialled (through the stack's retries).
+    Connecting(Pin<Box<F>>),
+    /// Connected; its first packet wins the race, unless the old connection's does.
+    Verifying { conn: C, deadline: Pin<Box<Sleep>> },
 }
 
 /// One stream's packets, across every reconnect: a [`Stream`] of
@@ -146,6 +165,7 @@ where
     retry_on_close: bool,
     max_unverified: u32,
     unverified_backoff: Box<dyn Backoff>,
+    make_before_break: bool,
     /// Made on the first `cancel_token` or `stop_handle`: a stream nobody can stop
     /// carries no token.
     cancel: OnceLock<Cancel>,
@@ -192,6 +212,7 @@ where
             retry_on_close: true,
             max_unverified: 5,
             unverified_backoff: Box::new(ExponentialBackoff::default()),
+            make_before_break: false,
             cancel: OnceLock::new(),
             state: State::Ready,
             final_state: None,
@@ -257,6 +278,20 @@ where
         self
     }
 
+    /// Make-before-break (default off; the [stack builder](crate::stack) turns it on
+    /// for inputs it dials): when the failure detector only suspects the connection
+    /// (media silence on a connection still open,
+    /// [`ConnectionError::Suspected`]), keep it while the replacement is dialled, and
+    /// keep whichever delivers first. A connection that comes back (a latency spike,
+    /// a stall) then loses nothing; one that does not is replaced as fast as before.
+    /// Only for targets whose replacement can be dialled while the old connection is
+    /// open (callers, rendezvous); not for inputs bound to a port (listeners, RTP,
+    /// UDP).
+    pub fn make_before_break(mut self, on: bool) -> Self {
+        self.make_before_break = on;
+        self
+    }
+
     /// Connections in a row that may fail before their first packet before the stream
     /// gives up (default 5). Between them the driver waits by
     /// [`unverified_backoff`](Self::unverified_backoff), so a peer that accepts and
@@ -287,6 +322,7 @@ where
     fn connection(&self) -> Option<&S::Response> {
         match &self.state {
             State::Verifying { conn, .. } | State::Streaming(conn) => Some(conn),
+            State::Racing(race) => Some(&race.old),
             _ => None,
         }
     }
@@ -455,7 +491,12 @@ where
         }
         let state = std::mem::replace(&mut self.state, State::Done);
         tracing::debug!(from = state.name(), "cancelled; stopping");
-        if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
+        let conn = match state {
+            State::Verifying { conn, .. } | State::Streaming(conn) => Some(conn),
+            State::Racing(race) => Some(race.old),
+            _ => None,
+        };
+        if let Some(conn) = conn {
             self.keep_final_state(conn.state());
             self.enter(State::Closing(conn));
         }
@@ -476,8 +517,12 @@ where
             "driver state: closed for good"
         );
         let state = std::mem::replace(&mut self.state, State::Done);
-        if let State::Verifying { conn, .. } | State::Streaming(conn) = state {
-            self.keep_final_state(conn.state());
+        match state {
+            State::Verifying { conn, .. } | State::Streaming(conn) => {
+                self.keep_final_state(conn.state());
+            }
+            State::Racing(race) => self.keep_final_state(race.old.state()),
+            _ => {}
         }
     }
 }
@@ -583,6 +628,7 @@ where
                 State::Pausing(_) => ready!(self.poll_pausing(cx)),
                 State::Verifying { .. } => ready!(self.poll_verifying(cx)),
                 State::Streaming(_) => ready!(self.poll_streaming(cx)),
+                State::Racing(_) => ready!(self.poll_racing(cx)),
             };
             if let Step::Yield(item) = step {
                 return Poll::Ready(item);
@@ -672,6 +718,13 @@ where
                 }
                 Step::Yield(Some(Ok(packet)))
             }
+            Some(Err(ConnectionError::Suspected(failure))) => {
+                if verified && self.make_before_break {
+                    self.suspected(failure);
+                    return Step::Next;
+                }
+                self.failed(failure, verified)
+            }
             // A bad packet, counted below: the stream goes on.
             Some(Err(error)) if !error.is_fatal() => Step::Next,
             Some(Err(error)) => {
@@ -685,6 +738,118 @@ where
             None => {
                 let failure = self.closed();
                 self.failed(failure, verified)
+            }
+        }
+    }
+
+    /// The streaming connection is suspected: report it as a failure, start a
+    /// reconnection, and race the old connection against its replacement.
+    fn suspected(&mut self, failure: FailureEvent) {
+        tracing::debug!(reason = %failure.reason, details = %failure.details, "connection suspected; dialling its replacement");
+        self.events.set_reason(Some(failure.reason));
+        let mut event = self.events.event(EventType::FailureDetected, 0);
+        event.error = Some(failure.details);
+        self.events.emit(event);
+        self.reconnect_started = Some(Instant::now());
+        self.events.reset_attempts();
+        self.emit(EventType::ReconnectionStarted, 0);
+        if let State::Streaming(old) = std::mem::replace(&mut self.state, State::Done) {
+            self.enter(State::Racing(Box::new(Race {
+                old,
+                next: Replacement::Ready,
+            })));
+        }
+    }
+
+    /// Racing: the old connection first (what it still delivers is not lost, and
+    /// its first packet ends the race), then the replacement.
+    fn poll_racing(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let State::Racing(race) = &mut self.state else {
+            return Poll::Ready(Step::Next);
+        };
+        match Pin::new(&mut race.old).poll_next(cx) {
+            Poll::Ready(Some(Ok(packet))) => {
+                // The old connection is back: the replacement goes.
+                if let State::Racing(race) = std::mem::replace(&mut self.state, State::Done) {
+                    self.enter(State::Streaming(race.old));
+                }
+                self.reconnect_started = None;
+                self.events.set_reason(None);
+                self.emit(EventType::FailureCleared, self.events.last_attempt());
+                return Poll::Ready(Step::Yield(Some(Ok(packet))));
+            }
+            Poll::Ready(Some(Err(error))) if !error.is_fatal() => {
+                // Still suspected, or a bad packet: the race goes on.
+                return Poll::Ready(Step::Next);
+            }
+            Poll::Ready(_) => {
+                // The old connection is gone: the replacement carries on alone.
+                tracing::debug!("suspected connection ended during the race");
+                if let State::Racing(race) = std::mem::replace(&mut self.state, State::Done) {
+                    let next = match race.next {
+                        Replacement::Ready => State::Ready,
+                        Replacement::Connecting(future) => State::Connecting(future),
+                        Replacement::Verifying { conn, deadline } => {
+                            State::Verifying { conn, deadline }
+                        }
+                    };
+                    self.enter(next);
+                }
+                return Poll::Ready(Step::Next);
+            }
+            Poll::Pending => {}
+        }
+        match &mut race.next {
+            Replacement::Ready => {
+                if let Err(error) = ready!(self.stack.poll_ready(cx)) {
+                    return Poll::Ready(Step::Yield(Some(Err(self.give_up(error.into())))));
+                }
+                let future = Box::pin(self.stack.call(self.target.clone()));
+                if let State::Racing(race) = &mut self.state {
+                    race.next = Replacement::Connecting(future);
+                }
+                Poll::Ready(Step::Next)
+            }
+            Replacement::Connecting(future) => match ready!(future.as_mut().poll(cx)) {
+                Ok(conn) => {
+                    let deadline = Box::pin(tokio::time::sleep(self.first_packet_timeout));
+                    race.next = Replacement::Verifying { conn, deadline };
+                    Poll::Ready(Step::Next)
+                }
+                Err(error) => Poll::Ready(Step::Yield(Some(Err(self.give_up(error.into()))))),
+            },
+            Replacement::Verifying { conn, deadline } => {
+                let item = match Pin::new(conn).poll_next(cx) {
+                    Poll::Ready(item) => item,
+                    Poll::Pending => {
+                        ready!(deadline.as_mut().poll(cx));
+                        // No first packet in time: dial again, the old one still kept.
+                        tracing::debug!("replacement delivered nothing in time; dialling again");
+                        race.next = Replacement::Ready;
+                        return Poll::Ready(Step::Next);
+                    }
+                };
+                match item {
+                    Some(Ok(packet)) => {
+                        // The replacement wins: the old connection goes.
+                        if let State::Racing(race) = std::mem::replace(&mut self.state, State::Done)
+                        {
+                            if let Replacement::Verifying { conn, .. } = race.next {
+                                self.enter(State::Streaming(conn));
+                            }
+                        }
+                        self.verified();
+                        Poll::Ready(Step::Yield(Some(Ok(packet))))
+                    }
+                    Some(Err(error)) if !error.is_fatal() => Poll::Ready(Step::Next),
+                    _ => {
+                        // It ended before its first packet: dial again, after the pause
+                        // connections that fail unverified get.
+                        tracing::debug!("replacement ended before its first packet");
+                        race.next = Replacement::Ready;
+                        Poll::Ready(Step::Next)
+                    }
+                }
             }
         }
     }

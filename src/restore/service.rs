@@ -227,11 +227,12 @@ impl<C: Connection> Restored<C> {
         }
     }
 
-    /// The stream ends: save the state it ends with before saying so, so that the next
-    /// connection starts from it. The wait is bounded; a store that does not answer in
-    /// time is logged like any store error.
-    fn end_with(&mut self, item: Option<<Self as Stream>::Item>) {
-        self.ended = true;
+    /// Save the state before handing on `item`, so that the next connection starts
+    /// from it: the stream ends with it (`end`), or the connection is suspected and may
+    /// be replaced at once. The wait is bounded; a store that does not answer in time
+    /// is logged like any store error.
+    fn save_then(&mut self, item: Option<<Self as Stream>::Item>, end: bool) {
+        self.ended = end;
         let Some(save) = self.save_future() else {
             self.final_save = Some((Box::pin(std::future::ready(())), item));
             return;
@@ -303,9 +304,14 @@ impl<C: Connection> Stream for Restored<C> {
                 }
                 Poll::Ready(item)
             }
+            Some(Err(ConnectionError::Suspected(_))) => {
+                // The driver may drop this connection for its replacement next.
+                this.save_then(item, false);
+                self.poll_next(cx)
+            }
             Some(Err(e)) if !e.is_fatal() => Poll::Ready(item),
             _ => {
-                this.end_with(item);
+                this.save_then(item, true);
                 self.poll_next(cx)
             }
         }
@@ -334,7 +340,7 @@ impl<C: Connection> Connection for Restored<C> {
     /// releases the stream or exits.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.ended {
-            self.end_with(None);
+            self.save_then(None, true);
         }
         if let Some((save, _)) = &mut self.final_save {
             std::task::ready!(save.as_mut().poll(cx));

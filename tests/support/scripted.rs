@@ -38,6 +38,24 @@ pub enum Step {
         gap: Duration,
         end: End,
     },
+    /// As `Serve` with a 10 ms gap, and a stall of `stall` before packet `at`.
+    Stalled {
+        packets: std::ops::Range<u32>,
+        at: u32,
+        stall: Duration,
+        end: End,
+    },
+}
+
+/// Like [`serve`], but the packets stop for `stall` before packet `at` (a latency
+/// spike, an encoder that hangs a moment): the connection stays open meanwhile.
+pub fn stalled(packets: std::ops::Range<u32>, at: u32, stall: Duration, end: End) -> Step {
+    Step::Stalled {
+        packets,
+        at,
+        stall,
+        end,
+    }
 }
 
 pub fn serve(packets: std::ops::Range<u32>, end: End) -> Step {
@@ -90,7 +108,17 @@ impl tower::Service<Target> for Scripted {
             match step {
                 None => Err(ConnectError::new(ConnectErrorKind::Unreachable, "script over").into()),
                 Some(Step::Fail(kind)) => Err(ConnectError::new(kind, "scripted failure").into()),
-                Some(Step::Serve { packets, gap, end }) => {
+                Some(step @ (Step::Serve { .. } | Step::Stalled { .. })) => {
+                    let (packets, gap, end, stall) = match step {
+                        Step::Serve { packets, gap, end } => (packets, gap, end, None),
+                        Step::Stalled {
+                            packets,
+                            at,
+                            stall,
+                            end,
+                        } => (packets, Duration::from_millis(10), end, Some((at, stall))),
+                        Step::Fail(_) => unreachable!(),
+                    };
                     let mut state =
                         ConnectionState::new(target.stream_id.clone(), Protocol::InProcess);
                     state.codec = target.codec.clone();
@@ -98,6 +126,9 @@ impl tower::Service<Target> for Scripted {
                     let (tx, conn) = channel(state, 1024);
                     tokio::spawn(async move {
                         for n in packets {
+                            if let Some((_, stall)) = stall.filter(|(at, _)| *at == n) {
+                                tokio::time::sleep(stall).await;
+                            }
                             tokio::time::sleep(gap).await;
                             let packet = Packet::new(n.to_be_bytes().to_vec(), Instant::now())
                                 .with_sequence(Sequence::rtp(n as u16));
