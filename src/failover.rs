@@ -211,11 +211,8 @@ impl Failover {
     /// it in events, metrics and logs: never put a secret in it.
     pub fn source(mut self, name: impl Into<String>, source: impl Source + 'static) -> Self {
         let name = name.into();
-        if self.sources.is_empty() {
-            set_active_gauge(self.events.stream_id(), &name, 1.0);
-        } else {
-            set_active_gauge(self.events.stream_id(), &name, 0.0);
-        }
+        let active = if self.sources.is_empty() { 1.0 } else { 0.0 };
+        set_active_gauge(self.events.stream_id(), &name, active);
         self.sources.push(Entry {
             name,
             source: Box::new(source),

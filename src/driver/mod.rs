@@ -375,16 +375,7 @@ where
     ) -> Option<ReconnectError> {
         tracing::debug!(reason = %failure.reason, details = %failure.details, verified, "connection failed");
         self.enter(State::Done);
-        self.events.set_reason(Some(failure.reason));
-        let mut event = self.events.event(EventType::FailureDetected, 0);
-        event.error = Some(failure.details.clone());
-        self.events.emit(event);
-
-        if self.reconnect_started.is_none() {
-            self.reconnect_started = Some(Instant::now());
-            self.events.reset_attempts();
-            self.emit(EventType::ReconnectionStarted, 0);
-        }
+        self.report_failure(&failure);
         if verified {
             self.unverified = 0;
             self.unverified_backoff.reset();
@@ -403,6 +394,20 @@ where
         tracing::debug!(?delay, "connection failed before its first packet; pausing");
         self.enter(State::Pausing(Box::pin(tokio::time::sleep(delay))));
         None
+    }
+
+    /// Say that the connection failed (or is suspected), and that a reconnection
+    /// begins unless one is under way.
+    fn report_failure(&mut self, failure: &FailureEvent) {
+        self.events.set_reason(Some(failure.reason));
+        let mut event = self.events.event(EventType::FailureDetected, 0);
+        event.error = Some(failure.details.clone());
+        self.events.emit(event);
+        if self.reconnect_started.is_none() {
+            self.reconnect_started = Some(Instant::now());
+            self.events.reset_attempts();
+            self.emit(EventType::ReconnectionStarted, 0);
+        }
     }
 
     fn give_up(&mut self, error: BoxError) -> ReconnectError {
@@ -746,13 +751,7 @@ where
     /// reconnection, and race the old connection against its replacement.
     fn suspected(&mut self, failure: FailureEvent) {
         tracing::debug!(reason = %failure.reason, details = %failure.details, "connection suspected; dialling its replacement");
-        self.events.set_reason(Some(failure.reason));
-        let mut event = self.events.event(EventType::FailureDetected, 0);
-        event.error = Some(failure.details);
-        self.events.emit(event);
-        self.reconnect_started = Some(Instant::now());
-        self.events.reset_attempts();
-        self.emit(EventType::ReconnectionStarted, 0);
+        self.report_failure(&failure);
         if let State::Streaming(old) = std::mem::replace(&mut self.state, State::Done) {
             self.enter(State::Racing(Box::new(Race {
                 old,
@@ -843,8 +842,8 @@ where
                     }
                     Some(Err(error)) if !error.is_fatal() => Poll::Ready(Step::Next),
                     _ => {
-                        // It ended before its first packet: dial again, after the pause
-                        // connections that fail unverified get.
+                        // It ended before its first packet: dial again at once (the
+                        // stack's retries pace only failed connects).
                         tracing::debug!("replacement ended before its first packet");
                         race.next = Replacement::Ready;
                         Poll::Ready(Step::Next)

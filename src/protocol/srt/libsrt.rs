@@ -55,10 +55,10 @@ const STATS_EVERY: u32 = 64;
 /// often (reading them takes libsrt's locks: not once per packet).
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How often a connection that broke with packets still buffered tries them again
-/// (they become readable at their play time; libsrt signals nothing on a broken
-/// socket).
-const DRAIN_RETRY: Duration = Duration::from_millis(5);
+/// How often a connection looks again at a libsrt buffer it waits on: what a broken
+/// connection still holds (readable at its play time), and what a closing one still
+/// has to send. libsrt signals neither on the socket.
+const RETRY_EVERY: Duration = Duration::from_millis(5);
 
 /// How long closing waits at most for libsrt to deliver what it still has to send.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -70,7 +70,6 @@ const DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// read as their play time comes, then the stream ends with `end`.
 struct Drain {
     until: Instant,
-    retry: Pin<Box<tokio::time::Sleep>>,
     end: Option<ConnectionError>,
 }
 
@@ -611,13 +610,21 @@ impl LibSrtConnection {
             .socket
             .receive_latency()
             .unwrap_or(Duration::from_millis(120));
-        let now = Instant::now();
         self.drain = Some(Drain {
-            until: now + latency + DRAIN_GRACE,
-            retry: Box::pin(tokio::time::sleep_until(now)),
+            until: Instant::now() + latency + DRAIN_GRACE,
             end,
         });
         self.poll_drain(cx)
+    }
+
+    /// Wait [`RETRY_EVERY`] before looking at a libsrt buffer again.
+    fn poll_retry(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let at = Instant::now() + RETRY_EVERY;
+        let retry = self
+            .retry
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        retry.as_mut().reset(at);
+        retry.as_mut().poll(cx)
     }
 
     fn poll_drain(
@@ -628,19 +635,16 @@ impl LibSrtConnection {
             if let Ok(message) = self.socket.try_recv(&mut self.buf[..]) {
                 return Poll::Ready(Some(Ok(self.packet(&message))));
             }
-            let now = Instant::now();
             let empty = self.socket.receive_buffered().unwrap_or(0) == 0;
-            let Some(drain) = self.drain.as_mut() else {
-                return Poll::Ready(None);
-            };
-            if empty || now >= drain.until {
+            let over = self
+                .drain
+                .as_ref()
+                .is_none_or(|drain| Instant::now() >= drain.until);
+            if empty || over {
                 self.ended = true;
                 return Poll::Ready(self.drain.take().and_then(|d| d.end).map(Err));
             }
-            drain.retry.as_mut().reset(now + DRAIN_RETRY);
-            if drain.retry.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+            std::task::ready!(self.poll_retry(cx));
         }
     }
 }
@@ -740,16 +744,8 @@ impl Sink<Bytes> for LibSrtConnection {
         let until = *this
             .linger_until
             .get_or_insert(Instant::now() + CLOSE_LINGER);
-        loop {
-            let now = Instant::now();
-            if now >= until || this.socket.send_buffered().unwrap_or(0) == 0 {
-                break;
-            }
-            let retry = this
-                .retry
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(now)));
-            retry.as_mut().reset(now + DRAIN_RETRY);
-            std::task::ready!(retry.as_mut().poll(cx));
+        while Instant::now() < until && this.socket.send_buffered().unwrap_or(0) > 0 {
+            std::task::ready!(this.poll_retry(cx));
         }
         this.socket.close();
         this.ended = true;
