@@ -160,7 +160,9 @@ pub struct ReconnectionConfig {
     /// Make-before-break, for inputs the stack dials (callers, rendezvous; never
     /// passive ones): on media silence, keep the connection while its replacement is
     /// dialled, and keep whichever delivers first, so a connection that comes back (a
-    /// latency spike, a stall) loses nothing. Default true.
+    /// latency spike, a stall) loses nothing; on loss, latency or errors over a limit,
+    /// pass on what the connection still delivers until its replacement does. Default
+    /// true.
     pub make_before_break: bool,
     /// While waiting out a backoff delay, probe the server this often (each wait
     /// jittered between half and all of it), and attempt at once when a probe is

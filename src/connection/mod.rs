@@ -86,19 +86,25 @@ pub enum ConnectionError {
     Network(BoxError),
     /// The failure detector judged the connection dead. The stream ends after this item.
     Failed(FailureEvent),
-    /// The failure detector suspects the connection: no media for longer than its
-    /// rhythm allows, on a connection that has not ended (media silence). The stream
-    /// goes on: packets that come later are delivered, and if the silence lasts the
-    /// detector ends it with [`Failed`](Self::Failed). A consumer that cannot keep a
+    /// The failure detector suspects the connection, which has not ended: no media
+    /// for longer than its rhythm allows (media silence, reason `timeout`), or a check
+    /// interval over the loss, latency or error-rate limit while packets still flow
+    /// (a degradation). The stream goes on: packets that come later are delivered; a
+    /// silence that lasts on ends it with [`Failed`](Self::Failed), a degradation that
+    /// lasts is suspected again at each check. A consumer that cannot keep a
     /// suspected connection while it dials its replacement treats this as `Failed`
     /// (the driver does, unless make-before-break is on).
     Suspected(FailureEvent),
+    /// The failure detector no longer suspects a connection it had suspected of
+    /// degrading: a check interval since was within every limit. (A silence is
+    /// cleared by the next packet itself.) The stream goes on.
+    Cleared,
 }
 
 impl ConnectionError {
     /// Whether the stream ends after this item.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Self::Packet(_) | Self::Suspected(_))
+        !matches!(self, Self::Packet(_) | Self::Suspected(_) | Self::Cleared)
     }
 
     /// The failure this error is, for `stream_id`: the detector's own verdict as it
@@ -126,6 +132,7 @@ impl fmt::Display for ConnectionError {
             Self::Suspected(ev) => {
                 write!(f, "connection suspected: {}: {}", ev.reason, ev.details)
             }
+            Self::Cleared => f.write_str("connection no longer suspected"),
         }
     }
 }
@@ -134,7 +141,7 @@ impl std::error::Error for ConnectionError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Packet(e) | Self::Network(e) => Some(e.as_ref()),
-            Self::Failed(_) | Self::Suspected(_) => None,
+            Self::Failed(_) | Self::Suspected(_) | Self::Cleared => None,
         }
     }
 }

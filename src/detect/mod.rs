@@ -2,7 +2,12 @@
 //!
 //! [`FailureDetectLayer`] wraps every connection and ends its stream with a
 //! [`ConnectionError::Failed`](crate::connection::ConnectionError::Failed) carrying a
-//! [`FailureEvent`] as soon as the connection is judged dead:
+//! [`FailureEvent`] as soon as the connection is judged dead. What a connection that
+//! is still open may recover from (media silence, a check interval over the loss,
+//! latency or error-rate limit) is first a
+//! [`ConnectionError::Suspected`](crate::connection::ConnectionError::Suspected): the
+//! driver treats it as a failure, or with make-before-break keeps the connection while
+//! it dials the replacement.
 //!
 //! - **silence**: no packet for longer than the stream's own rhythm allows
 //!   ([`SilenceConfig`]), which catches a sender that stopped sending media on a socket

@@ -42,8 +42,20 @@ impl<S> FailureDetect<S> {
     }
 }
 
-/// A connection watched by a [`FailureDetector`]: its stream ends with
-/// `Err(ConnectionError::Failed(event))` when the connection is judged dead.
+/// A verdict waiting to be yielded.
+#[derive(Debug)]
+enum Pending {
+    /// A degradation (boxed: rare, and it would make every connection larger).
+    Suspect(Box<FailureEvent>),
+    /// A good check interval after a degradation.
+    Clear,
+}
+
+/// A connection watched by a [`FailureDetector`]: its stream yields
+/// `Err(ConnectionError::Suspected(event))` when the connection falls silent or
+/// degrades (loss, latency, errors over a check interval) but is still open, and ends
+/// with `Err(ConnectionError::Failed(event))` when it is judged dead (a silence that
+/// lasts on, no packets over a check interval, the hard timeout, a network error).
 #[derive(Debug)]
 pub struct Detected<C> {
     inner: C,
@@ -63,6 +75,11 @@ pub struct Detected<C> {
     /// Silence was reported as a suspicion; until the next packet only a silence
     /// lasting on (to the hard timeout, or twice the limit) ends the connection.
     suspected: bool,
+    /// A verdict found at a packet's arrival or a check, yielded at the next poll
+    /// (the packet is passed on first).
+    pending: Option<Pending>,
+    /// Suspected of degrading, and not cleared by a good check interval since.
+    degrading: bool,
     done: bool,
 }
 
@@ -94,6 +111,8 @@ impl<C: Connection> Detected<C> {
             timer: Box::pin(tokio::time::sleep_until(next_check)),
             detector,
             suspected: false,
+            pending: None,
+            degrading: false,
             done: false,
         }
     }
@@ -124,6 +143,26 @@ impl<C: Connection> Detected<C> {
         Poll::Ready(Some(Err(ConnectionError::Suspected(event))))
     }
 
+    /// A threshold crossed by a connection that still delivers (loss, latency,
+    /// errors): a suspicion, so that a driver racing a replacement keeps the stream
+    /// meanwhile. A packet rate too low to judge is a failure.
+    fn judged(&mut self, event: FailureEvent) -> Poll<Option<<Self as Stream>::Item>> {
+        if event.reason == FailureReason::LowPacketRate {
+            return self.fail(event);
+        }
+        self.degrading = true;
+        self.detector.report(&event);
+        Poll::Ready(Some(Err(ConnectionError::Suspected(event))))
+    }
+
+    /// Yield what a check found and could not yield at once.
+    fn take_pending(&mut self) -> Option<Poll<Option<<Self as Stream>::Item>>> {
+        match self.pending.take()? {
+            Pending::Suspect(event) => Some(self.judged(*event)),
+            Pending::Clear => Some(Poll::Ready(Some(Err(ConnectionError::Cleared)))),
+        }
+    }
+
     fn fail(&mut self, event: FailureEvent) -> Poll<Option<<Self as Stream>::Item>> {
         self.done = true;
         if let Some(own) = &mut self.own {
@@ -152,7 +191,12 @@ impl<C: Connection> Detected<C> {
         while self.next_check <= now {
             self.next_check += interval;
         }
-        self.detector.evaluate(&self.stream_id, &window)
+        let verdict = self.detector.evaluate(&self.stream_id, &window);
+        if verdict.is_none() && self.degrading {
+            self.degrading = false;
+            self.pending = Some(Pending::Clear);
+        }
+        verdict
     }
 
     /// When silence becomes a failure, and the event if it already is.
@@ -240,6 +284,9 @@ impl<C: Connection> Stream for Detected<C> {
         if this.done {
             return Poll::Ready(None);
         }
+        if let Some(verdict) = this.take_pending() {
+            return verdict;
+        }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(packet))) => {
                 if let Some(own) = &mut this.own {
@@ -258,7 +305,10 @@ impl<C: Connection> Stream for Detected<C> {
                 this.suspected = false;
                 if packet.arrival >= this.next_check {
                     if let Some(event) = this.check_thresholds(packet.arrival) {
-                        return this.fail(event);
+                        if event.reason == FailureReason::LowPacketRate {
+                            return this.fail(event);
+                        }
+                        this.pending = Some(Pending::Suspect(Box::new(event)));
                     }
                 }
                 Poll::Ready(Some(Ok(packet)))
@@ -287,8 +337,8 @@ impl<C: Connection> Stream for Detected<C> {
             }
             Poll::Pending => match this.poll_timers(cx) {
                 Some((event, true)) => this.silent(event),
-                Some((event, false)) => this.fail(event),
-                None => Poll::Pending,
+                Some((event, false)) => this.judged(event),
+                None => this.take_pending().unwrap_or(Poll::Pending),
             },
         }
     }

@@ -38,9 +38,10 @@ pub enum EventType {
     /// The connection before stayed up at least `stable_after`, so this reconnection's
     /// backoff starts afresh (`duration` is how long it stayed up).
     BackoffReset,
-    /// A suspected connection (media silence, make-before-break) delivered again
-    /// before its replacement did: it is kept, the replacement dropped, and the
-    /// reconnection that the suspicion started is over.
+    /// Make-before-break: a connection suspected of media silence delivered again
+    /// before its replacement did, or no replacement could be had for a degrading
+    /// one. It is kept, the replacement dropped, and the reconnection that the
+    /// suspicion started is over.
     FailureCleared,
     /// A [`Failover`](crate::failover::Failover) switched source (the event carries the
     /// [`SourceSwitch`](crate::failover::SourceSwitch)).

@@ -77,8 +77,8 @@ enum State<F, C> {
     Verifying { conn: C, deadline: Pin<Box<Sleep>> },
     /// Forwarding the connection's packets.
     Streaming(C),
-    /// Make-before-break: the connection is suspected (media silence) but kept, while
-    /// its replacement is dialled; whichever delivers first is kept.
+    /// Make-before-break: the connection is suspected (silent, or degrading) but
+    /// kept while its replacement is dialled.
     Racing(Box<Race<F, C>>),
     /// Waiting out a pause after a connection failed before its first packet.
     Pausing(Pin<Box<Sleep>>),
@@ -107,8 +107,13 @@ impl<F, C> State<F, C> {
 struct Race<F, C> {
     old: C,
     next: Replacement<F, C>,
+    /// Suspected of degrading (loss, latency, errors) rather than of silence: the old
+    /// connection's packets are passed on but do not end the race; only the
+    /// replacement's first packet does, or the old connection's end.
+    degraded: bool,
 }
 
+/// How a race's replacement is going.
 enum Replacement<F, C> {
     /// Not dialled yet (the stack is not ready).
     Ready,
@@ -116,6 +121,9 @@ enum Replacement<F, C> {
     Connecting(Pin<Box<F>>),
     /// Connected; its first packet wins the race, unless the old connection's does.
     Verifying { conn: C, deadline: Pin<Box<Sleep>> },
+    /// An earlier replacement failed before its first packet: waiting out the
+    /// unverified backoff before the next dial.
+    Pausing(Pin<Box<Sleep>>),
 }
 
 /// One stream's packets, across every reconnect: a [`Stream`] of
@@ -280,10 +288,13 @@ where
 
     /// Make-before-break (default off; the [stack builder](crate::stack) turns it on
     /// for inputs it dials): when the failure detector only suspects the connection
-    /// (media silence on a connection still open,
-    /// [`ConnectionError::Suspected`]), keep it while the replacement is dialled, and
-    /// keep whichever delivers first. A connection that comes back (a latency spike,
-    /// a stall) then loses nothing; one that does not is replaced as fast as before.
+    /// ([`ConnectionError::Suspected`]: media silence, or loss, latency or errors over
+    /// a limit, on a connection still open), keep it while the replacement is dialled.
+    /// After a silence, whichever delivers first is kept: a connection that comes back
+    /// (a latency spike, a stall) then loses nothing; one that does not is replaced as
+    /// fast as before. A degrading connection's packets are passed on until the
+    /// replacement delivers; if the stack gives up on the replacement, the degrading
+    /// connection is kept (event `failure_cleared`).
     /// Only for targets whose replacement can be dialled while the old connection is
     /// open (callers, rendezvous); not for inputs bound to a port (listeners, RTP,
     /// UDP).
@@ -750,32 +761,47 @@ where
     /// The streaming connection is suspected: report it as a failure, start a
     /// reconnection, and race the old connection against its replacement.
     fn suspected(&mut self, failure: FailureEvent) {
-        tracing::debug!(reason = %failure.reason, details = %failure.details, "connection suspected; dialling its replacement");
+        let degraded = failure.reason != FailureReason::Timeout;
+        tracing::debug!(reason = %failure.reason, details = %failure.details, degraded, "connection suspected; dialling its replacement");
         self.report_failure(&failure);
         if let State::Streaming(old) = std::mem::replace(&mut self.state, State::Done) {
             self.enter(State::Racing(Box::new(Race {
                 old,
                 next: Replacement::Ready,
+                degraded,
             })));
         }
     }
 
+    /// The race is over and the old connection stays: the replacement goes.
+    fn keep_old(&mut self) {
+        if let State::Racing(race) = std::mem::replace(&mut self.state, State::Done) {
+            self.enter(State::Streaming(race.old));
+        }
+        self.reconnect_started = None;
+        self.events.set_reason(None);
+        self.emit(EventType::FailureCleared, self.events.last_attempt());
+    }
+
     /// Racing: the old connection first (what it still delivers is not lost, and
-    /// its first packet ends the race), then the replacement.
+    /// after a silence its first packet ends the race), then the replacement.
     fn poll_racing(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         let State::Racing(race) = &mut self.state else {
             return Poll::Ready(Step::Next);
         };
         match Pin::new(&mut race.old).poll_next(cx) {
             Poll::Ready(Some(Ok(packet))) => {
-                // The old connection is back: the replacement goes.
-                if let State::Racing(race) = std::mem::replace(&mut self.state, State::Done) {
-                    self.enter(State::Streaming(race.old));
+                // Back from a silence: the old connection stays. Degrading: its
+                // packets are passed on while the replacement is dialled.
+                if !race.degraded {
+                    self.keep_old();
                 }
-                self.reconnect_started = None;
-                self.events.set_reason(None);
-                self.emit(EventType::FailureCleared, self.events.last_attempt());
                 return Poll::Ready(Step::Yield(Some(Ok(packet))));
+            }
+            Poll::Ready(Some(Err(ConnectionError::Cleared))) if race.degraded => {
+                // A good check interval: no longer degrading, so it stays.
+                self.keep_old();
+                return Poll::Ready(Step::Next);
             }
             Poll::Ready(Some(Err(error))) if !error.is_fatal() => {
                 // Still suspected, or a bad packet: the race goes on.
@@ -791,6 +817,7 @@ where
                         Replacement::Verifying { conn, deadline } => {
                             State::Verifying { conn, deadline }
                         }
+                        Replacement::Pausing(sleep) => State::Pausing(sleep),
                     };
                     self.enter(next);
                 }
@@ -798,15 +825,19 @@ where
             }
             Poll::Pending => {}
         }
+        let degraded = race.degraded;
         match &mut race.next {
             Replacement::Ready => {
                 if let Err(error) = ready!(self.stack.poll_ready(cx)) {
-                    return Poll::Ready(Step::Yield(Some(Err(self.give_up(error.into())))));
+                    return Poll::Ready(self.replacement_gave_up(error.into()));
                 }
                 let future = Box::pin(self.stack.call(self.target.clone()));
-                if let State::Racing(race) = &mut self.state {
-                    race.next = Replacement::Connecting(future);
-                }
+                race.next = Replacement::Connecting(future);
+                Poll::Ready(Step::Next)
+            }
+            Replacement::Pausing(sleep) => {
+                ready!(sleep.as_mut().poll(cx));
+                race.next = Replacement::Ready;
                 Poll::Ready(Step::Next)
             }
             Replacement::Connecting(future) => match ready!(future.as_mut().poll(cx)) {
@@ -815,17 +846,15 @@ where
                     race.next = Replacement::Verifying { conn, deadline };
                     Poll::Ready(Step::Next)
                 }
-                Err(error) => Poll::Ready(Step::Yield(Some(Err(self.give_up(error.into()))))),
+                Err(error) => Poll::Ready(self.replacement_gave_up(error.into())),
             },
             Replacement::Verifying { conn, deadline } => {
                 let item = match Pin::new(conn).poll_next(cx) {
                     Poll::Ready(item) => item,
                     Poll::Pending => {
                         ready!(deadline.as_mut().poll(cx));
-                        // No first packet in time: dial again, the old one still kept.
-                        tracing::debug!("replacement delivered nothing in time; dialling again");
-                        race.next = Replacement::Ready;
-                        return Poll::Ready(Step::Next);
+                        tracing::debug!("replacement delivered nothing in time");
+                        return Poll::Ready(self.replacement_unverified(degraded));
                     }
                 };
                 match item {
@@ -842,15 +871,52 @@ where
                     }
                     Some(Err(error)) if !error.is_fatal() => Poll::Ready(Step::Next),
                     _ => {
-                        // It ended before its first packet: dial again at once (the
-                        // stack's retries pace only failed connects).
                         tracing::debug!("replacement ended before its first packet");
-                        race.next = Replacement::Ready;
-                        Poll::Ready(Step::Next)
+                        Poll::Ready(self.replacement_unverified(degraded))
                     }
                 }
             }
         }
+    }
+
+    /// A race's replacement failed before its first packet: the next one waits out
+    /// the unverified backoff, as outside a race, so a peer that accepts and hangs up
+    /// at once is not dialled in a tight loop. After `max_unverified` of them a
+    /// silent connection's stream gives up; a degrading one is kept.
+    fn replacement_unverified(&mut self, degraded: bool) -> Step {
+        self.unverified += 1;
+        if self.unverified > self.max_unverified {
+            let error = format!(
+                "{} replacements in a row failed before their first packet",
+                self.unverified
+            );
+            return self.replacement_gave_up(error.into());
+        }
+        let delay = self.unverified_backoff.next_delay();
+        tracing::debug!(
+            ?delay,
+            degraded,
+            "pausing before dialling the replacement again"
+        );
+        if let State::Racing(race) = &mut self.state {
+            race.next = Replacement::Pausing(Box::pin(tokio::time::sleep(delay)));
+        }
+        Step::Next
+    }
+
+    /// The stack gave up on a race's replacement. A silent connection's stream gives
+    /// up with it; a degrading one still delivers, so it is kept (and judged again by
+    /// its next check).
+    fn replacement_gave_up(&mut self, error: BoxError) -> Step {
+        let degraded = matches!(&self.state, State::Racing(race) if race.degraded);
+        if degraded {
+            tracing::warn!(%error, "no replacement for the degrading connection; keeping it");
+            self.unverified = 0;
+            self.unverified_backoff.reset();
+            self.keep_old();
+            return Step::Next;
+        }
+        Step::Yield(Some(Err(self.give_up(error))))
     }
 
     fn failed(&mut self, failure: FailureEvent, verified: bool) -> Step {

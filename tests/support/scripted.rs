@@ -45,6 +45,31 @@ pub enum Step {
         stall: Duration,
         end: End,
     },
+    /// As `Serve` with a 10 ms gap, but of the packets numbered in `lossy` every
+    /// one whose number is a multiple of `lose_every` is lost on the way (a sequence
+    /// gap).
+    Lossy {
+        packets: std::ops::Range<u32>,
+        lossy: std::ops::Range<u32>,
+        lose_every: u32,
+        end: End,
+    },
+}
+
+/// Like [`serve`], but of the packets numbered in `lossy` one in `lose_every` is lost
+/// (a degrading path: the connection still delivers).
+pub fn lossy(
+    packets: std::ops::Range<u32>,
+    lossy: std::ops::Range<u32>,
+    lose_every: u32,
+    end: End,
+) -> Step {
+    Step::Lossy {
+        packets,
+        lossy,
+        lose_every,
+        end,
+    }
 }
 
 /// Like [`serve`], but the packets stop for `stall` before packet `at` (a latency
@@ -108,15 +133,22 @@ impl tower::Service<Target> for Scripted {
             match step {
                 None => Err(ConnectError::new(ConnectErrorKind::Unreachable, "script over").into()),
                 Some(Step::Fail(kind)) => Err(ConnectError::new(kind, "scripted failure").into()),
-                Some(step @ (Step::Serve { .. } | Step::Stalled { .. })) => {
-                    let (packets, gap, end, stall) = match step {
-                        Step::Serve { packets, gap, end } => (packets, gap, end, None),
+                Some(step @ (Step::Serve { .. } | Step::Stalled { .. } | Step::Lossy { .. })) => {
+                    let ten = Duration::from_millis(10);
+                    let (packets, gap, end, stall, loss) = match step {
+                        Step::Serve { packets, gap, end } => (packets, gap, end, None, None),
                         Step::Stalled {
                             packets,
                             at,
                             stall,
                             end,
-                        } => (packets, Duration::from_millis(10), end, Some((at, stall))),
+                        } => (packets, ten, end, Some((at, stall)), None),
+                        Step::Lossy {
+                            packets,
+                            lossy,
+                            lose_every,
+                            end,
+                        } => (packets, ten, end, None, Some((lossy, lose_every.max(1)))),
                         Step::Fail(_) => unreachable!(),
                     };
                     let mut state =
@@ -130,6 +162,12 @@ impl tower::Service<Target> for Scripted {
                                 tokio::time::sleep(stall).await;
                             }
                             tokio::time::sleep(gap).await;
+                            if loss
+                                .as_ref()
+                                .is_some_and(|(lossy, every)| lossy.contains(&n) && n % every == 0)
+                            {
+                                continue;
+                            }
                             let packet = Packet::new(n.to_be_bytes().to_vec(), Instant::now())
                                 .with_sequence(Sequence::rtp(n as u16));
                             if tx.send(packet).await.is_err() {
