@@ -162,7 +162,9 @@ struct Entry {
 /// One packet stream from an ordered list of sources: see the [module docs](self).
 ///
 /// A [`Stream`] of `Result<Packet, ReconnectError>` that ends only when every source's
-/// stream has ended, with the last error if one gave up.
+/// stream has ended: with the last error if every one gave up, cleanly if any ended
+/// cleanly (cancelled, or closed by its peer for good). A backup that gave up earlier
+/// does not turn a clean stop into an error.
 #[must_use = "streams do nothing unless polled"]
 pub struct Failover {
     sources: Vec<Entry>,
@@ -172,6 +174,8 @@ pub struct Failover {
     started: Instant,
     recheck: Option<Pin<Box<Sleep>>>,
     last_error: Option<ReconnectError>,
+    /// A source's stream ended without an error.
+    ended_cleanly: bool,
     switches: u64,
     done: bool,
 }
@@ -202,6 +206,7 @@ impl Failover {
             started: Instant::now(),
             recheck: None,
             last_error: None,
+            ended_cleanly: false,
             switches: 0,
             done: false,
         }
@@ -330,6 +335,7 @@ impl Failover {
                 }
                 Poll::Ready(None) => {
                     entry.ended = true;
+                    self.ended_cleanly = true;
                     break None;
                 }
                 Poll::Pending => break None,
@@ -426,7 +432,8 @@ impl Stream for Failover {
             }
             if this.sources.iter().all(|e| e.ended) {
                 this.done = true;
-                return Poll::Ready(this.last_error.take().map(Err));
+                let error = this.last_error.take().filter(|_| !this.ended_cleanly);
+                return Poll::Ready(error.map(Err));
             }
             let switched = this.decide(Instant::now());
             if let Some(packet) = got {

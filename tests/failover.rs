@@ -280,6 +280,33 @@ async fn a_primary_that_gives_up_leaves_the_backup_and_the_last_one_ends_the_str
     assert!(stream.next().await.is_none());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_clean_stop_after_a_backup_gave_up_ends_the_stream_cleanly() {
+    // The backup gives up at once (nothing answers); the primary is stopped cleanly.
+    let primary = Scripted::new([serve(0..100_000, End::Close)]);
+    let backup = Scripted::new([]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let target = Target::new("cam1", Protocol::InProcess);
+    let mut stream = Failover::new("cam1")
+        .source(
+            "primary",
+            config(2)
+                .builder()
+                .cancel_token(stop.clone())
+                .build(primary.clone(), target.clone()),
+        )
+        .source("backup", config(2).builder().build(backup.clone(), target));
+    let got = read(&mut stream, |n, _| n == 200).await;
+    assert_eq!(got.len(), 201);
+    stop.cancel();
+    while let Some(item) = stream.next().await {
+        assert!(
+            item.is_ok(),
+            "a clean stop, not the backup's error: {item:?}"
+        );
+    }
+}
+
 #[test]
 fn the_failover_settings_are_checked() {
     assert!(FailoverConfig::default().validate().is_ok());
