@@ -537,7 +537,7 @@ fn the_demo_runs_to_its_report() {
         .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
         .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
         .collect();
-    assert_eq!(rows.len(), 5, "{report}");
+    assert_eq!(rows.len(), 7, "{report}");
     let millis = |cell: &str| {
         cell.strip_suffix(" ms")
             .and_then(|n| n.parse::<u64>().ok())
@@ -548,24 +548,55 @@ fn the_demo_runs_to_its_report() {
             panic!("a row of 8 cells: {row:?}\n{report}");
         };
         let attempts: u32 = attempts.parse().unwrap();
-        if number == "2" {
-            // Burst loss SRT absorbs by retransmission: no failure, no reconnect.
-            assert_eq!(
-                (detected, attempts),
-                ("not detected", 0),
-                "{trouble}\n{report}"
+        if number == "7" {
+            // A new primary: switched back to after it delivered for 3 s.
+            assert_eq!(reason, "switch back", "{report}");
+            let back = recovered
+                .strip_suffix(" ms")
+                .and_then(|n| n.parse::<u64>().ok());
+            assert!(
+                back.is_some_and(|ms| ms >= 3_000),
+                "{trouble}: back after {recovered:?}\n{report}"
             );
+        } else if number == "6" {
+            // The primary killed: the backup took over, in well under the 2 s a
+            // reconnection to a dead encoder would take even to give up an attempt.
+            assert!(
+                millis(detected),
+                "{trouble}: detected {detected:?}\n{report}"
+            );
+            let switched = recovered
+                .strip_suffix(" ms")
+                .and_then(|n| n.parse::<u64>().ok());
+            assert!(
+                switched.is_some_and(|ms| ms < 2_000),
+                "{trouble}: backup after {recovered:?}\n{report}"
+            );
+        } else if number == "2" {
+            // Burst loss SRT absorbs by retransmission: no failure, no reconnect. On
+            // a loaded machine a retransmission can come late enough to look like a
+            // silence (seen once in five debug runs here); then it is recovered from
+            // like any other trouble.
+            if detected == "not detected" {
+                assert_eq!(attempts, 0, "{trouble}\n{report}");
+            } else {
+                assert!(
+                    millis(recovered) || recovered == "connection kept",
+                    "{trouble}: recovered {recovered:?}\n{report}"
+                );
+            }
         } else {
             // A path cut, a delay jump, a silent sender, a restart: each is media
-            // silence to the detector, which sees it before any threshold check does,
-            // and each is recovered from by a reconnection.
+            // silence to the detector, which sees it before any threshold check does.
             assert!(
                 millis(detected),
                 "{trouble}: detected {detected:?}\n{report}"
             );
             assert_eq!(reason, "timeout", "{trouble}: detected as\n{report}");
+            // Recovered by a reconnection, or (make-before-break) the suspected
+            // connection delivered again first and was kept.
             assert!(
-                millis(recovered),
+                millis(recovered) || recovered == "connection kept",
                 "{trouble}: recovered {recovered:?}\n{report}"
             );
             assert!(attempts >= 1, "{trouble}: {attempts} attempts\n{report}");

@@ -97,8 +97,8 @@ pub(crate) struct Args {
     pub(crate) log_level: Option<String>,
     pub(crate) quiet: bool,
     /// Internal to `--demo`: run as the demo's SRT sender on this address, numbering
-    /// packets from this epoch (Unix milliseconds).
-    pub(crate) demo_sender: Option<(SocketAddr, u64)>,
+    /// packets from this epoch (Unix milliseconds), for callers of this stream id.
+    pub(crate) demo_sender: Option<(SocketAddr, u64, String)>,
 }
 
 /// The longest `--duration`: a year. A relay meant to run longer runs without one and
@@ -391,16 +391,23 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
             Short('h') | Long("help") => args.help = true,
             Long("demo-sender") => {
                 let value = text(parser.value().map_err(bad)?, "--demo-sender")?;
-                let (addr, epoch) = value
-                    .split_once(',')
-                    .ok_or_else(|| usage("--demo-sender takes ADDR,EPOCH_MS"))?;
+                let mut fields = value.splitn(3, ',');
+                let (Some(addr), Some(epoch), Some(stream_id)) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    return Err(usage("--demo-sender takes ADDR,EPOCH_MS,STREAM_ID"));
+                };
                 let epoch = epoch.parse().map_err(|_| {
                     usage(format!(
                         "--demo-sender epoch {} is not a number",
                         shown(epoch)
                     ))
                 })?;
-                args.demo_sender = Some((socket_addr("--demo-sender", addr)?, epoch));
+                args.demo_sender = Some((
+                    socket_addr("--demo-sender", addr)?,
+                    epoch,
+                    stream_id.to_owned(),
+                ));
                 return Ok(args);
             }
             Value(value) => {

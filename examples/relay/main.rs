@@ -84,8 +84,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        if let Some((addr, epoch)) = args.demo_sender {
-            demo::sender_main(addr, epoch).await
+        if let Some((addr, epoch, stream_id)) = &args.demo_sender {
+            demo::sender_main(*addr, *epoch, stream_id).await
         } else if args.demo {
             demo::run(&args).await
         } else {
