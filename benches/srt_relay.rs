@@ -13,7 +13,7 @@
 //! from the same run.
 //!
 //! Needs `srt-live-transmit` (srt-tools) and the relay built with the libsrt feature:
-//! `cargo build --release --all-features --examples` (scripts/bench.sh does it).
+//! `cargo build --release --all-features --bin mirror-relay` (scripts/bench.sh does it).
 //! `BENCH_QUICK=1` makes one short run of each.
 
 use std::net::UdpSocket;
@@ -77,7 +77,7 @@ fn relay_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release").join("examples").join("relay")
+    target.join("release").join("mirror-relay")
 }
 
 fn quiet(command: &mut Command) -> std::io::Result<Guard> {
@@ -261,7 +261,7 @@ fn main() {
     }
     if !relay_binary().exists() {
         section.para(&format!(
-            "Not measured: {} is missing (cargo build --release --all-features --examples).",
+            "Not measured: {} is missing (cargo build --release --all-features --bin mirror-relay).",
             relay_binary().display()
         ));
         section.finish();
@@ -277,7 +277,7 @@ fn main() {
          for {:?} after a {:?} warm-up and reads the relaying process's CPU time (all its \
          threads, `/proc/PID/task/*/schedstat`); {} runs per program and mode, \
          interleaved; medians, with the lowest and highest run. Our relay is the release \
-         build of examples/relay with the config's defaults (`--quiet`). \"vs \
+         build of `mirror-relay` with the config's defaults (`--quiet`). \"vs \
          srt-live-transmit\" divides by srt-live-transmit's figure of the same table.",
         f64::from(PACED_RATE) * PAYLOAD as f64 * 8.0 / 1e6,
         window(),

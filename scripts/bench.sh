@@ -205,7 +205,7 @@ for bench in $BENCHES; do
     echo "== $bench"
     if [[ $bench == srt_relay ]]; then
         # It runs the relay program as an operator does, on both SRT backends.
-        cargo build --release --all-features --examples
+        cargo build --release --all-features --bin mirror-relay
     fi
     began=$(date +%s)
     began_utc=$(date -u '+%Y-%m-%d %H:%M UTC')

@@ -26,8 +26,9 @@ if [ "${#need[@]}" -gt 0 ]; then
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The relay tests run the example programs as a user does: build them as programs
-# (`cargo test --all-targets` builds examples only as test harnesses).
+# tests/examples.rs runs the example programs as a user does: build them as programs
+# (`cargo test --all-targets` builds examples only as test harnesses). Cargo builds
+# the mirror-relay program for tests/relay.rs by itself.
 cargo build --all-features --examples
 # Benches are measurements, not tests: scripts/bench.sh runs them (clippy in .ci/run
 # checks that they build).

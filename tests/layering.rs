@@ -28,14 +28,18 @@ const FLOORS: &[&[&str]] = &[
 
 type Module = Vec<String>;
 
-/// Each file of `src/` as its module path (`src/detect/service.rs` is
+/// Each file of the library under `src/` as its module path (`src/detect/service.rs` is
 /// `["detect", "service"]`, `src/lib.rs` is `[]`), with its code.
 fn modules() -> BTreeMap<Module, String> {
     fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<Module, String>) {
         for entry in std::fs::read_dir(dir).expect("src/ is readable") {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
-                walk(&path, root, out);
+                // src/bin holds programs: crates of their own over the public API,
+                // not modules of the library.
+                if path != root.join("bin") {
+                    walk(&path, root, out);
+                }
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let rel = path
                     .strip_prefix(root)

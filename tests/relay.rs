@@ -1,12 +1,5 @@
 //! The relay program, run as a user runs it.
-#![cfg(all(
-    feature = "srt",
-    feature = "rtp",
-    feature = "udp",
-    feature = "redis",
-    feature = "prometheus",
-    feature = "network-simulation"
-))]
+#![cfg(feature = "cli")]
 
 mod support;
 
@@ -17,20 +10,9 @@ use std::time::{Duration, Instant};
 
 use support::process::ChildGuard;
 
-/// The relay example, built beside this test by `cargo build --examples`.
+/// The `mirror-relay` program, which cargo builds for this test.
 fn relay_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let bin = dir.join("examples").join("relay");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build --all-features --examples` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_mirror-relay"))
 }
 
 fn relay(args: &[&str]) -> ChildGuard {
@@ -122,7 +104,7 @@ fn bad_command_lines_exit_2_with_one_line() {
             1,
             "{args:?}: one line, got {stderr:?}"
         );
-        assert!(stderr.starts_with("relay: "), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("mirror-relay: "), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
@@ -758,7 +740,7 @@ fn bad_urls_never_show_a_passphrase_or_password() {
         }
         if status.and_then(|s| s.code()) != Some(2)
             || stderr.trim_end().lines().count() != 1
-            || !stderr.starts_with("relay: ")
+            || !stderr.starts_with("mirror-relay: ")
         {
             problems.push(format!("{args:?}: {status:?}, not one line: {stderr:?}"));
         }
@@ -876,7 +858,7 @@ fn out_of_range_values_exit_2_naming_the_option_and_the_rule() {
         let code = status.and_then(|s| s.code());
         if code != Some(2)
             || stderr.trim_end().lines().count() != 1
-            || !stderr.starts_with("relay: ")
+            || !stderr.starts_with("mirror-relay: ")
             || needles.iter().any(|n| !stderr.contains(n))
         {
             problems.push(format!("{args:?}: exit {code:?}, {stderr:?}"));

@@ -3,10 +3,10 @@
 //!
 //! ```sh
 //! # The self-contained demo: a local SRT sender, scripted network trouble, a report.
-//! cargo run --release --example relay -- --demo
+//! cargo run --release --bin mirror-relay -- --demo
 //!
 //! # A real SRT ingest (listening for an encoder) relayed to UDP, with metrics:
-//! cargo run --release --example relay -- --metrics-addr 127.0.0.1:9184 \
+//! cargo run --release --bin mirror-relay -- --metrics-addr 127.0.0.1:9184 \
 //!     'srt://:9000?mode=listener&streamid=cam1&latency=200' udp://127.0.0.1:5000
 //! ```
 //!
@@ -41,7 +41,7 @@ use tower::Service;
 fn print_events(events: &Events) {
     events.on_event(|event| match serde_json::to_string(event) {
         Ok(line) => eprintln!("{line}"),
-        Err(e) => eprintln!("relay: event not printable: {e}"),
+        Err(e) => eprintln!("mirror-relay: event not printable: {e}"),
     });
 }
 
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     let args = match cli::parse(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("relay: {e} (try --help)");
+            eprintln!("mirror-relay: {e} (try --help)");
             return ExitCode::from(2);
         }
     };
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("relay: cannot start the runtime: {e}");
+            eprintln!("mirror-relay: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -97,11 +97,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
-            eprintln!("relay: {message}");
+            eprintln!("mirror-relay: {message}");
             ExitCode::from(2)
         }
         Err(Failure::Runtime(message)) => {
-            eprintln!("relay: {message}");
+            eprintln!("mirror-relay: {message}");
             ExitCode::from(1)
         }
     }
@@ -121,7 +121,7 @@ fn init_logging(args: &cli::Args) {
             Ok(filter) => filter,
             Err(e) => {
                 if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
-                    eprintln!("relay: RUST_LOG is not a filter ({e}); logging warnings");
+                    eprintln!("mirror-relay: RUST_LOG is not a filter ({e}); logging warnings");
                 }
                 EnvFilter::new("warn")
             }
@@ -189,7 +189,7 @@ fn owner_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned());
-    format!("relay@{host}:{}", std::process::id())
+    format!("mirror-relay@{host}:{}", std::process::id())
 }
 
 /// Everything a stream's relay loop needs besides its connector.
@@ -506,17 +506,19 @@ impl Relay {
         if let Some(fill) = &idle_fill {
             if fill.sent > 0 {
                 eprintln!(
-                    "relay: idle fill sent {} datagrams while no source delivered",
+                    "mirror-relay: idle fill sent {} datagrams while no source delivered",
                     fill.sent
                 );
             }
         }
         let dropped = self.output.dropped();
         if dropped > 0 {
-            eprintln!("relay: the output dropped {dropped} packets while its receiver was away");
+            eprintln!(
+                "mirror-relay: the output dropped {dropped} packets while its receiver was away"
+            );
         }
         if let Err(e) = self.output.close().await {
-            eprintln!("relay: closing the output: {e}");
+            eprintln!("mirror-relay: closing the output: {e}");
         }
         if let Some(lease) = lease {
             if let Some(why) = lease.lost_reason() {
@@ -525,7 +527,7 @@ impl Relay {
                 )));
             }
             if let Err(e) = lease.release().await {
-                eprintln!("relay: lease not released (it expires by itself): {e}");
+                eprintln!("mirror-relay: lease not released (it expires by itself): {e}");
             }
         }
         outcome

@@ -9,8 +9,8 @@ use std::time::Duration;
 use mirror_reconnect::connection::redact_url;
 
 pub(crate) const USAGE: &str = "\
-Usage: relay [OPTIONS] <INPUT> <OUTPUT>
-       relay --demo
+Usage: mirror-relay [OPTIONS] <INPUT> <OUTPUT>
+       mirror-relay --demo
 
 Receive a live stream, keep it connected through failures, and pass it on.
 
