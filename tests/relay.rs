@@ -1125,3 +1125,216 @@ fn idle_fill_loops_a_slate_and_a_bad_slate_exits_2() {
         "{stderr}"
     );
 }
+
+/// A streams file as the relay reads it.
+fn streams_file(dir: &std::path::Path, text: &str) -> PathBuf {
+    let path = dir.join("relay.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_bad_streams_file_exits_2_naming_the_stream_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = "streams:\n  - id: cam1\n    input: \"udp://127.0.0.1:0\"\n    output: \"-\"\n  - id: cam2\n    input: \"udp://127.0.0.1:0\"\n    output: \"-\"\n    reconnect: { max_retries: 3 }\n";
+    let cases = [
+        (
+            good.replace("max_retries", "max_retires"),
+            vec!["stream cam2", "max_retires"],
+        ),
+        (
+            good.replace("id: cam2", "id: cam1"),
+            vec!["stream cam1", "twice"],
+        ),
+        (
+            good.replace(
+                "output: \"-\"\n  - id: cam2",
+                "output: \"tcp://x:1\"\n  - id: cam2",
+            ),
+            vec!["stream cam1", "output"],
+        ),
+        (
+            format!("reconnect: {{ check_interval: 0s }}\n{good}"),
+            vec!["reconnect", "check_interval"],
+        ),
+        ("streams: []\n".to_owned(), vec!["no streams"]),
+        ("streams: nope\n".to_owned(), vec!["streams"]),
+    ];
+    let mut problems = Vec::new();
+    for (text, needles) in cases {
+        let path = streams_file(dir.path(), &text);
+        let mut child = relay(&["--streams", path.to_str().unwrap()]);
+        let status = child.wait_exit(Duration::from_secs(20));
+        let stderr = child.stderr();
+        if status.code() != Some(2)
+            || stderr.trim_end().lines().count() != 1
+            || !stderr.contains("relay.yaml")
+            || needles.iter().any(|n| !stderr.contains(n))
+        {
+            problems.push(format!("{text:?}: exit {:?}, {stderr:?}", status.code()));
+        }
+    }
+    let mut child = relay(&["--streams", "/nonexistent/relay.yaml"]);
+    assert_eq!(child.wait_exit(Duration::from_secs(20)).code(), Some(2));
+    let mut child = relay(&["--streams", "x.yaml", "udp://127.0.0.1:5000", "-"]);
+    assert_eq!(child.wait_exit(Duration::from_secs(20)).code(), Some(2));
+    assert!(child
+        .stderr()
+        .contains("--streams takes no INPUT and OUTPUT"));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Three listener streams on one SRT port, each fed by its own srt-live-transmit
+/// caller: one caller killed and restarted while the other two never stall, and a
+/// caller of a stream id nobody serves refused.
+#[test]
+fn three_streams_on_one_listener_port_survive_one_caller_restarting() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp().port();
+    let sinks: Vec<UdpSocket> = (0..3)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut text = String::from("reconnect: { silence: { floor: 50ms } }\nstreams:\n");
+    for (i, sink) in sinks.iter().enumerate() {
+        text.push_str(&format!(
+            "  - id: cam{i}\n    input: \"srt://127.0.0.1:{port}?mode=listener&streamid=cam{i}&latency=80\"\n    output: \"udp://{}\"\n",
+            sink.local_addr().unwrap()
+        ));
+    }
+    let path = streams_file(dir.path(), &text);
+    let mut child = relay(&["--events", "json", "--streams", path.to_str().unwrap()]);
+    let caller = |i: usize| {
+        let feed = free_udp().port();
+        let sender = srt_live_transmit(
+            &format!("udp://127.0.0.1:{feed}"),
+            &format!("srt://127.0.0.1:{port}?mode=caller&streamid=cam{i}&latency=80"),
+        );
+        (feed, sender)
+    };
+    let mut callers: Vec<(u16, ChildGuard)> = (0..3).map(caller).collect();
+    for sink in &sinks {
+        sink.set_nonblocking(true).unwrap();
+    }
+    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut n = 0u32;
+    // Feed every stream for `how_long`, every 4 ms; per stream, when packets came out.
+    let mut run = |how_long: Duration, feeds: &[u16]| {
+        let mut buf = [0u8; 2048];
+        let start = Instant::now();
+        let mut got: Vec<Vec<Duration>> = vec![Vec::new(); 3];
+        while start.elapsed() < how_long {
+            for feed_port in feeds {
+                let _ = feed.send_to(&numbered(n, 1316), ("127.0.0.1", *feed_port));
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(4));
+            for (i, sink) in sinks.iter().enumerate() {
+                while sink.recv(&mut buf).is_ok() {
+                    got[i].push(start.elapsed());
+                }
+            }
+        }
+        got
+    };
+    let feeds = |callers: &[(u16, ChildGuard)]| callers.iter().map(|c| c.0).collect::<Vec<_>>();
+    let up = run(Duration::from_secs(3), &feeds(&callers));
+    for (i, times) in up.iter().enumerate() {
+        assert!(times.len() > 300, "stream cam{i}: {} packets", times.len());
+    }
+
+    // cam1's encoder crashes, and comes back 1 s later.
+    callers[1].1.signal("KILL");
+    let longest_gap = |times: &[Duration]| {
+        times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(Duration::MAX)
+    };
+    let mut during = run(Duration::from_secs(1), &feeds(&callers));
+    callers[1] = caller(1);
+    let after = run(Duration::from_secs(4), &feeds(&callers));
+    for i in [0, 2] {
+        let mut times = std::mem::take(&mut during[i]);
+        times.extend(after[i].iter().map(|t| *t + Duration::from_secs(1)));
+        let gap = longest_gap(&times);
+        println!("cam{i}: longest gap {gap:?} while cam1 restarted");
+        assert!(gap < Duration::from_millis(500), "cam{i} stalled {gap:?}");
+    }
+    let back = after[1].len();
+    assert!(back > 300, "cam1 after its restart: {back} packets");
+
+    // A caller of a stream nobody serves is refused with a reject reason, and the
+    // others go on.
+    let refused = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use tower::ServiceExt;
+            let target = mirror_reconnect::protocol::srt::srt_target(&format!(
+                "srt://127.0.0.1:{port}?mode=caller&streamid=nobody&latency=80"
+            ))
+            .unwrap();
+            mirror_reconnect::protocol::srt::SrtConnector::new()
+                .oneshot(target)
+                .await
+                .map(|_| ())
+        })
+        .expect_err("an unknown stream id is refused");
+    println!("stream id nobody: {refused}");
+    let kind = support::srt::connect_error_in(refused.as_ref()).map(|e| e.kind());
+    assert_eq!(
+        kind,
+        Some(mirror_reconnect::error::ConnectErrorKind::Rejected),
+        "{refused}"
+    );
+    let last = run(Duration::from_secs(1), &feeds(&callers));
+    assert!(last.iter().all(|t| t.len() > 100), "all three still flow");
+
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(status.success(), "{stderr}");
+}
+
+/// A stream that gives up is reported and ends alone: the other goes on, and the
+/// process says so at its end (exit 1).
+#[test]
+fn a_stream_that_gives_up_leaves_the_others_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = free_udp();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = free_udp();
+    let text = format!(
+        "streams:\n  - id: alive\n    input: \"udp://{input}\"\n    output: \"udp://{}\"\n  - id: doomed\n    input: \"srt://{dead}?mode=caller&streamid=doomed\"\n    output: \"-\"\n    reconnect: {{ max_retries: 0, attempt_timeout: 300ms }}\n",
+        sink.local_addr().unwrap()
+    );
+    let path = streams_file(dir.path(), &text);
+    let mut child = relay(&["--quiet", "--streams", path.to_str().unwrap()]);
+    sink.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = [0u8; 2048];
+    let mut got = 0;
+    let start = Instant::now();
+    // Long after the doomed stream gave up (one 300 ms attempt), the other flows.
+    while start.elapsed() < Duration::from_secs(4) {
+        let _ = feed.send_to(&numbered(got, 188), input);
+        if sink.recv(&mut buf).is_ok() && start.elapsed() > Duration::from_secs(3) {
+            got += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(got > 20, "the other stream flows: {got} late packets");
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("mirror-relay: stream doomed: "), "{stderr}");
+    assert!(
+        stderr.contains("1 of 2 streams ended in failure"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stream alive:"), "{stderr}");
+}

@@ -10,6 +10,7 @@ use mirror_reconnect::connection::redact_url;
 
 pub(crate) const USAGE: &str = "\
 Usage: mirror-relay [OPTIONS] <INPUT> <OUTPUT>
+       mirror-relay [OPTIONS] --streams FILE
        mirror-relay --demo
 
 Receive a live stream, keep it connected through failures, and pass it on.
@@ -28,6 +29,9 @@ Options:
                         null (MPEG-TS null packets, 105 kbit/s) or FILE.ts (a slate,
                         looped at the rate of its PCRs)
   --config FILE         YAML reconnection config (defaults otherwise)
+  --streams FILE        many streams in one process, from a YAML file: `reconnect:`
+                        defaults (any config key) and `streams:`, each with `id`,
+                        `input`, `backups`, `output` and its own `reconnect:` overrides
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
   --srt-backend NAME    the library of srt:// inputs and outputs: srt-tokio (default)
@@ -85,6 +89,8 @@ pub(crate) struct Args {
     pub(crate) idle_fill: Option<crate::fill::IdleFill>,
     pub(crate) output: Option<Output>,
     pub(crate) config: Option<PathBuf>,
+    /// `--streams FILE`: many streams in one process, instead of INPUT and OUTPUT.
+    pub(crate) streams: Option<PathBuf>,
     pub(crate) state: StateSpec,
     pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) srt_backend: SrtBackend,
@@ -197,7 +203,7 @@ fn udp_address(what: &str, url: &str) -> Result<SocketAddr, UsageError> {
 }
 
 /// An input URL; `what` names it in errors (`input`, `--backup`).
-fn parse_input(what: &str, url: &str) -> Result<Input, UsageError> {
+pub(crate) fn parse_input(what: &str, url: &str) -> Result<Input, UsageError> {
     if url.starts_with("srt://") {
         Ok(Input::Srt(url.to_owned()))
     } else if url.starts_with("rtp://") {
@@ -220,7 +226,7 @@ fn has_packet_filter(url: &str) -> bool {
             .is_ok_and(|t| t.parameters.contains_key("packetfilter"))
 }
 
-fn parse_output(url: &str) -> Result<Output, UsageError> {
+pub(crate) fn parse_output(url: &str) -> Result<Output, UsageError> {
     if url == "-" {
         Ok(Output::Stdout)
     } else if url.starts_with("srt://") {
@@ -291,6 +297,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         backups: Vec::new(),
         idle_fill: None,
         config: None,
+        streams: None,
         state: StateSpec::Memory,
         metrics_addr: None,
         srt_backend: SrtBackend::SrtTokio,
@@ -309,6 +316,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         match arg {
             Long("config") => {
                 args.config = Some(config_file(parser.value().map_err(bad)?.into())?);
+            }
+            Long("streams") => {
+                args.streams = Some(parser.value().map_err(bad)?.into());
             }
             Long("state") => {
                 args.state = parse_state(&text(parser.value().map_err(bad)?, "--state")?)?;
@@ -423,6 +433,23 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
     }
     if args.help {
         return Ok(args);
+    }
+    if args.streams.is_some() {
+        let conflict = if args.demo {
+            Some("--demo")
+        } else if !positional.is_empty() {
+            Some("INPUT and OUTPUT")
+        } else if !backup_urls.is_empty() {
+            Some("--backup (give a stream its `backups:`)")
+        } else if args.config.is_some() {
+            Some("--config (the file's `reconnect:` is every stream's config)")
+        } else {
+            None
+        };
+        return match conflict {
+            Some(what) => Err(usage(format!("--streams takes no {what}"))),
+            None => Ok(args),
+        };
     }
     match (args.demo, positional.as_slice()) {
         (true, []) if !backup_urls.is_empty() => return Err(usage("--demo takes no --backup")),

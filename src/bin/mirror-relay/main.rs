@@ -18,6 +18,7 @@ mod demo;
 mod fill;
 mod output;
 mod status;
+mod streams;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -206,48 +207,176 @@ struct Relay {
     output: output::Output,
     /// What to send while no source delivers.
     idle_fill: Option<fill::IdleFill>,
+    /// The process's connectors: clones share their listeners, so listener inputs
+    /// of several streams on one port share one socket, routed by stream id.
+    connectors: Connectors,
 }
 
-async fn run(args: &cli::Args) -> Result<(), Failure> {
-    let config = match &args.config {
-        Some(path) => ReconnectionConfig::from_yaml_file(path).map_err(usage)?,
-        None => ReconnectionConfig::default(),
-    };
-    let (storage, redis) = open_storage(&args.state, &config).await?;
+/// One connector per SRT library for the whole process.
+#[derive(Clone)]
+struct Connectors {
+    srt: SrtConnector,
+    #[cfg(feature = "libsrt")]
+    libsrt: mirror_reconnect::protocol::srt::LibSrtConnector,
+}
+
+impl Connectors {
+    fn new() -> Self {
+        Self {
+            srt: SrtConnector::new(),
+            #[cfg(feature = "libsrt")]
+            libsrt: mirror_reconnect::protocol::srt::LibSrtConnector::new(),
+        }
+    }
+}
+
+/// What every stream of the process shares.
+struct Shared {
+    storage: Arc<dyn StateStorage>,
+    leases: Option<(LeaseManager, RedisStorage)>,
+    stop: CancellationToken,
+    connectors: Connectors,
+}
+
+/// Open the store, the leases, the metrics endpoint and the stop signal.
+async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared, Failure> {
+    let (storage, redis) = open_storage(&args.state, config).await?;
     if let Some(addr) = args.metrics_addr {
         mirror_reconnect::metrics::install_prometheus(addr)
             .map_err(|e| usage(format!("--metrics-addr {addr}: {e}")))?;
     }
-    let stop = stop_token(args.duration)?;
+    let leases = match (&args.state, redis) {
+        (cli::StateSpec::Redis(url), Some(redis)) => Some((
+            LeaseManager::builder(url.clone(), owner_name())
+                .build()
+                .map_err(|e| usage(format!("--state {}: {e}", redact_url(url))))?,
+            redis,
+        )),
+        _ => None,
+    };
+    Ok(Shared {
+        storage,
+        leases,
+        stop: stop_token(args.duration)?,
+        connectors: Connectors::new(),
+    })
+}
+
+impl Shared {
+    /// One stream's relay, its output opened.
+    async fn relay(
+        &self,
+        args: &cli::Args,
+        config: ReconnectionConfig,
+        output: &cli::Output,
+        status_line: bool,
+    ) -> Result<Relay, String> {
+        let output = output::Output::open(output, args.srt_backend, &self.stop)
+            .await
+            .map_err(|e| format!("output: {e}"))?;
+        Ok(Relay {
+            config,
+            storage: Arc::clone(&self.storage),
+            stop: self.stop.clone(),
+            events_json: args.events_json,
+            status_line,
+            metrics: args.metrics_addr.is_some(),
+            leases: self.leases.clone(),
+            output,
+            idle_fill: args.idle_fill.clone(),
+            connectors: self.connectors.clone(),
+        })
+    }
+}
+
+async fn run(args: &cli::Args) -> Result<(), Failure> {
+    if let Some(path) = &args.streams {
+        let file = streams::load(path).map_err(Failure::Usage)?;
+        return run_streams(args, file).await;
+    }
+    let config = match &args.config {
+        Some(path) => ReconnectionConfig::from_yaml_file(path).map_err(usage)?,
+        None => ReconnectionConfig::default(),
+    };
+    let shared = shared(args, &config).await?;
     let (Some(input), Some(output)) = (&args.input, &args.output) else {
         return Err(usage("missing INPUT or OUTPUT"));
     };
-    let output = output::Output::open(output, args.srt_backend, &stop)
+    let status_line =
+        !args.events_json && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let relay = shared
+        .relay(args, config, output, status_line)
         .await
-        .map_err(|e| usage(format!("output: {e}")))?;
-    let relay = Relay {
-        config,
-        storage,
-        stop,
-        events_json: args.events_json,
-        status_line: !args.events_json
-            && !args.quiet
-            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        metrics: args.metrics_addr.is_some(),
-        leases: match (&args.state, redis) {
-            (cli::StateSpec::Redis(url), Some(redis)) => Some((
-                LeaseManager::builder(url.clone(), owner_name())
-                    .build()
-                    .map_err(|e| usage(format!("--state {}: {e}", redact_url(url))))?,
-                redis,
-            )),
-            _ => None,
-        },
-        output,
-        idle_fill: args.idle_fill.clone(),
-    };
+        .map_err(usage)?;
     let inputs: Vec<&cli::Input> = std::iter::once(input).chain(&args.backups).collect();
     relay.run(&inputs, args.srt_backend).await
+}
+
+/// Every stream of a streams file, each its own stack on its own task: a stream that
+/// gives up, fails or panics is reported and the others go on. Runs until stopped or
+/// every stream has ended; exits 1 if any stream ended in failure.
+async fn run_streams(args: &cli::Args, file: streams::Streams) -> Result<(), Failure> {
+    let shared = shared(args, &file.defaults).await?;
+    let mut relays = Vec::with_capacity(file.streams.len());
+    for spec in file.streams {
+        // One status line cannot show several streams: logs and metrics do.
+        let relay = shared
+            .relay(args, spec.config, &spec.output, false)
+            .await
+            .map_err(|e| usage(format!("stream {}: {e}", spec.id)))?;
+        relays.push((spec.id, spec.inputs, relay));
+    }
+    let total = relays.len();
+    let local = tokio::task::LocalSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ids = std::collections::HashMap::new();
+    for (id, inputs, relay) in relays {
+        let backend = args.srt_backend;
+        let handle = tasks.spawn_local_on(
+            async move {
+                let inputs: Vec<&cli::Input> = inputs.iter().collect();
+                relay.run(&inputs, backend).await
+            },
+            &local,
+        );
+        ids.insert(handle.id(), id);
+    }
+    tracing::info!(streams = total, "relaying");
+    let failed = local
+        .run_until(async {
+            let mut failed = 0usize;
+            while let Some(done) = tasks.join_next_with_id().await {
+                let (task, outcome) = match done {
+                    Ok((task, outcome)) => (
+                        task,
+                        outcome.map_err(|e| match e {
+                            Failure::Usage(m) | Failure::Runtime(m) => m,
+                        }),
+                    ),
+                    Err(e) => (
+                        e.id(),
+                        Err(if e.is_panic() {
+                            "panicked (a defect: please report it)".to_owned()
+                        } else {
+                            e.to_string()
+                        }),
+                    ),
+                };
+                let id = ids.get(&task).map_or("?", String::as_str);
+                if let Err(message) = outcome {
+                    failed += 1;
+                    eprintln!("mirror-relay: stream {id}: {message}");
+                }
+            }
+            failed
+        })
+        .await;
+    if failed > 0 {
+        return Err(Failure::Runtime(format!(
+            "{failed} of {total} streams ended in failure"
+        )));
+    }
+    Ok(())
 }
 
 /// One input, ready to build: its target, and whether it waits for its sender.
@@ -337,14 +466,14 @@ impl Relay {
         match input {
             cli::Input::Srt(_) => match backend {
                 cli::SrtBackend::SrtTokio => {
-                    let connector = SrtConnector::new();
+                    let connector = self.connectors.srt.clone();
                     // A caller probes its listener while it waits out a backoff delay.
                     let probe = connector.probe();
                     self.open_with(name, connector, target, passive, Some(probe))
                 }
                 #[cfg(feature = "libsrt")]
                 cli::SrtBackend::Libsrt => {
-                    let connector = mirror_reconnect::protocol::srt::LibSrtConnector::new();
+                    let connector = self.connectors.libsrt.clone();
                     let probe = connector.probe();
                     self.open_with(name, connector, target, passive, Some(probe))
                 }
