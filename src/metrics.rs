@@ -359,8 +359,12 @@ impl Reporter {
     }
 }
 
+/// The handle that renders the Prometheus text (re-exported from
+/// `metrics-exporter-prometheus`).
 #[cfg(feature = "prometheus")]
-pub use prometheus::{install_prometheus, MetricsError};
+pub use metrics_exporter_prometheus::PrometheusHandle;
+#[cfg(feature = "prometheus")]
+pub use prometheus::{install_prometheus, install_prometheus_recorder, MetricsError};
 
 #[cfg(feature = "prometheus")]
 mod prometheus {
@@ -417,6 +421,20 @@ mod prometheus {
                 tracing::error!(?error, "the Prometheus endpoint stopped");
             }
         });
+        super::describe();
+        Ok(handle)
+    }
+
+    /// Install a Prometheus recorder as the process's global recorder, and
+    /// [`describe`](super::describe) every metric, without serving it: for a program
+    /// that serves [`render`](PrometheusHandle::render)'s text from its own HTTP
+    /// server. Fails when a global recorder is already installed.
+    pub fn install_prometheus_recorder() -> Result<PrometheusHandle, MetricsError> {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::set_global_recorder(recorder).map_err(|_| MetricsError {
+            message: "cannot install the Prometheus recorder: a metrics recorder is already installed in this process".into(),
+        })?;
         super::describe();
         Ok(handle)
     }

@@ -33,7 +33,8 @@ Options:
                         defaults (any config key) and `streams:`, each with `id`,
                         `input`, `backups`, `output` and its own `reconnect:` overrides
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
-  --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics
+  --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics, and every
+                        stream's state as JSON at http://ADDR/streams
   --srt-backend NAME    the library of srt:// inputs and outputs: srt-tokio (default)
                         or libsrt (the system libsrt: live RTT and loss, FEC packet
                         filters; needs a build with the `libsrt` feature)
@@ -49,7 +50,7 @@ Options:
 ";
 
 /// Where packets come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Input {
     Srt(String),
     Rtp(SocketAddr),
@@ -57,7 +58,7 @@ pub(crate) enum Input {
 }
 
 /// Where packets go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Output {
     Udp(SocketAddr),
     Srt(String),

@@ -16,6 +16,7 @@
 mod cli;
 mod demo;
 mod fill;
+mod http;
 mod output;
 mod status;
 mod streams;
@@ -210,6 +211,10 @@ struct Relay {
     /// The process's connectors: clones share their listeners, so listener inputs
     /// of several streams on one port share one socket, routed by stream id.
     connectors: Connectors,
+    /// Where the stream's row for `GET /streams` goes, and under which id (the
+    /// streams file's; else the input's stream id).
+    board: status::Board,
+    board_id: Option<String>,
 }
 
 /// One connector per SRT library for the whole process.
@@ -236,13 +241,18 @@ struct Shared {
     leases: Option<(LeaseManager, RedisStorage)>,
     stop: CancellationToken,
     connectors: Connectors,
+    board: status::Board,
 }
 
 /// Open the store, the leases, the metrics endpoint and the stop signal.
 async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared, Failure> {
     let (storage, redis) = open_storage(&args.state, config).await?;
+    let board = status::Board::default();
     if let Some(addr) = args.metrics_addr {
-        mirror_reconnect::metrics::install_prometheus(addr)
+        let metrics = mirror_reconnect::metrics::install_prometheus_recorder()
+            .map_err(|e| usage(format!("--metrics-addr {addr}: {e}")))?;
+        http::serve(addr, metrics, board.clone())
+            .await
             .map_err(|e| usage(format!("--metrics-addr {addr}: {e}")))?;
     }
     let leases = match (&args.state, redis) {
@@ -259,6 +269,7 @@ async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared,
         leases,
         stop: stop_token(args.duration)?,
         connectors: Connectors::new(),
+        board,
     })
 }
 
@@ -267,17 +278,21 @@ impl Shared {
     async fn relay(
         &self,
         args: &cli::Args,
+        id: Option<&str>,
         config: ReconnectionConfig,
         output: &cli::Output,
         status_line: bool,
     ) -> Result<Relay, String> {
-        let output = output::Output::open(output, args.srt_backend, &self.stop)
+        // Its own stop, under the process's: a stream removed from the streams file
+        // stops alone.
+        let stop = self.stop.child_token();
+        let output = output::Output::open(output, args.srt_backend, &stop)
             .await
             .map_err(|e| format!("output: {e}"))?;
         Ok(Relay {
             config,
             storage: Arc::clone(&self.storage),
-            stop: self.stop.clone(),
+            stop,
             events_json: args.events_json,
             status_line,
             metrics: args.metrics_addr.is_some(),
@@ -285,6 +300,8 @@ impl Shared {
             output,
             idle_fill: args.idle_fill.clone(),
             connectors: self.connectors.clone(),
+            board: self.board.clone(),
+            board_id: id.map(str::to_owned),
         })
     }
 }
@@ -292,7 +309,7 @@ impl Shared {
 async fn run(args: &cli::Args) -> Result<(), Failure> {
     if let Some(path) = &args.streams {
         let file = streams::load(path).map_err(Failure::Usage)?;
-        return run_streams(args, file).await;
+        return run_streams(args, path, file).await;
     }
     let config = match &args.config {
         Some(path) => ReconnectionConfig::from_yaml_file(path).map_err(usage)?,
@@ -305,78 +322,181 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
     let status_line =
         !args.events_json && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let relay = shared
-        .relay(args, config, output, status_line)
+        .relay(args, None, config, output, status_line)
         .await
         .map_err(usage)?;
     let inputs: Vec<&cli::Input> = std::iter::once(input).chain(&args.backups).collect();
     relay.run(&inputs, args.srt_backend).await
 }
 
+/// One running stream of a streams file.
+struct Running {
+    spec: streams::StreamSpec,
+    stop: CancellationToken,
+    task: tokio::task::Id,
+}
+
 /// Every stream of a streams file, each its own stack on its own task: a stream that
-/// gives up, fails or panics is reported and the others go on. Runs until stopped or
-/// every stream has ended; exits 1 if any stream ended in failure.
-async fn run_streams(args: &cli::Args, file: streams::Streams) -> Result<(), Failure> {
+/// gives up, fails or panics is reported and the others go on. SIGHUP re-reads the
+/// file: added streams start, removed ones stop cleanly (their final state saved),
+/// changed ones restart, unchanged ones are not touched; a file that does not load is
+/// reported and the running streams go on. Runs until stopped or every stream has
+/// ended; exits 1 if any stream ended in failure.
+async fn run_streams(
+    args: &cli::Args,
+    path: &std::path::Path,
+    file: streams::Streams,
+) -> Result<(), Failure> {
     let shared = shared(args, &file.defaults).await?;
-    let mut relays = Vec::with_capacity(file.streams.len());
-    for spec in file.streams {
-        // One status line cannot show several streams: logs and metrics do.
-        let relay = shared
-            .relay(args, spec.config, &spec.output, false)
-            .await
-            .map_err(|e| usage(format!("stream {}: {e}", spec.id)))?;
-        relays.push((spec.id, spec.inputs, relay));
-    }
-    let total = relays.len();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| Failure::Runtime(format!("cannot watch SIGHUP: {e}")))?;
     let local = tokio::task::LocalSet::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut ids = std::collections::HashMap::new();
-    for (id, inputs, relay) in relays {
-        let backend = args.srt_backend;
-        let handle = tasks.spawn_local_on(
-            async move {
-                let inputs: Vec<&cli::Input> = inputs.iter().collect();
-                relay.run(&inputs, backend).await
-            },
-            &local,
-        );
-        ids.insert(handle.id(), id);
-    }
-    tracing::info!(streams = total, "relaying");
-    let failed = local
+    let backend = args.srt_backend;
+    local
         .run_until(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut running: std::collections::BTreeMap<String, Running> = Default::default();
+            // Changed streams wait here for their old task to end (its sockets freed).
+            let mut restarts: std::collections::HashMap<tokio::task::Id, streams::StreamSpec> =
+                Default::default();
+            // Removed streams: their rows go when their task ends.
+            let mut removing: std::collections::HashSet<tokio::task::Id> = Default::default();
             let mut failed = 0usize;
-            while let Some(done) = tasks.join_next_with_id().await {
-                let (task, outcome) = match done {
-                    Ok((task, outcome)) => (
-                        task,
-                        outcome.map_err(|e| match e {
-                            Failure::Usage(m) | Failure::Runtime(m) => m,
-                        }),
-                    ),
-                    Err(e) => (
-                        e.id(),
-                        Err(if e.is_panic() {
-                            "panicked (a defect: please report it)".to_owned()
-                        } else {
-                            e.to_string()
-                        }),
-                    ),
-                };
-                let id = ids.get(&task).map_or("?", String::as_str);
-                if let Err(message) = outcome {
-                    failed += 1;
-                    eprintln!("mirror-relay: stream {id}: {message}");
+            for spec in file.streams {
+                let task = start(&shared, args, &mut tasks, &spec, backend).await?;
+                running.insert(spec.id.clone(), Running { stop: task.1, task: task.0, spec });
+            }
+            tracing::info!(streams = running.len(), "relaying");
+            loop {
+                tokio::select! {
+                    done = tasks.join_next_with_id() => {
+                        let Some(done) = done else { break };
+                        let (task, outcome) = match done {
+                            Ok((task, outcome)) => (task, outcome.map_err(|e| match e {
+                                Failure::Usage(m) | Failure::Runtime(m) => m,
+                            })),
+                            Err(e) => (e.id(), Err(if e.is_panic() {
+                                "panicked (a defect: please report it)".to_owned()
+                            } else {
+                                e.to_string()
+                            })),
+                        };
+                        if let Some(spec) = restarts.remove(&task) {
+                            match start(&shared, args, &mut tasks, &spec, backend).await {
+                                Ok((task, stop)) => {
+                                    tracing::warn!(stream_id = %spec.id, "stream restarted with its new settings");
+                                    running.insert(spec.id.clone(), Running { spec, stop, task });
+                                }
+                                Err(Failure::Usage(m) | Failure::Runtime(m)) => {
+                                    failed += 1;
+                                    eprintln!("mirror-relay: stream {}: {m}", spec.id);
+                                }
+                            }
+                            continue;
+                        }
+                        let id = running
+                            .iter()
+                            .find(|(_, r)| r.task == task)
+                            .map(|(id, _)| id.clone());
+                        if let Some(id) = &id {
+                            running.remove(id);
+                            if removing.remove(&task) {
+                                shared.board.forget(id);
+                            }
+                        }
+                        if let Err(message) = outcome {
+                            failed += 1;
+                            let id = id.as_deref().unwrap_or("?");
+                            eprintln!("mirror-relay: stream {id}: {message}");
+                        }
+                    }
+                    _ = hangup.recv() => {
+                        let file = match streams::load(path) {
+                            Ok(file) => file,
+                            Err(e) => {
+                                eprintln!("mirror-relay: {e}; the running streams go on");
+                                continue;
+                            }
+                        };
+                        let wanted: std::collections::BTreeMap<String, streams::StreamSpec> =
+                            file.streams.into_iter().map(|s| (s.id.clone(), s)).collect();
+                        let (mut added, mut removed, mut changed) = (0, 0, 0);
+                        for (id, run) in &running {
+                            match wanted.get(id) {
+                                None => {
+                                    removed += 1;
+                                    run.stop.cancel();
+                                    removing.insert(run.task);
+                                }
+                                Some(spec) if *spec != run.spec => {
+                                    changed += 1;
+                                    run.stop.cancel();
+                                    restarts.insert(run.task, spec.clone());
+                                }
+                                Some(_) => {}
+                            }
+                        }
+                        for (id, spec) in wanted {
+                            if let Some(run) = running.get(&id) {
+                                // Removed by an earlier re-read and still stopping:
+                                // started again once it has stopped.
+                                if removing.remove(&run.task) {
+                                    restarts.insert(run.task, spec);
+                                }
+                                continue;
+                            }
+                            added += 1;
+                            match start(&shared, args, &mut tasks, &spec, backend).await {
+                                Ok((task, stop)) => {
+                                    running.insert(id, Running { spec, stop, task });
+                                }
+                                Err(Failure::Usage(m) | Failure::Runtime(m)) => {
+                                    failed += 1;
+                                    eprintln!("mirror-relay: stream {id}: {m}");
+                                }
+                            }
+                        }
+                        tracing::warn!(added, removed, changed, "streams file re-read");
+                    }
                 }
             }
-            failed
+            if failed > 0 {
+                return Err(Failure::Runtime(format!(
+                    "{failed} stream{} ended in failure",
+                    if failed == 1 { "" } else { "s" }
+                )));
+            }
+            Ok(())
         })
-        .await;
-    if failed > 0 {
-        return Err(Failure::Runtime(format!(
-            "{failed} of {total} streams ended in failure"
-        )));
-    }
-    Ok(())
+        .await
+}
+
+/// Open one stream's relay and start it on the local task set.
+async fn start(
+    shared: &Shared,
+    args: &cli::Args,
+    tasks: &mut tokio::task::JoinSet<Result<(), Failure>>,
+    spec: &streams::StreamSpec,
+    backend: cli::SrtBackend,
+) -> Result<(tokio::task::Id, CancellationToken), Failure> {
+    // One status line cannot show several streams: logs and metrics do.
+    let relay = shared
+        .relay(
+            args,
+            Some(&spec.id),
+            spec.config.clone(),
+            &spec.output,
+            false,
+        )
+        .await
+        .map_err(|e| usage(format!("stream {}: {e}", spec.id)))?;
+    let stop = relay.stop.clone();
+    let inputs = spec.inputs.clone();
+    let handle = tasks.spawn_local(async move {
+        let inputs: Vec<&cli::Input> = inputs.iter().collect();
+        relay.run(&inputs, backend).await
+    });
+    Ok((handle.id(), stop))
 }
 
 /// One input, ready to build: its target, and whether it waits for its sender.
@@ -500,6 +620,8 @@ impl Relay {
     ) -> Result<(), Failure> {
         let (primary, _) = target_of(inputs[0])?;
         let stream_id = primary.stream_id.clone();
+        let board_id = self.board_id.clone().unwrap_or_else(|| stream_id.clone());
+        self.board.mark(&board_id, "waiting");
         // One owner per stream across relays sharing a store: wait for the lease, and
         // stop producing the moment it is lost.
         let lease = match &self.leases {
@@ -612,9 +734,10 @@ impl Relay {
                     }
                 }
                 _ = ticker.tick() => {
+                    let bits = bytes_this_second as f64 * 8.0;
+                    let (name, tally, health) = &watched[packets.active_index()];
+                    self.board.set(status::Row::of(&board_id, name, tally, health, bits));
                     if self.status_line {
-                        let bits = bytes_this_second as f64 * 8.0;
-                        let (name, tally, health) = &watched[packets.active_index()];
                         let mut extra = self.output.describe();
                         if watched.len() > 1 {
                             extra = format!("{extra}  from {name}");
@@ -628,6 +751,8 @@ impl Relay {
         if self.status_line {
             status::finish();
         }
+        self.board
+            .mark(&board_id, if outcome.is_ok() { "ended" } else { "failed" });
         // Stopping cleanly: the driver's stream ends only once the restore layer has
         // saved the state the stream stopped with, so the lease below is released
         // after that save, never before it.

@@ -67,6 +67,95 @@ fn clock(d: Duration) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// A stream's state in words.
+pub(crate) fn state(tally: &Tally, health: &HealthHandle) -> &'static str {
+    let h = health.check_health();
+    match tally.state.load(Ordering::Relaxed) {
+        0 => "connecting",
+        1 if h.is_connected => "streaming",
+        3 => "failed",
+        4 => "probing",
+        _ => "reconnecting",
+    }
+}
+
+/// One stream, as `GET /streams` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Row {
+    pub(crate) id: String,
+    pub(crate) state: &'static str,
+    pub(crate) active_source: String,
+    pub(crate) bitrate_bps: f64,
+    pub(crate) packets: u64,
+    pub(crate) loss: f64,
+    pub(crate) uptime_secs: f64,
+    pub(crate) reconnects: u32,
+}
+
+impl Row {
+    pub(crate) fn of(
+        id: &str,
+        source: &str,
+        tally: &Tally,
+        health: &HealthHandle,
+        bits_per_second: f64,
+    ) -> Self {
+        let h = health.check_health();
+        Self {
+            id: id.to_owned(),
+            state: state(tally, health),
+            active_source: source.to_owned(),
+            bitrate_bps: bits_per_second,
+            packets: h.packet_count,
+            loss: h.packet_loss,
+            uptime_secs: h.connection_age.as_secs_f64(),
+            reconnects: tally.reconnects(),
+        }
+    }
+}
+
+/// Every stream's latest row, by id: what each stream's loop writes once a second
+/// and `GET /streams` reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Board(Arc<std::sync::Mutex<std::collections::BTreeMap<String, Row>>>);
+
+impl Board {
+    pub(crate) fn set(&self, row: Row) {
+        let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        rows.insert(row.id.clone(), row);
+    }
+
+    /// A stream that is waiting (for its lease) or has ended.
+    pub(crate) fn mark(&self, id: &str, state: &'static str) {
+        let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let row = rows.entry(id.to_owned()).or_insert_with(|| Row {
+            id: id.to_owned(),
+            state,
+            active_source: String::new(),
+            bitrate_bps: 0.0,
+            packets: 0,
+            loss: 0.0,
+            uptime_secs: 0.0,
+            reconnects: 0,
+        });
+        row.state = state;
+        row.bitrate_bps = 0.0;
+    }
+
+    /// A stream no longer in the streams file.
+    pub(crate) fn forget(&self, id: &str) {
+        let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        rows.remove(id);
+    }
+
+    /// Every row, as a JSON array ordered by id.
+    pub(crate) fn json(&self) -> String {
+        let rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let rows: Vec<&Row> = rows.values().collect();
+        serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+    }
+}
+
 /// One status line: state, bitrate, packets, loss, uptime, reconnects, backoff.
 pub(crate) fn line(
     stream_id: &str,
@@ -76,13 +165,7 @@ pub(crate) fn line(
     extra: &str,
 ) -> String {
     let h = health.check_health();
-    let state = match tally.state.load(Ordering::Relaxed) {
-        0 => "connecting",
-        1 if h.is_connected => "streaming",
-        3 => "failed",
-        4 => "probing",
-        _ => "reconnecting",
-    };
+    let state = state(tally, health);
     format!(
         "{stream_id} {state:<12} {:>7.2} Mb/s {:>9} pkts loss {:>5.2}% up {} reconnects {} backoff {:.1}s {extra}",
         bits_per_second / 1e6,

@@ -49,7 +49,7 @@ struct EntryDoc {
 }
 
 /// One stream of the file, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StreamSpec {
     pub(crate) id: String,
     /// The input, then its backups.
