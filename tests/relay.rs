@@ -1228,22 +1228,11 @@ fn three_streams_on_one_listener_port_survive_one_caller_restarting() {
     let mut n = 0u32;
     // Feed every stream for `how_long`, every 4 ms; per stream, when packets came out.
     let mut run = |how_long: Duration, feeds: &[u16]| {
-        let mut buf = [0u8; 2048];
-        let start = Instant::now();
-        let mut got: Vec<Vec<Duration>> = vec![Vec::new(); 3];
-        while start.elapsed() < how_long {
-            for feed_port in feeds {
-                let _ = feed.send_to(&numbered(n, 1316), ("127.0.0.1", *feed_port));
-            }
-            n += 1;
-            std::thread::sleep(Duration::from_millis(4));
-            for (i, sink) in sinks.iter().enumerate() {
-                while sink.recv(&mut buf).is_ok() {
-                    got[i].push(start.elapsed());
-                }
-            }
-        }
-        got
+        let to: Vec<SocketAddr> = feeds
+            .iter()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
+            .collect();
+        feed_all(&feed, &to, &sinks, 1316, how_long, &mut n)
     };
     let feeds = |callers: &[(u16, ChildGuard)]| callers.iter().map(|c| c.0).collect::<Vec<_>>();
     let up = run(Duration::from_secs(3), &feeds(&callers));
@@ -1426,25 +1415,8 @@ fn sighup_adds_removes_and_changes_streams_and_leaves_the_others_alone() {
     }
     let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
     // Feed every input for `how_long`; per sink, when datagrams came out.
-    let run = |how_long: Duration| {
-        let mut buf = [0u8; 2048];
-        let start = Instant::now();
-        let mut got: Vec<Vec<Duration>> = vec![Vec::new(); sinks.len()];
-        let mut n = 0u32;
-        while start.elapsed() < how_long {
-            for input in &inputs {
-                let _ = feed.send_to(&numbered(n, 188), input);
-            }
-            n += 1;
-            std::thread::sleep(Duration::from_millis(4));
-            for (i, sink) in sinks.iter().enumerate() {
-                while sink.recv(&mut buf).is_ok() {
-                    got[i].push(start.elapsed());
-                }
-            }
-        }
-        got
-    };
+    let mut n = 0u32;
+    let mut run = |how_long: Duration| feed_all(&feed, &inputs, &sinks, 188, how_long, &mut n);
     let first = run(Duration::from_millis(1500));
     for (i, times) in first.iter().enumerate().take(3) {
         assert!(times.len() > 100, "sink {i}: {}", times.len());
@@ -1505,4 +1477,32 @@ fn sighup_adds_removes_and_changes_streams_and_leaves_the_others_alone() {
         stderr.contains("the running streams go on"),
         "the bad file is reported: {stderr}"
     );
+}
+
+/// Send numbered datagrams of `size` bytes to every address of `to` every 4 ms for
+/// `how_long` (numbers from `n` on); per sink, when datagrams came out.
+fn feed_all(
+    feed: &UdpSocket,
+    to: &[SocketAddr],
+    sinks: &[UdpSocket],
+    size: usize,
+    how_long: Duration,
+    n: &mut u32,
+) -> Vec<Vec<Duration>> {
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut got: Vec<Vec<Duration>> = vec![Vec::new(); sinks.len()];
+    while start.elapsed() < how_long {
+        for addr in to {
+            let _ = feed.send_to(&numbered(*n, size), addr);
+        }
+        *n += 1;
+        std::thread::sleep(Duration::from_millis(4));
+        for (i, sink) in sinks.iter().enumerate() {
+            while sink.recv(&mut buf).is_ok() {
+                got[i].push(start.elapsed());
+            }
+        }
+    }
+    got
 }
