@@ -42,6 +42,13 @@ impl<S> FailureDetect<S> {
     }
 }
 
+/// Whether a check interval's verdict ends the connection: too few packets to judge
+/// is a failure; loss, latency and errors on a connection that delivers are a
+/// suspicion.
+fn ends_the_connection(event: &FailureEvent) -> bool {
+    event.reason == FailureReason::LowPacketRate
+}
+
 /// A verdict waiting to be yielded.
 #[derive(Debug)]
 enum Pending {
@@ -147,7 +154,7 @@ impl<C: Connection> Detected<C> {
     /// errors): a suspicion, so that a driver racing a replacement keeps the stream
     /// meanwhile. A packet rate too low to judge is a failure.
     fn judged(&mut self, event: FailureEvent) -> Poll<Option<<Self as Stream>::Item>> {
-        if event.reason == FailureReason::LowPacketRate {
+        if ends_the_connection(&event) {
             return self.fail(event);
         }
         self.degrading = true;
@@ -305,7 +312,7 @@ impl<C: Connection> Stream for Detected<C> {
                 this.suspected = false;
                 if packet.arrival >= this.next_check {
                     if let Some(event) = this.check_thresholds(packet.arrival) {
-                        if event.reason == FailureReason::LowPacketRate {
+                        if ends_the_connection(&event) {
                             return this.fail(event);
                         }
                         this.pending = Some(Pending::Suspect(Box::new(event)));

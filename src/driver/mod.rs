@@ -829,7 +829,7 @@ where
         match &mut race.next {
             Replacement::Ready => {
                 if let Err(error) = ready!(self.stack.poll_ready(cx)) {
-                    return Poll::Ready(self.replacement_gave_up(error.into()));
+                    return Poll::Ready(self.replacement_gave_up(error.into(), degraded));
                 }
                 let future = Box::pin(self.stack.call(self.target.clone()));
                 race.next = Replacement::Connecting(future);
@@ -846,7 +846,7 @@ where
                     race.next = Replacement::Verifying { conn, deadline };
                     Poll::Ready(Step::Next)
                 }
-                Err(error) => Poll::Ready(self.replacement_gave_up(error.into())),
+                Err(error) => Poll::Ready(self.replacement_gave_up(error.into(), degraded)),
             },
             Replacement::Verifying { conn, deadline } => {
                 let item = match Pin::new(conn).poll_next(cx) {
@@ -890,7 +890,7 @@ where
                 "{} replacements in a row failed before their first packet",
                 self.unverified
             );
-            return self.replacement_gave_up(error.into());
+            return self.replacement_gave_up(error.into(), degraded);
         }
         let delay = self.unverified_backoff.next_delay();
         tracing::debug!(
@@ -907,8 +907,7 @@ where
     /// The stack gave up on a race's replacement. A silent connection's stream gives
     /// up with it; a degrading one still delivers, so it is kept (and judged again by
     /// its next check).
-    fn replacement_gave_up(&mut self, error: BoxError) -> Step {
-        let degraded = matches!(&self.state, State::Racing(race) if race.degraded);
+    fn replacement_gave_up(&mut self, error: BoxError, degraded: bool) -> Step {
         if degraded {
             tracing::warn!(%error, "no replacement for the degrading connection; keeping it");
             self.unverified = 0;

@@ -55,6 +55,15 @@ enum Failure {
     Runtime(String),
 }
 
+impl Failure {
+    /// What went wrong, in words, whatever the exit status.
+    fn message(self) -> String {
+        match self {
+            Self::Usage(m) | Self::Runtime(m) => m,
+        }
+    }
+}
+
 fn usage(e: impl std::fmt::Display) -> Failure {
     Failure::Usage(e.to_string())
 }
@@ -372,9 +381,7 @@ async fn run_streams(
                     done = tasks.join_next_with_id() => {
                         let Some(done) = done else { break };
                         let (task, outcome) = match done {
-                            Ok((task, outcome)) => (task, outcome.map_err(|e| match e {
-                                Failure::Usage(m) | Failure::Runtime(m) => m,
-                            })),
+                            Ok((task, outcome)) => (task, outcome.map_err(Failure::message)),
                             Err(e) => (e.id(), Err(if e.is_panic() {
                                 "panicked (a defect: please report it)".to_owned()
                             } else {
@@ -387,7 +394,8 @@ async fn run_streams(
                                     tracing::warn!(stream_id = %spec.id, "stream restarted with its new settings");
                                     running.insert(spec.id.clone(), Running { spec, stop, task });
                                 }
-                                Err(Failure::Usage(m) | Failure::Runtime(m)) => {
+                                Err(failure) => {
+                                    let m = failure.message();
                                     failed += 1;
                                     eprintln!("mirror-relay: stream {}: {m}", spec.id);
                                 }
@@ -450,7 +458,8 @@ async fn run_streams(
                                 Ok((task, stop)) => {
                                     running.insert(id, Running { spec, stop, task });
                                 }
-                                Err(Failure::Usage(m) | Failure::Runtime(m)) => {
+                                Err(failure) => {
+                                    let m = failure.message();
                                     failed += 1;
                                     eprintln!("mirror-relay: stream {id}: {m}");
                                 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mirror_reconnect::driver::{EventType, Events};
-use mirror_reconnect::health::HealthHandle;
+use mirror_reconnect::health::{ConnectionHealth, HealthHandle};
 
 /// What the events tell about a stream, for the status line.
 #[derive(Default)]
@@ -68,8 +68,7 @@ fn clock(d: Duration) -> String {
 }
 
 /// A stream's state in words.
-pub(crate) fn state(tally: &Tally, health: &HealthHandle) -> &'static str {
-    let h = health.check_health();
+fn state(tally: &Tally, h: &ConnectionHealth) -> &'static str {
     match tally.state.load(Ordering::Relaxed) {
         0 => "connecting",
         1 if h.is_connected => "streaming",
@@ -80,7 +79,7 @@ pub(crate) fn state(tally: &Tally, health: &HealthHandle) -> &'static str {
 }
 
 /// One stream, as `GET /streams` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub(crate) struct Row {
     pub(crate) id: String,
     pub(crate) state: &'static str,
@@ -103,7 +102,7 @@ impl Row {
         let h = health.check_health();
         Self {
             id: id.to_owned(),
-            state: state(tally, health),
+            state: state(tally, &h),
             active_source: source.to_owned(),
             bitrate_bps: bits_per_second,
             packets: h.packet_count,
@@ -130,13 +129,7 @@ impl Board {
         let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let row = rows.entry(id.to_owned()).or_insert_with(|| Row {
             id: id.to_owned(),
-            state,
-            active_source: String::new(),
-            bitrate_bps: 0.0,
-            packets: 0,
-            loss: 0.0,
-            uptime_secs: 0.0,
-            reconnects: 0,
+            ..Row::default()
         });
         row.state = state;
         row.bitrate_bps = 0.0;
@@ -165,7 +158,7 @@ pub(crate) fn line(
     extra: &str,
 ) -> String {
     let h = health.check_health();
-    let state = state(tally, health);
+    let state = state(tally, &h);
     format!(
         "{stream_id} {state:<12} {:>7.2} Mb/s {:>9} pkts loss {:>5.2}% up {} reconnects {} backoff {:.1}s {extra}",
         bits_per_second / 1e6,
