@@ -10,12 +10,14 @@ use super::client::{CommandError, Redis, RedisOpenError};
 use crate::connection::redact_url;
 use crate::restore::throttle::{Throttle, WARN_EVERY};
 
-/// Take the lease if nobody holds it; the new owner's fencing token is one more than
-/// the last owner's. KEYS: lease, fence. ARGV: owner, ttl in ms.
+/// Take the lease if nobody holds it; the new owner's fencing token (at least 1) is
+/// one more than the last owner's. When someone holds it: minus the milliseconds it
+/// has left (0 if it never expires). KEYS: lease, fence. ARGV: owner, ttl in ms.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local left = redis.call('PTTL', KEYS[1])
+if left ~= -2 then return -math.max(left, 0) end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '#' .. token, 'NX', 'PX', ARGV[2])
 return token
@@ -284,6 +286,15 @@ impl LeaseManager {
     ///
     /// `Ok(None)` when another process (or another lease of this one) holds it.
     pub async fn try_acquire(&self, stream_id: &str) -> Result<Option<StreamLease>, LeaseError> {
+        Ok(self.attempt(stream_id).await?.ok())
+    }
+
+    /// Take the lease of `stream_id`, or say how long its holder's lease has left
+    /// (zero when unknown).
+    pub(crate) async fn attempt(
+        &self,
+        stream_id: &str,
+    ) -> Result<Result<StreamLease, Duration>, LeaseError> {
         let sent = Instant::now();
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
         let mut invocation = ACQUIRE.prepare_invoke();
@@ -292,38 +303,70 @@ impl LeaseManager {
             .key(self.fence_key(stream_id))
             .arg(&*self.owner)
             .arg(ttl_ms);
-        let token: Option<u64> = self
+        let answer: i64 = self
             .redis
             .script(&invocation, self.redis.op_timeout())
             .await
             .map_err(|e| self.unavailable(stream_id, "acquire the lease", e))?;
-        Ok(token.map(|token| {
-            tracing::info!(stream_id, owner = %self.owner, token, "lease acquired");
-            StreamLease {
-                manager: self.clone(),
-                stream_id: stream_id.to_owned(),
-                value: format!("{}#{token}", self.owner),
-                token,
-                valid_until: self.valid_until(sent),
-            }
+        let Ok(token) = u64::try_from(answer) else {
+            return Ok(Err(Duration::from_millis(answer.unsigned_abs())));
+        };
+        if token == 0 {
+            // A lease that never expires (set by hand): held.
+            return Ok(Err(Duration::ZERO));
+        }
+        tracing::info!(stream_id, owner = %self.owner, token, "lease acquired");
+        Ok(Ok(StreamLease {
+            manager: self.clone(),
+            stream_id: stream_id.to_owned(),
+            value: format!("{}#{token}", self.owner),
+            token,
+            valid_until: self.valid_until(sent),
         }))
     }
 
+    /// How long to wait before trying a lease again that has `left` to run: the
+    /// retry interval, or less when the lease expires sooner.
+    pub(crate) fn wait_for(&self, left: Duration) -> Duration {
+        if left.is_zero() {
+            self.retry_interval
+        } else {
+            self.retry_interval.min(left + Duration::from_millis(2))
+        }
+    }
+
+    /// The key prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis client.
+    pub(crate) fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    /// How often to try a lease that someone else holds.
+    pub(crate) fn retry_interval(&self) -> Duration {
+        self.retry_interval
+    }
+
     /// Wait until the lease of `stream_id` is ours: try now, then every retry
-    /// interval while another process holds it or Redis is unreachable (logged).
-    /// Cancel by dropping the future.
+    /// interval while another process holds it (or just after its lease expires, if
+    /// that is sooner) or Redis is unreachable (logged). Cancel by dropping the future.
     pub async fn acquire(&self, stream_id: &str) -> StreamLease {
         // A store that cannot be reached is said at once, then every 30 s while it lasts.
         let unreachable = Throttle::new(WARN_EVERY);
         loop {
-            match self.try_acquire(stream_id).await {
-                Ok(Some(lease)) => {
+            let mut wait = self.retry_interval;
+            match self.attempt(stream_id).await {
+                Ok(Ok(lease)) => {
                     if unreachable.reset() {
                         tracing::warn!(stream_id, "lease store answers again; lease acquired");
                     }
                     return lease;
                 }
-                Ok(None) => {
+                Ok(Err(left)) => {
+                    wait = self.wait_for(left);
                     if unreachable.reset() {
                         tracing::warn!(
                             stream_id,
@@ -341,7 +384,7 @@ impl LeaseManager {
                     }
                 }
             }
-            tokio::time::sleep(self.retry_interval).await;
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -6,6 +6,9 @@
 //!   a Redis that is down or slow never stops the media for.
 //! - [`LeaseManager`] and [`StreamLease`]: one owner per stream, with fencing tokens;
 //!   [`LeaseWatch`] keeps a lease renewed and says when it is lost.
+//! - [`Fleet`]: processes sharing one set of streams, each taking its share of the
+//!   leases, handing streams over when members join and taking them over when
+//!   members die.
 //! - [`FencedStorage`], from [`RedisStorage::fenced`]: saves that land only while this
 //!   process still holds the stream's lease, so an owner that lost it can never write
 //!   over the new owner's state.
@@ -15,9 +18,11 @@
 //! `rediss://` with feature `redis-tls`); a password never shows in a message.
 
 mod client;
+mod fleet;
 mod lease;
 mod storage;
 
 pub use client::RedisOpenError;
+pub use fleet::{Fleet, FleetSlot};
 pub use lease::{LeaseError, LeaseManager, LeaseManagerBuilder, LeaseWatch, StreamLease};
 pub use storage::{FencedStorage, RedisStorage, RedisStorageBuilder};
