@@ -33,6 +33,9 @@ Options:
                         defaults (any config key) and `streams:`, each with `id`,
                         `input`, `backups`, `output` and its own `reconnect:` overrides
   --state SPEC          where stream state is kept: memory (default), file:DIR, redis://HOST:PORT[/DB]
+  --lease-ttl SECS      with --state redis://: how long a stream's lease outlives a
+                        relay that died (default 10, from 0.1 to 600); relays sharing
+                        a streams file take a dead one's streams once it ran out
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics, and every
                         stream's state as JSON at http://ADDR/streams
   --srt-backend NAME    the library of srt:// inputs and outputs: srt-tokio (default)
@@ -94,6 +97,8 @@ pub(crate) struct Args {
     pub(crate) streams: Option<PathBuf>,
     pub(crate) state: StateSpec,
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// `--lease-ttl`: only with a Redis store.
+    pub(crate) lease_ttl: Option<Duration>,
     pub(crate) srt_backend: SrtBackend,
     pub(crate) events_json: bool,
     pub(crate) duration: Option<Duration>,
@@ -301,6 +306,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         streams: None,
         state: StateSpec::Memory,
         metrics_addr: None,
+        lease_ttl: None,
         srt_backend: SrtBackend::SrtTokio,
         events_json: false,
         duration: None,
@@ -386,6 +392,21 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                     })?;
                 args.duration = Some(duration);
             }
+            Long("lease-ttl") => {
+                let value = text(parser.value().map_err(bad)?, "--lease-ttl")?;
+                let ttl = value
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| (0.1..=600.0).contains(s))
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "--lease-ttl {} is not a number of seconds from 0.1 to 600",
+                            shown(&value)
+                        ))
+                    })?;
+                args.lease_ttl = Some(ttl);
+            }
             Long("log-level") => {
                 let value = text(parser.value().map_err(bad)?, "--log-level")?;
                 let level = value.to_ascii_lowercase();
@@ -434,6 +455,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
     }
     if args.help {
         return Ok(args);
+    }
+    if args.lease_ttl.is_some() && !matches!(args.state, StateSpec::Redis(_)) {
+        return Err(usage(
+            "--lease-ttl needs --state redis://… (leases are kept in Redis)",
+        ));
     }
     if args.streams.is_some() {
         let conflict = if args.demo {
@@ -619,6 +645,19 @@ mod tests {
                 ok_or_names(result, name)?;
             }
         }
+    }
+
+    #[test]
+    fn lease_ttl_is_checked_and_needs_redis() {
+        let redis = ["--state", "redis://127.0.0.1:6379", INPUT, "-"];
+        let args = parse_strs(&[&["--lease-ttl", "2.5"][..], &redis].concat()).unwrap();
+        assert_eq!(args.lease_ttl, Some(Duration::from_millis(2500)));
+        for bad in ["0", "0.05", "601", "nan", "x"] {
+            let e = parse_strs(&[&["--lease-ttl", bad][..], &redis].concat()).unwrap_err();
+            assert!(e.0.contains("--lease-ttl"), "{e}");
+        }
+        let e = parse_strs(&["--lease-ttl", "2", INPUT, "-"]).unwrap_err();
+        assert!(e.0.contains("needs --state redis://"), "{e}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use mirror_reconnect::health::HealthHandle;
 use mirror_reconnect::metrics::StreamMetrics;
 use mirror_reconnect::protocol::srt::{srt_target, SrtConnector, SrtProbe};
 use mirror_reconnect::protocol::udp::UdpConnector;
-use mirror_reconnect::redis::{LeaseManager, RedisStorage};
+use mirror_reconnect::redis::{Fleet, FleetSlot, LeaseManager, RedisStorage, StreamLease};
 use mirror_reconnect::restore::{FileStorage, MemoryStorage, StateStorage};
 use mirror_reconnect::{BoxError, ReconnectionConfig};
 use tokio_util::sync::CancellationToken;
@@ -214,7 +214,11 @@ struct Relay {
     /// With a shared (Redis) store, the stream is owned through a lease, and the
     /// store's saves of it are fenced by that lease.
     leases: Option<(LeaseManager, RedisStorage)>,
-    output: output::Output,
+    /// With a streams file and a Redis store: the relays sharing the file, among
+    /// which this one owns only its share of the streams.
+    fleet: Option<Fleet>,
+    /// Opened once the stream is this relay's (after its lease, with leases).
+    output: cli::Output,
     /// What to send while no source delivers.
     idle_fill: Option<fill::IdleFill>,
     /// The process's connectors: clones share their listeners, so listener inputs
@@ -248,10 +252,14 @@ impl Connectors {
 struct Shared {
     storage: Arc<dyn StateStorage>,
     leases: Option<(LeaseManager, RedisStorage)>,
+    fleet: Option<Fleet>,
     stop: CancellationToken,
     connectors: Connectors,
     board: status::Board,
 }
+
+/// How long a stream's lease outlives a relay that died, unless `--lease-ttl` says.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// Open the store, the leases, the metrics endpoint and the stop signal.
 async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared, Failure> {
@@ -267,6 +275,7 @@ async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared,
     let leases = match (&args.state, redis) {
         (cli::StateSpec::Redis(url), Some(redis)) => Some((
             LeaseManager::builder(url.clone(), owner_name())
+                .ttl(args.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL))
                 .build()
                 .map_err(|e| usage(format!("--state {}: {e}", redact_url(url))))?,
             redis,
@@ -276,6 +285,7 @@ async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared,
     Ok(Shared {
         storage,
         leases,
+        fleet: None,
         stop: stop_token(args.duration)?,
         connectors: Connectors::new(),
         board,
@@ -283,22 +293,19 @@ async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared,
 }
 
 impl Shared {
-    /// One stream's relay, its output opened.
-    async fn relay(
+    /// One stream's relay.
+    fn relay(
         &self,
         args: &cli::Args,
         id: Option<&str>,
         config: ReconnectionConfig,
         output: &cli::Output,
         status_line: bool,
-    ) -> Result<Relay, String> {
+    ) -> Relay {
         // Its own stop, under the process's: a stream removed from the streams file
         // stops alone.
         let stop = self.stop.child_token();
-        let output = output::Output::open(output, args.srt_backend, &stop)
-            .await
-            .map_err(|e| format!("output: {e}"))?;
-        Ok(Relay {
+        Relay {
             config,
             storage: Arc::clone(&self.storage),
             stop,
@@ -306,12 +313,13 @@ impl Shared {
             status_line,
             metrics: args.metrics_addr.is_some(),
             leases: self.leases.clone(),
-            output,
+            fleet: self.fleet.clone(),
+            output: output.clone(),
             idle_fill: args.idle_fill.clone(),
             connectors: self.connectors.clone(),
             board: self.board.clone(),
             board_id: id.map(str::to_owned),
-        })
+        }
     }
 }
 
@@ -330,10 +338,7 @@ async fn run(args: &cli::Args) -> Result<(), Failure> {
     };
     let status_line =
         !args.events_json && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let relay = shared
-        .relay(args, None, config, output, status_line)
-        .await
-        .map_err(usage)?;
+    let relay = shared.relay(args, None, config, output, status_line);
     let inputs: Vec<&cli::Input> = std::iter::once(input).chain(&args.backups).collect();
     relay.run(&inputs, args.srt_backend).await
 }
@@ -356,7 +361,18 @@ async fn run_streams(
     path: &std::path::Path,
     file: streams::Streams,
 ) -> Result<(), Failure> {
-    let shared = shared(args, &file.defaults).await?;
+    let mut shared = shared(args, &file.defaults).await?;
+    // Relays sharing this file and this Redis divide its streams between them.
+    if let Some((leases, _)) = &shared.leases {
+        let fleet = Fleet::join(leases, file.streams.len());
+        let (stop, leaving) = (shared.stop.clone(), fleet.clone());
+        // Leaving first lets the others' shares grow while this relay's streams stop.
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            leaving.leave().await;
+        });
+        shared.fleet = Some(fleet);
+    }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| Failure::Runtime(format!("cannot watch SIGHUP: {e}")))?;
     let local = tokio::task::LocalSet::new();
@@ -372,8 +388,7 @@ async fn run_streams(
             let mut removing: std::collections::HashSet<tokio::task::Id> = Default::default();
             let mut failed = 0usize;
             for spec in file.streams {
-                let task = start(&shared, args, &mut tasks, &spec, backend).await?;
-                running.insert(spec.id.clone(), Running { stop: task.1, task: task.0, spec });
+                running.insert(spec.id.clone(), start(&shared, args, &mut tasks, spec, backend));
             }
             tracing::info!(streams = running.len(), "relaying");
             loop {
@@ -389,17 +404,8 @@ async fn run_streams(
                             })),
                         };
                         if let Some(spec) = restarts.remove(&task) {
-                            match start(&shared, args, &mut tasks, &spec, backend).await {
-                                Ok((task, stop)) => {
-                                    tracing::warn!(stream_id = %spec.id, "stream restarted with its new settings");
-                                    running.insert(spec.id.clone(), Running { spec, stop, task });
-                                }
-                                Err(failure) => {
-                                    let m = failure.message();
-                                    failed += 1;
-                                    eprintln!("mirror-relay: stream {}: {m}", spec.id);
-                                }
-                            }
+                            tracing::warn!(stream_id = %spec.id, "stream restarted with its new settings");
+                            running.insert(spec.id.clone(), start(&shared, args, &mut tasks, spec, backend));
                             continue;
                         }
                         let id = running
@@ -428,6 +434,9 @@ async fn run_streams(
                         };
                         let wanted: std::collections::BTreeMap<String, streams::StreamSpec> =
                             file.streams.into_iter().map(|s| (s.id.clone(), s)).collect();
+                        if let Some(fleet) = &shared.fleet {
+                            fleet.set_streams(wanted.len());
+                        }
                         let (mut added, mut removed, mut changed) = (0, 0, 0);
                         for (id, run) in &running {
                             match wanted.get(id) {
@@ -454,16 +463,7 @@ async fn run_streams(
                                 continue;
                             }
                             added += 1;
-                            match start(&shared, args, &mut tasks, &spec, backend).await {
-                                Ok((task, stop)) => {
-                                    running.insert(id, Running { spec, stop, task });
-                                }
-                                Err(failure) => {
-                                    let m = failure.message();
-                                    failed += 1;
-                                    eprintln!("mirror-relay: stream {id}: {m}");
-                                }
-                            }
+                            running.insert(id, start(&shared, args, &mut tasks, spec, backend));
                         }
                         tracing::warn!(added, removed, changed, "streams file re-read");
                     }
@@ -480,32 +480,33 @@ async fn run_streams(
         .await
 }
 
-/// Open one stream's relay and start it on the local task set.
-async fn start(
+/// Start one stream's relay on the local task set.
+fn start(
     shared: &Shared,
     args: &cli::Args,
     tasks: &mut tokio::task::JoinSet<Result<(), Failure>>,
-    spec: &streams::StreamSpec,
+    spec: streams::StreamSpec,
     backend: cli::SrtBackend,
-) -> Result<(tokio::task::Id, CancellationToken), Failure> {
+) -> Running {
     // One status line cannot show several streams: logs and metrics do.
-    let relay = shared
-        .relay(
-            args,
-            Some(&spec.id),
-            spec.config.clone(),
-            &spec.output,
-            false,
-        )
-        .await
-        .map_err(|e| usage(format!("stream {}: {e}", spec.id)))?;
+    let relay = shared.relay(
+        args,
+        Some(&spec.id),
+        spec.config.clone(),
+        &spec.output,
+        false,
+    );
     let stop = relay.stop.clone();
     let inputs = spec.inputs.clone();
     let handle = tasks.spawn_local(async move {
         let inputs: Vec<&cli::Input> = inputs.iter().collect();
         relay.run(&inputs, backend).await
     });
-    Ok((handle.id(), stop))
+    Running {
+        spec,
+        stop,
+        task: handle.id(),
+    }
 }
 
 /// One input, ready to build: its target, and whether it waits for its sender.
@@ -555,6 +556,7 @@ impl Relay {
         target: Target,
         passive: bool,
         probe: Option<SrtProbe>,
+        owned: &Owned,
     ) -> Result<Opened, Failure>
     where
         C: Service<Target> + Clone + Send + Unpin + 'static,
@@ -566,8 +568,8 @@ impl Relay {
         let mut builder = self
             .config
             .builder()
-            .storage(Arc::clone(&self.storage))
-            .cancel_token(self.stop.clone());
+            .storage(Arc::clone(&owned.storage))
+            .cancel_token(owned.stop.clone());
         if passive {
             builder = builder.passive();
         }
@@ -589,7 +591,12 @@ impl Relay {
     }
 
     /// Build one input's stack, on the connector its scheme (and `backend`) names.
-    fn open(&self, input: &cli::Input, backend: cli::SrtBackend) -> Result<Opened, Failure> {
+    fn open(
+        &self,
+        input: &cli::Input,
+        backend: cli::SrtBackend,
+        owned: &Owned,
+    ) -> Result<Opened, Failure> {
         let (target, passive) = target_of(input)?;
         let name = name_of(input);
         match input {
@@ -598,13 +605,13 @@ impl Relay {
                     let connector = self.connectors.srt.clone();
                     // A caller probes its listener while it waits out a backoff delay.
                     let probe = connector.probe();
-                    self.open_with(name, connector, target, passive, Some(probe))
+                    self.open_with(name, connector, target, passive, Some(probe), owned)
                 }
                 #[cfg(feature = "libsrt")]
                 cli::SrtBackend::Libsrt => {
                     let connector = self.connectors.libsrt.clone();
                     let probe = connector.probe();
-                    self.open_with(name, connector, target, passive, Some(probe))
+                    self.open_with(name, connector, target, passive, Some(probe), owned)
                 }
                 #[cfg(not(feature = "libsrt"))]
                 cli::SrtBackend::Libsrt => Err(usage(
@@ -613,15 +620,22 @@ impl Relay {
             },
             cli::Input::Rtp(_) => {
                 let connector = self.config.rtp.connector();
-                self.open_with(name, connector, target, passive, None)
+                self.open_with(name, connector, target, passive, None, owned)
             }
-            cli::Input::Udp(_) => self.open_with(name, UdpConnector::new(), target, passive, None),
+            cli::Input::Udp(_) => {
+                self.open_with(name, UdpConnector::new(), target, passive, None, owned)
+            }
         }
     }
 
     /// Relay one stream from `inputs` (the input, then its backups) until stopped or
     /// given up. Inputs listening for a caller, or for RTP/UDP senders, wait for their
     /// sender as long as it takes.
+    ///
+    /// With leases, the stream is produced only while this relay holds its lease:
+    /// it waits for the lease, and stops producing the moment the lease is lost. In
+    /// a fleet, it then waits for the lease again, as it does after handing the
+    /// stream over to a relay with fewer streams than its share.
     async fn run(
         mut self,
         inputs: &[&cli::Input],
@@ -630,54 +644,126 @@ impl Relay {
         let (primary, _) = target_of(inputs[0])?;
         let stream_id = primary.stream_id.clone();
         let board_id = self.board_id.clone().unwrap_or_else(|| stream_id.clone());
-        self.board.mark(&board_id, "waiting");
-        // One owner per stream across relays sharing a store: wait for the lease, and
-        // stop producing the moment it is lost.
-        let lease = match &self.leases {
-            Some((leases, redis)) => {
-                let acquire = leases.acquire(&stream_id);
-                tokio::pin!(acquire);
-                let mut ticker = tokio::time::interval(Duration::from_secs(1));
-                let lease = loop {
-                    tokio::select! {
-                        lease = &mut acquire => break lease,
-                        _ = self.stop.cancelled() => {
-                            if self.status_line {
-                                status::finish();
-                            }
-                            return Ok(());
-                        }
-                        _ = ticker.tick() => {
-                            // Another relay owns the stream, or the store does not
-                            // answer (the log says which).
-                            if self.status_line {
-                                status::show(&format!("{stream_id}  waiting for the lease / store"));
-                            }
-                        }
-                    }
-                };
-                if self.status_line {
-                    status::finish();
-                }
-                let watch = lease.keep_alive();
-                let stop = self.stop.clone();
-                let lost = watch.lost_token();
+        let Some((leases, redis)) = self.leases.clone() else {
+            let owned = Owned {
+                storage: Arc::clone(&self.storage),
+                stop: self.stop.clone(),
+                slot: None,
+            };
+            return self
+                .produce(inputs, backend, &stream_id, &board_id, owned)
+                .await
+                .map(drop);
+        };
+        loop {
+            self.board.mark(&board_id, "waiting");
+            let Some((lease, slot)) = self.wait_for_lease(&leases, &stream_id).await else {
+                return Ok(());
+            };
+            let watch = lease.keep_alive();
+            let stop = self.stop.child_token();
+            let lost = watch.lost_token();
+            {
+                let stop = stop.clone();
                 tokio::spawn(async move {
-                    lost.cancelled().await;
-                    stop.cancel();
+                    tokio::select! {
+                        () = lost.cancelled() => stop.cancel(),
+                        () = stop.cancelled() => {}
+                    }
                 });
+            }
+            let owned = Owned {
                 // A relay that lost the lease (paused, cut off) must not write over
                 // the state of the one that took the stream over.
-                self.storage = Arc::new(redis.fenced(&watch));
-                Some(watch)
+                storage: Arc::new(redis.fenced(&watch)),
+                stop: stop.clone(),
+                slot,
+            };
+            let outcome = self
+                .produce(inputs, backend, &stream_id, &board_id, owned)
+                .await;
+            // Ends the watcher above.
+            stop.cancel();
+            let lost = watch.lost_reason();
+            if lost.is_none() {
+                if let Err(e) = watch.release().await {
+                    eprintln!("mirror-relay: lease not released (it expires by itself): {e}");
+                }
             }
-            None => None,
+            match (outcome, lost) {
+                (Err(failure), _) => return Err(failure),
+                (Ok(_), Some(why)) if self.fleet.is_none() => {
+                    return Err(Failure::Runtime(format!(
+                        "stream {stream_id}: lease lost: {why}"
+                    )));
+                }
+                (Ok(_), _) if self.stop.is_cancelled() => return Ok(()),
+                (Ok(_), Some(why)) => {
+                    tracing::warn!(stream_id = %stream_id, %why, "lease lost; waiting to own the stream again");
+                }
+                (Ok(HandedOver(true)), None) => {
+                    tracing::warn!(stream_id = %stream_id, "handed over: this relay owned more than its share");
+                }
+                (Ok(HandedOver(false)), None) => return Ok(()),
+            }
+        }
+    }
+
+    /// Wait until this relay owns the stream, or is stopped (`None`).
+    async fn wait_for_lease(
+        &self,
+        leases: &LeaseManager,
+        stream_id: &str,
+    ) -> Option<(StreamLease, Option<FleetSlot>)> {
+        let acquire = async {
+            match &self.fleet {
+                Some(fleet) => {
+                    let (lease, slot) = fleet.acquire(stream_id).await;
+                    (lease, Some(slot))
+                }
+                None => (leases.acquire(stream_id).await, None),
+            }
         };
+        tokio::pin!(acquire);
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        let got = loop {
+            tokio::select! {
+                got = &mut acquire => break Some(got),
+                () = self.stop.cancelled() => break None,
+                _ = ticker.tick() => {
+                    // Another relay owns the stream, or the store does not answer
+                    // (the log says which).
+                    if self.status_line {
+                        status::show(&format!("{stream_id}  waiting for the lease / store"));
+                    }
+                }
+            }
+        };
+        if self.status_line {
+            status::finish();
+        }
+        got
+    }
+
+    /// Produce the stream while it is this relay's: until `owned.stop`, the end of
+    /// the inputs, or (in a fleet) this relay owning more than its share.
+    async fn produce(
+        &mut self,
+        inputs: &[&cli::Input],
+        backend: cli::SrtBackend,
+        stream_id: &str,
+        board_id: &str,
+        mut owned: Owned,
+    ) -> Result<HandedOver, Failure> {
+        let mut output = output::Output::open(&self.output, backend, &owned.stop)
+            .await
+            .map_err(|e| usage(format!("output: {e}")))?;
+        let mut handed_over = false;
         let mut sources = Vec::new();
         for input in inputs {
-            sources.push(self.open(input, backend)?);
+            sources.push(self.open(input, backend, &owned)?);
         }
-        let mut packets = Failover::new(stream_id.clone()).config(self.config.failover);
+        let mut packets = Failover::new(stream_id.to_owned()).config(self.config.failover);
         let mut watched = Vec::new();
         for opened in sources {
             if self.events_json {
@@ -718,7 +804,7 @@ impl Relay {
                         }
                         watched[packets.active_index()].1.streaming();
                         bytes_this_second += packet.payload.len() as u64;
-                        if let Err(e) = self.output.send(&packet.payload).await {
+                        if let Err(e) = output.send(&packet.payload).await {
                             outcome = Err(Failure::Runtime(format!("output: {e}")));
                             break;
                         }
@@ -735,7 +821,7 @@ impl Relay {
                             tracing::warn!(stream_id = %stream_id, "no source delivers: idle fill on");
                         }
                         if let Some(fill) = idle_fill.as_mut() {
-                            if let Err(e) = self.output.send(&fill.next_datagram()).await {
+                            if let Err(e) = output.send(&fill.next_datagram()).await {
                                 outcome = Err(Failure::Runtime(format!("output: {e}")));
                                 break;
                             }
@@ -745,15 +831,21 @@ impl Relay {
                 _ = ticker.tick() => {
                     let bits = bytes_this_second as f64 * 8.0;
                     let (name, tally, health) = &watched[packets.active_index()];
-                    self.board.set(status::Row::of(&board_id, name, tally, health, bits));
+                    self.board.set(status::Row::of(board_id, name, tally, health, bits));
                     if self.status_line {
-                        let mut extra = self.output.describe();
+                        let mut extra = output.describe();
                         if watched.len() > 1 {
                             extra = format!("{extra}  from {name}");
                         }
-                        status::show(&status::line(&stream_id, tally, health, bits, &extra));
+                        status::show(&status::line(stream_id, tally, health, bits, &extra));
                     }
                     bytes_this_second = 0;
+                    // Over this relay's share of the fleet: stop cleanly (the
+                    // final state saved) so the lease goes to a relay under its share.
+                    if owned.slot.as_mut().is_some_and(FleetSlot::hand_over) {
+                        handed_over = true;
+                        owned.stop.cancel();
+                    }
                 }
             }
         }
@@ -761,7 +853,7 @@ impl Relay {
             status::finish();
         }
         self.board
-            .mark(&board_id, if outcome.is_ok() { "ended" } else { "failed" });
+            .mark(board_id, if outcome.is_ok() { "ended" } else { "failed" });
         // Stopping cleanly: the driver's stream ends only once the restore layer has
         // saved the state the stream stopped with, so the lease below is released
         // after that save, never before it.
@@ -774,25 +866,27 @@ impl Relay {
                 );
             }
         }
-        let dropped = self.output.dropped();
+        let dropped = output.dropped();
         if dropped > 0 {
             eprintln!(
                 "mirror-relay: the output dropped {dropped} packets while its receiver was away"
             );
         }
-        if let Err(e) = self.output.close().await {
+        if let Err(e) = output.close().await {
             eprintln!("mirror-relay: closing the output: {e}");
         }
-        if let Some(lease) = lease {
-            if let Some(why) = lease.lost_reason() {
-                return Err(Failure::Runtime(format!(
-                    "stream {stream_id}: lease lost: {why}"
-                )));
-            }
-            if let Err(e) = lease.release().await {
-                eprintln!("mirror-relay: lease not released (it expires by itself): {e}");
-            }
-        }
-        outcome
+        outcome.map(|()| HandedOver(handed_over))
     }
+}
+
+/// Whether a stream stopped being produced to hand it over to another relay.
+struct HandedOver(bool);
+
+/// What a stream is produced under while it is this relay's.
+struct Owned {
+    storage: Arc<dyn StateStorage>,
+    /// Cancelled to stop producing.
+    stop: CancellationToken,
+    /// The stream's place in this relay's share of a fleet.
+    slot: Option<FleetSlot>,
 }
