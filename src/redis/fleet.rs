@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use ::redis::Script;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{LeaseManager, StreamLease};
@@ -71,6 +71,9 @@ struct Inner {
     owned: AtomicUsize,
     /// Live members as last counted; 0 until the first count.
     members: watch::Sender<usize>,
+    /// Woken when a reserved slot is given back: a stream that found every slot
+    /// taken by other streams' tries gets its turn at once, not a retry later.
+    freed: Notify,
     stop: CancellationToken,
 }
 
@@ -92,6 +95,7 @@ impl Inner {
 
     fn unreserve(&self) {
         self.owned.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_waiters();
     }
 }
 
@@ -116,6 +120,7 @@ impl Fleet {
             streams: AtomicUsize::new(streams),
             owned: AtomicUsize::new(0),
             members: watch::channel(0).0,
+            freed: Notify::new(),
             stop: CancellationToken::new(),
         });
         tokio::spawn(heartbeat(Arc::downgrade(&inner), inner.stop.clone()));
@@ -154,7 +159,12 @@ impl Fleet {
         let unreachable = Throttle::new(WARN_EVERY);
         loop {
             let mut wait = inner.leases.retry_interval();
-            if inner.reserve() {
+            // Made before the reservation, so that a slot freed in between is seen.
+            let freed = inner.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let reserved = inner.reserve();
+            if reserved {
                 match inner.leases.attempt(stream_id).await {
                     Ok(Ok(lease)) => {
                         unreachable.reset();
@@ -181,10 +191,13 @@ impl Fleet {
                     }
                 }
             }
-            // A grown share (a member gone) is acted on at once.
+            // A grown share (a member gone) is acted on at once, and so is a slot
+            // freed by another stream's try (the leases of streams held by other
+            // members are tried too, and briefly take slots).
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = members.changed() => {}
+                () = &mut freed, if !reserved => {}
             }
         }
     }
