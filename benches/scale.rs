@@ -174,31 +174,39 @@ fn total_delivered(counts: &[Delivered]) -> u64 {
 
 /// Read `packets` to the end, counting each one in `delivered[i]`; count the stream
 /// as connected at its first packet.
-async fn consume<S, E>(
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an
+/// `async fn` keeps its argument and the local it is moved into side by side in the
+/// task, so every stream's task would hold two copies of its packet stream (for the
+/// stack, two drivers' worth of bytes), which is the reader's cost, not the stream's.
+fn consume<S, E>(
     mut packets: S,
     delivered: DeliveredCounts,
     i: usize,
     connected: Arc<AtomicUsize>,
     gave_up: Arc<AtomicUsize>,
-) where
+) -> impl std::future::Future<Output = ()>
+where
     S: Stream<Item = Result<Packet, E>> + Unpin,
 {
-    let mut first = true;
-    while let Some(item) = packets.next().await {
-        match item {
-            Ok(packet) => {
-                std::hint::black_box(&packet);
-                // One reader per counter: a plain store, no locked read-modify-write.
-                let count = &delivered[i].0;
-                count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                if first {
-                    first = false;
-                    connected.fetch_add(1, Ordering::Relaxed);
+    async move {
+        let mut first = true;
+        while let Some(item) = packets.next().await {
+            match item {
+                Ok(packet) => {
+                    std::hint::black_box(&packet);
+                    // One reader per counter: a plain store, no locked read-modify-write.
+                    let count = &delivered[i].0;
+                    count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    if first {
+                        first = false;
+                        connected.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            }
-            Err(_) => {
-                gave_up.fetch_add(1, Ordering::Relaxed);
-                break;
+                Err(_) => {
+                    gave_up.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
             }
         }
     }
