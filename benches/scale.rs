@@ -179,6 +179,7 @@ fn total_delivered(counts: &[Delivered]) -> u64 {
 /// `async fn` keeps its argument and the local it is moved into side by side in the
 /// task, so every stream's task would hold two copies of its packet stream (for the
 /// stack, two drivers' worth of bytes), which is the reader's cost, not the stream's.
+#[allow(clippy::manual_async_fn)]
 fn consume<S, E>(
     mut packets: S,
     delivered: DeliveredCounts,
