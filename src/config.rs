@@ -585,9 +585,7 @@ impl ReconnectionConfig {
     pub fn retry_layer(&self, events: &Events) -> BackoffRetryLayer<AnyBackoff> {
         let mut layer = BackoffRetryLayer::new(self.backoff())
             .max_retries(self.max_retries)
-            .on_attempt(events.attempt_hook())
-            .on_probe(events.probe_hook())
-            .on_backoff_reset(events.backoff_reset_hook());
+            .report_to(Arc::new(events.clone()));
         if let Some(interval) = self.probe_interval {
             layer = layer.probe_interval(interval);
         }

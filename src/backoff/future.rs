@@ -84,9 +84,7 @@ where
             delay: Duration::ZERO,
             last_error: None,
         };
-        for callback in &policy.on_attempt {
-            callback(&attempt);
-        }
+        policy.attempted(&attempt);
         let future = service.call(target.clone());
         Self {
             state: State::Calling { future },
@@ -130,7 +128,7 @@ where
                         Err(e) => e.into(),
                     };
                     let attempts = *this.attempts;
-                    if !(this.policy.retryable)(&error) {
+                    if !this.policy.retryable(&error) {
                         return Poll::Ready(Err(RetryError::new(
                             RetryErrorKind::NotRetryable,
                             attempts,
@@ -228,9 +226,7 @@ where
                         delay: *this.last_delay,
                         last_error: this.last_error.take().map(|e| e.to_string()),
                     };
-                    for callback in &this.policy.on_attempt {
-                        callback(&attempt);
-                    }
+                    this.policy.attempted(&attempt);
                     let future = this.service.call(this.target.clone());
                     this.state.set(State::Calling { future });
                 }
@@ -345,9 +341,7 @@ impl Probing {
                     number: self.number,
                     attempts,
                 };
-                for callback in &policy.on_probe {
-                    callback(&probed);
-                }
+                policy.probed(&probed);
                 if outcome == ProbeOutcome::Answered {
                     tracing::debug!(probes = self.number, "probe answered; attempting now");
                     return Probes::Answered;

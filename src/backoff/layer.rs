@@ -35,7 +35,8 @@ pub(crate) struct Policy<B> {
     pub(crate) backoff: B,
     pub(crate) max_retries: u32,
     pub(crate) max_elapsed: Option<Duration>,
-    pub(crate) retryable: Classifier,
+    /// `None`: [`is_retryable`](crate::error::is_retryable), with nothing to allocate.
+    pub(crate) retryable: Option<Classifier>,
     pub(crate) on_attempt: Vec<AttemptCallback>,
     pub(crate) probe: Option<AnyProbe>,
     pub(crate) probe_interval: Duration,
@@ -43,6 +44,61 @@ pub(crate) struct Policy<B> {
     pub(crate) probe_first_after: Option<Duration>,
     pub(crate) stable_after: Option<Duration>,
     pub(crate) on_reset: Vec<ResetCallback>,
+    /// Told of attempts, probes and resets as well as the callbacks: one shared
+    /// reporter (a stream's event bus) rather than a callback each to allocate.
+    pub(crate) report: Option<Arc<dyn RetryReport>>,
+}
+
+/// Something told of every attempt, probe and backoff reset of a retry: the
+/// crate's own event bus, given to a layer with [`BackoffRetryLayer::report_to`].
+pub(crate) trait RetryReport: Send + Sync {
+    /// An attempt is about to start.
+    fn attempted(&self, attempt: &Attempt);
+    /// A probe has an outcome.
+    fn probed(&self, probed: &Probed);
+    /// A connect starts the backoff afresh, after the connection before it stayed up
+    /// for `up_for`.
+    fn backoff_reset(&self, up_for: Duration);
+}
+
+impl<B> Policy<B> {
+    /// Whether `error` is worth another attempt.
+    pub(crate) fn retryable(&self, error: &BoxError) -> bool {
+        match &self.retryable {
+            Some(retryable) => retryable(error),
+            None => crate::error::is_retryable(error.as_ref()),
+        }
+    }
+
+    /// Tell everyone of an attempt about to start.
+    pub(crate) fn attempted(&self, attempt: &Attempt) {
+        if let Some(report) = &self.report {
+            report.attempted(attempt);
+        }
+        for callback in &self.on_attempt {
+            callback(attempt);
+        }
+    }
+
+    /// Tell everyone of a probe's outcome.
+    pub(crate) fn probed(&self, probed: &Probed) {
+        if let Some(report) = &self.report {
+            report.probed(probed);
+        }
+        for callback in &self.on_probe {
+            callback(probed);
+        }
+    }
+
+    /// Tell everyone that a connect starts the backoff afresh.
+    pub(crate) fn backoff_reset(&self, up_for: Duration) {
+        if let Some(report) = &self.report {
+            report.backoff_reset(up_for);
+        }
+        for callback in &self.on_reset {
+            callback(up_for);
+        }
+    }
 }
 
 impl<B: Clone> Clone for Policy<B> {
@@ -51,7 +107,7 @@ impl<B: Clone> Clone for Policy<B> {
             backoff: self.backoff.clone(),
             max_retries: self.max_retries,
             max_elapsed: self.max_elapsed,
-            retryable: Arc::clone(&self.retryable),
+            retryable: self.retryable.clone(),
             on_attempt: self.on_attempt.clone(),
             probe: self.probe.clone(),
             probe_interval: self.probe_interval,
@@ -59,6 +115,7 @@ impl<B: Clone> Clone for Policy<B> {
             probe_first_after: self.probe_first_after,
             stable_after: self.stable_after,
             on_reset: self.on_reset.clone(),
+            report: self.report.clone(),
         }
     }
 }
@@ -94,13 +151,14 @@ impl<B: fmt::Debug> fmt::Debug for Policy<B> {
 #[derive(Debug)]
 #[must_use]
 pub struct BackoffRetryLayer<B> {
-    policy: Policy<B>,
+    /// Shared with every service the layer makes: a stream's retry carries no copy.
+    policy: Arc<Policy<B>>,
 }
 
 impl<B: Clone> Clone for BackoffRetryLayer<B> {
     fn clone(&self) -> Self {
         Self {
-            policy: self.policy.clone(),
+            policy: Arc::clone(&self.policy),
         }
     }
 }
@@ -109,11 +167,11 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     /// Retry with `backoff`, at most 5 times, with no time limit.
     pub fn new(backoff: B) -> Self {
         Self {
-            policy: Policy {
+            policy: Arc::new(Policy {
                 backoff,
                 max_retries: 5,
                 max_elapsed: None,
-                retryable: Arc::new(|e: &BoxError| crate::error::is_retryable(e.as_ref())),
+                retryable: None,
                 on_attempt: Vec::new(),
                 probe: None,
                 probe_interval: DEFAULT_PROBE_INTERVAL,
@@ -121,19 +179,33 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
                 probe_first_after: Some(DEFAULT_PROBE_FIRST_AFTER),
                 stable_after: None,
                 on_reset: Vec::new(),
-            },
+                report: None,
+            }),
         }
+    }
+
+    /// The policy, to change before the layer makes a service (copied first if a
+    /// service already shares it).
+    fn policy_mut(&mut self) -> &mut Policy<B> {
+        Arc::make_mut(&mut self.policy)
+    }
+
+    /// Tell `report` of every attempt, probe and backoff reset, besides the
+    /// callbacks.
+    pub(crate) fn report_to(mut self, report: Arc<dyn RetryReport>) -> Self {
+        self.policy_mut().report = Some(report);
+        self
     }
 
     /// At most this many retries after the first attempt.
     pub fn max_retries(mut self, max_retries: u32) -> Self {
-        self.policy.max_retries = max_retries;
+        self.policy_mut().max_retries = max_retries;
         self
     }
 
     /// Give up rather than wait past this much time since the first attempt.
     pub fn max_elapsed(mut self, max_elapsed: Duration) -> Self {
-        self.policy.max_elapsed = Some(max_elapsed);
+        self.policy_mut().max_elapsed = Some(max_elapsed);
         self
     }
 
@@ -143,7 +215,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     where
         F: Fn(&BoxError) -> bool + Send + Sync + 'static,
     {
-        self.policy.retryable = Arc::new(retryable);
+        self.policy_mut().retryable = Some(Arc::new(retryable));
         self
     }
 
@@ -152,7 +224,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     where
         F: Fn(&Attempt) + Send + Sync + 'static,
     {
-        self.policy.on_attempt.push(Arc::new(callback));
+        self.policy_mut().on_attempt.push(Arc::new(callback));
         self
     }
 
@@ -193,13 +265,13 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
         T: 'static,
         P: Probe<T>,
     {
-        self.policy.probe = Some(any_probe(probe));
+        self.policy_mut().probe = Some(any_probe(probe));
         self
     }
 
     /// The same, with a probe already made into the layer's own type.
     pub(crate) fn with_any_probe(mut self, probe: AnyProbe) -> Self {
-        self.policy.probe = Some(probe);
+        self.policy_mut().probe = Some(probe);
         self
     }
 
@@ -207,7 +279,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     /// and all of it, so a fleet's probes spread out and a stream is back within one
     /// interval of its server). Zero is taken as 1 ms.
     pub fn probe_interval(mut self, interval: Duration) -> Self {
-        self.policy.probe_interval = interval.max(Duration::from_millis(1));
+        self.policy_mut().probe_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -220,7 +292,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     /// a 5 s cut is found as soon as it ends; after it, a dead server is sent probes
     /// only. Without a probe for the target it has no effect.
     pub fn probe_first_after(mut self, after: Option<Duration>) -> Self {
-        self.policy.probe_first_after = after;
+        self.policy_mut().probe_first_after = after;
         self
     }
 
@@ -229,7 +301,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     where
         F: Fn(&Probed) + Send + Sync + 'static,
     {
-        self.policy.on_probe.push(Arc::new(callback));
+        self.policy_mut().on_probe.push(Arc::new(callback));
         self
     }
 
@@ -243,7 +315,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     /// How long a connection stayed up is measured from the connect that made it to
     /// the connect that replaces it.
     pub fn stable_after(mut self, stable_after: Duration) -> Self {
-        self.policy.stable_after = Some(stable_after);
+        self.policy_mut().stable_after = Some(stable_after);
         self
     }
 
@@ -254,7 +326,7 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     where
         F: Fn(Duration) + Send + Sync + 'static,
     {
-        self.policy.on_reset.push(Arc::new(callback));
+        self.policy_mut().on_reset.push(Arc::new(callback));
         self
     }
 }
@@ -263,6 +335,6 @@ impl<S, B: Backoff + Clone> Layer<S> for BackoffRetryLayer<B> {
     type Service = BackoffRetry<S, B>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BackoffRetry::new(inner, Arc::new(self.clone().policy))
+        BackoffRetry::new(inner, Arc::clone(&self.policy))
     }
 }

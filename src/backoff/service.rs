@@ -84,9 +84,7 @@ impl<S, B> BackoffRetry<S, B> {
                         ?up_for,
                         "the connection before was stable; the backoff starts afresh"
                     );
-                    for callback in &self.policy.on_reset {
-                        callback(up_for);
-                    }
+                    self.policy.backoff_reset(up_for);
                 }
                 let mut backoff = self.policy.backoff.clone();
                 backoff.reset();

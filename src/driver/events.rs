@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::backoff::{Attempt, Probed};
+use crate::backoff::{Attempt, Probed, RetryReport};
 use crate::connection::metric_names as names;
 use crate::connection::FailureReason;
 use crate::connection::ProbeOutcome;
@@ -273,16 +273,7 @@ impl Events {
     /// [`BackoffRetryLayer::on_attempt`]: crate::backoff::BackoffRetryLayer::on_attempt
     pub fn attempt_hook(&self) -> impl Fn(&Attempt) + Send + Sync + 'static {
         let events = self.clone();
-        move |attempt: &Attempt| {
-            events
-                .inner
-                .attempt
-                .store(attempt.number, Ordering::Relaxed);
-            let mut event = events.event(EventType::ReconnectionAttempt, attempt.number);
-            event.error.clone_from(&attempt.last_error);
-            event.delay = Some(attempt.delay);
-            events.emit(event);
-        }
+        move |attempt: &Attempt| events.attempted(attempt)
     }
 
     /// A callback for [`BackoffRetryLayer::on_probe`] that counts every probe
@@ -292,20 +283,7 @@ impl Events {
     /// [`BackoffRetryLayer::on_probe`]: crate::backoff::BackoffRetryLayer::on_probe
     pub fn probe_hook(&self) -> impl Fn(&Probed) + Send + Sync + 'static {
         let events = self.clone();
-        move |probed: &Probed| {
-            metrics::counter!(
-                names::PROBES,
-                "stream_id" => events.inner.stream_id.clone(),
-                "outcome" => probed.outcome.as_str()
-            )
-            .increment(1);
-            if probed.number == 1 {
-                events.emit(events.event(EventType::Probing, probed.attempts));
-            }
-            if probed.outcome == ProbeOutcome::Answered {
-                events.emit(events.event(EventType::ProbeAnswered, probed.attempts));
-            }
-        }
+        move |probed: &Probed| events.probed(probed)
     }
 
     /// A callback for [`BackoffRetryLayer::on_backoff_reset`] that makes each reset a
@@ -314,11 +292,7 @@ impl Events {
     /// [`BackoffRetryLayer::on_backoff_reset`]: crate::backoff::BackoffRetryLayer::on_backoff_reset
     pub fn backoff_reset_hook(&self) -> impl Fn(Duration) + Send + Sync + 'static {
         let events = self.clone();
-        move |up_for: Duration| {
-            let mut event = events.event(EventType::BackoffReset, 0);
-            event.duration = Some(up_for);
-            events.emit(event);
-        }
+        move |up_for: Duration| events.backoff_reset(up_for)
     }
 
     /// A new event of `event_type` for this stream, stamped now, carrying the current
@@ -391,5 +365,42 @@ fn record_metrics(event: &ReconnectionEvent) {
         | EventType::ProbeAnswered
         | EventType::FailureCleared
         | EventType::SourceSwitched => {}
+    }
+}
+
+/// What [`Events::attempt_hook`], [`Events::probe_hook`] and
+/// [`Events::backoff_reset_hook`] do, for a retry layer made by the crate to call
+/// without three callbacks to allocate per stream.
+impl RetryReport for Events {
+    /// What [`attempt_hook`](Self::attempt_hook) does.
+    fn attempted(&self, attempt: &Attempt) {
+        self.inner.attempt.store(attempt.number, Ordering::Relaxed);
+        let mut event = self.event(EventType::ReconnectionAttempt, attempt.number);
+        event.error.clone_from(&attempt.last_error);
+        event.delay = Some(attempt.delay);
+        self.emit(event);
+    }
+
+    /// What [`probe_hook`](Self::probe_hook) does.
+    fn probed(&self, probed: &Probed) {
+        metrics::counter!(
+            names::PROBES,
+            "stream_id" => self.inner.stream_id.clone(),
+            "outcome" => probed.outcome.as_str()
+        )
+        .increment(1);
+        if probed.number == 1 {
+            self.emit(self.event(EventType::Probing, probed.attempts));
+        }
+        if probed.outcome == ProbeOutcome::Answered {
+            self.emit(self.event(EventType::ProbeAnswered, probed.attempts));
+        }
+    }
+
+    /// What [`backoff_reset_hook`](Self::backoff_reset_hook) does.
+    fn backoff_reset(&self, up_for: Duration) {
+        let mut event = self.event(EventType::BackoffReset, 0);
+        event.duration = Some(up_for);
+        self.emit(event);
     }
 }
