@@ -53,7 +53,8 @@ impl Window {
 #[derive(Clone)]
 pub struct FailureDetector {
     pub(crate) thresholds: FailureThresholds,
-    pub(crate) silence: SilenceConfig,
+    /// Shared with every connection's [`SilenceDetector`].
+    pub(crate) silence: Arc<SilenceConfig>,
     pub(crate) check_interval: Duration,
     pub(crate) callbacks: Vec<FailureCallback>,
 }
@@ -74,7 +75,7 @@ impl FailureDetector {
     pub(crate) fn new(thresholds: FailureThresholds) -> Self {
         Self {
             thresholds,
-            silence: SilenceConfig::default(),
+            silence: Arc::new(SilenceConfig::default()),
             check_interval: Duration::from_secs(1),
             callbacks: Vec::new(),
         }
@@ -96,8 +97,10 @@ impl FailureDetector {
     }
 
     /// Judge one check interval: the first limit crossed, in the order loss, latency,
-    /// error rate, packet rate. Silence is judged continuously, not here.
-    pub(crate) fn evaluate(&self, stream_id: &str, window: &Window) -> Option<FailureEvent> {
+    /// error rate, packet rate. Silence is judged continuously, not here. The event's
+    /// stream id is left empty, for the caller to fill in: most windows cross nothing,
+    /// and the id is not kept by every connection.
+    pub(crate) fn evaluate(&self, window: &Window) -> Option<FailureEvent> {
         let t = &self.thresholds;
         let secs = window.elapsed.as_secs_f64();
 
@@ -113,7 +116,6 @@ impl FailureDetector {
         if let Some(loss) = loss {
             if loss >= t.max_packet_loss {
                 return Some(self.event(
-                    stream_id,
                     FailureReason::PacketLoss,
                     format!(
                         "{:.1} % of packets lost over {:?} (limit {:.1} %)",
@@ -130,7 +132,6 @@ impl FailureDetector {
         if let Some(latency) = window.latency {
             if latency >= t.max_latency {
                 return Some(self.event(
-                    stream_id,
                     FailureReason::HighLatency,
                     format!("round-trip time {latency:?} (limit {:?})", t.max_latency),
                     latency.as_secs_f64(),
@@ -144,7 +145,6 @@ impl FailureDetector {
             let rate = window.errors as f64 / seen as f64;
             if rate >= t.max_error_rate {
                 return Some(self.event(
-                    stream_id,
                     FailureReason::HighErrorRate,
                     format!(
                         "{} of {} packets bad over {:?} (limit {:.1} %)",
@@ -169,7 +169,7 @@ impl FailureDetector {
                     } else {
                         Severity::of_excess(t.min_packet_rate, rate)
                     },
-                    stream_id,
+                    String::new(),
                     format!(
                         "{rate:.2} packets/s over {:?} (minimum {:.2})",
                         window.elapsed, t.min_packet_rate
@@ -184,7 +184,6 @@ impl FailureDetector {
 
     fn event(
         &self,
-        stream_id: &str,
         reason: FailureReason,
         details: String,
         value: f64,
@@ -193,7 +192,7 @@ impl FailureDetector {
         FailureEvent::new(
             reason,
             Severity::of_excess(value, limit),
-            stream_id,
+            String::new(),
             details,
         )
         .measured(value, limit)

@@ -32,7 +32,7 @@ impl FailureDetectLayer {
 
     /// The adaptive silence detector's settings.
     pub fn silence(mut self, silence: SilenceConfig) -> Self {
-        self.detector.silence = silence;
+        self.detector.silence = Arc::new(silence);
         self
     }
 

@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -67,7 +67,6 @@ enum Pending {
 pub struct Detected<C> {
     inner: C,
     detector: Arc<FailureDetector>,
-    stream_id: String,
     /// The health below, or our own when nothing below counts.
     health: HealthHandle,
     /// Our own count, when nothing below counts (boxed: rare, and it would make every
@@ -79,6 +78,10 @@ pub struct Detected<C> {
     last_check: Instant,
     last_counters: HealthCounters,
     timer: Pin<Box<Sleep>>,
+    /// The waker the timer was last polled with, at its current deadline: while the
+    /// task's waker and the deadline stay the same, a poll that finds no packet need
+    /// not poll the timer again.
+    armed: Option<Waker>,
     /// Silence was reported as a suspicion; until the next packet only a silence
     /// lasting on (to the hard timeout, or twice the limit) ends the connection.
     suspected: bool,
@@ -102,12 +105,10 @@ impl<C: Connection> Detected<C> {
             }
         };
         let last_counters = health.counters();
-        let stream_id = conn.state().stream_id;
-        let silence = SilenceDetector::new(detector.silence);
+        let silence = SilenceDetector::shared(Arc::clone(&detector.silence));
         let next_check = now + detector.check_interval;
         Self {
             inner: conn,
-            stream_id,
             health,
             own,
             silence,
@@ -116,6 +117,7 @@ impl<C: Connection> Detected<C> {
             last_check: now,
             last_counters,
             timer: Box::pin(tokio::time::sleep_until(next_check)),
+            armed: None,
             detector,
             suspected: false,
             pending: None,
@@ -132,6 +134,11 @@ impl<C: Connection> Detected<C> {
     /// The wrapped connection, mutably.
     pub fn get_mut(&mut self) -> &mut C {
         &mut self.inner
+    }
+
+    /// The stream's id, for a verdict (not kept: verdicts are rare).
+    fn stream_id(&self) -> String {
+        self.inner.state().stream_id
     }
 
     /// The learned packet rhythm.
@@ -198,7 +205,10 @@ impl<C: Connection> Detected<C> {
         while self.next_check <= now {
             self.next_check += interval;
         }
-        let verdict = self.detector.evaluate(&self.stream_id, &window);
+        let verdict = self.detector.evaluate(&window).map(|mut event| {
+            event.stream_id = self.stream_id();
+            event
+        });
         if verdict.is_none() && self.degrading {
             self.degrading = false;
             self.pending = Some(Pending::Clear);
@@ -236,7 +246,7 @@ impl<C: Connection> Detected<C> {
         let event = FailureEvent::new(
             FailureReason::Timeout,
             Severity::Critical,
-            self.stream_id.clone(),
+            self.stream_id(),
             details,
         )
         .measured(silent.as_secs_f64(), limit.as_secs_f64());
@@ -272,10 +282,24 @@ impl<C: Connection> Detected<C> {
             // work off the per-packet path.
             if self.timer.deadline() > wake {
                 self.timer.as_mut().reset(wake);
+                self.armed = None;
             }
-            if self.timer.as_mut().poll(cx).is_pending() {
+            // Polled already at this deadline with this waker: it wakes the task when
+            // the deadline passes (and `now` is before it, or the checks above would
+            // have found it due), so polling again would only register it again.
+            if self.timer.deadline() > now
+                && self
+                    .armed
+                    .as_ref()
+                    .is_some_and(|waker| waker.will_wake(cx.waker()))
+            {
                 return None;
             }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                self.armed = Some(cx.waker().clone());
+                return None;
+            }
+            self.armed = None;
             if self.timer.deadline() < wake {
                 self.timer.as_mut().reset(wake);
             }
@@ -332,7 +356,7 @@ impl<C: Connection> Stream for Detected<C> {
                     this.done = true;
                     return Poll::Ready(Some(Err(ConnectionError::Failed(event))));
                 }
-                let failure = error.into_failure(&this.stream_id);
+                let failure = error.into_failure(&this.stream_id());
                 this.fail(failure)
             }
             Poll::Ready(None) => {

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -97,7 +98,9 @@ fn z_for(threshold: f64) -> f64 {
 /// The learned rhythm of one connection's packets.
 #[derive(Debug, Clone)]
 pub struct SilenceDetector {
-    config: SilenceConfig,
+    /// Shared with the layer's other connections: one copy per layer, not per
+    /// connection.
+    config: Arc<SilenceConfig>,
     z: f64,
     first_arrival: Option<Instant>,
     last_arrival: Option<Instant>,
@@ -110,6 +113,11 @@ pub struct SilenceDetector {
 impl SilenceDetector {
     /// A detector that has seen nothing yet.
     pub fn new(config: SilenceConfig) -> Self {
+        Self::shared(Arc::new(config))
+    }
+
+    /// A detector that has seen nothing yet, with settings shared with others.
+    pub(crate) fn shared(config: Arc<SilenceConfig>) -> Self {
         Self {
             z: z_for(config.phi_threshold.max(0.1)),
             config,
