@@ -178,7 +178,8 @@ where
     /// carries no token.
     cancel: OnceLock<Cancel>,
     state: State<S::Future, S::Response>,
-    final_state: Option<ConnectionState>,
+    /// Boxed: kept once, at the stop, and large.
+    final_state: Option<Box<ConnectionState>>,
     /// Shared with the stop handles, made with the first.
     stopped: OnceLock<Arc<Mutex<Option<ConnectionState>>>>,
     health: Option<HealthHandle>,
@@ -362,7 +363,7 @@ where
     /// program that keeps it elsewhere too. `None` while the stream runs, and when no
     /// connection was up at the stop.
     pub fn final_state(&self) -> Option<&ConnectionState> {
-        self.final_state.as_ref()
+        self.final_state.as_deref()
     }
 
     /// Whether a connection is up and has delivered a packet.
@@ -522,7 +523,7 @@ where
         if let Some(stopped) = self.stopped.get() {
             *stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
         }
-        self.final_state = Some(state);
+        self.final_state = Some(Box::new(state));
     }
 
     /// The peer closed `conn` and closes are not retried: the stream ends with it.

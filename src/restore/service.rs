@@ -148,6 +148,9 @@ fn is_invalid_target(error: &BoxError) -> bool {
         .is_some_and(|e| e.kind() == ConnectErrorKind::InvalidTarget)
 }
 
+/// The last save, and the item to pass on once it is done.
+type FinalSave<I> = (BoxFuture<()>, Option<I>);
+
 /// A connection whose state is saved as it changes.
 pub struct Restored<C: Connection> {
     inner: C,
@@ -156,8 +159,9 @@ pub struct Restored<C: Connection> {
     save_interval: Duration,
     next_save: Instant,
     saving: Option<BoxFuture<()>>,
-    /// The last save, which the end of the stream waits for.
-    final_save: Option<(BoxFuture<()>, Option<<Self as Stream>::Item>)>,
+    /// The last save, which the end of the stream waits for (boxed: it is needed once,
+    /// at the end, and would make every connection larger).
+    final_save: Option<Box<FinalSave<<Self as Stream>::Item>>>,
     ended: bool,
 }
 
@@ -234,7 +238,7 @@ impl<C: Connection> Restored<C> {
     fn save_then(&mut self, item: Option<<Self as Stream>::Item>, end: bool) {
         self.ended = end;
         let Some(save) = self.save_future() else {
-            self.final_save = Some((Box::pin(std::future::ready(())), item));
+            self.final_save = Some(Box::new((Box::pin(std::future::ready(())), item)));
             return;
         };
         let earlier = self.saving.take();
@@ -259,7 +263,7 @@ impl<C: Connection> Restored<C> {
                 storage_error(&errors, "save", &error);
             }
         };
-        self.final_save = Some((Box::pin(bounded), item));
+        self.final_save = Some(Box::new((Box::pin(bounded), item)));
     }
 }
 
@@ -278,9 +282,9 @@ impl<C: Connection> Stream for Restored<C> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some((save, _)) = &mut this.final_save {
-            std::task::ready!(save.as_mut().poll(cx));
-            let (_, item) = this.final_save.take().expect("checked above");
+        if let Some(pending) = &mut this.final_save {
+            std::task::ready!(pending.0.as_mut().poll(cx));
+            let (_, item) = *this.final_save.take().expect("checked above");
             return Poll::Ready(item);
         }
         if this.ended {
@@ -342,8 +346,8 @@ impl<C: Connection> Connection for Restored<C> {
         if !self.ended {
             self.save_then(None, true);
         }
-        if let Some((save, _)) = &mut self.final_save {
-            std::task::ready!(save.as_mut().poll(cx));
+        if let Some(pending) = &mut self.final_save {
+            std::task::ready!(pending.0.as_mut().poll(cx));
             self.final_save = None;
         }
         self.inner.poll_close(cx)

@@ -151,8 +151,13 @@ impl std::error::Error for StorageError {
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     ttl: Option<Duration>,
-    states: Mutex<HashMap<String, (ConnectionState, Instant)>>,
+    /// Boxed: the map keeps spare slots, and a slot that holds a whole state costs its
+    /// size (some 250 bytes) even when empty.
+    states: Mutex<HashMap<String, Box<Saved>>>,
 }
+
+/// A state and when it was saved.
+type Saved = (ConnectionState, Instant);
 
 impl MemoryStorage {
     /// An empty store whose states never expire.
@@ -168,7 +173,7 @@ impl MemoryStorage {
         }
     }
 
-    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ConnectionState, Instant)>> {
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, Box<Saved>>> {
         // A panic elsewhere while holding the lock leaves a map that is still whole.
         self.states
             .lock()
@@ -188,14 +193,22 @@ impl MemoryStorage {
 
 impl StateStorage for MemoryStorage {
     fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
-        self.states()
-            .insert(state.stream_id.clone(), (state.clone(), Instant::now()));
+        let saved = (state.clone(), Instant::now());
+        let mut states = self.states();
+        // A state saved again replaces the one before in place: no new key, no new box.
+        match states.get_mut(&state.stream_id) {
+            Some(slot) => **slot = saved,
+            None => {
+                states.insert(state.stream_id.clone(), Box::new(saved));
+            }
+        }
+        drop(states);
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
         let mut states = self.states();
-        let found = match states.get(stream_id) {
+        let found = match states.get(stream_id).map(|saved| &**saved) {
             Some((_, saved)) if self.ttl.is_some_and(|ttl| saved.elapsed() >= ttl) => {
                 states.remove(stream_id);
                 None
