@@ -1,6 +1,6 @@
 //! How far one process scales: [`streams()`] monitored streams, each a full stack
-//! (`ReconnectionConfig::reconnecting_with`: retry, timeout, state restore, failure
-//! detection, health) and its `Reconnecting` driver over an in-process
+//! (built by clones of one `ReconnectingBuilder`: retry, timeout, state restore,
+//! failure detection, health) and its `Reconnecting` driver over an in-process
 //! `connection::channel`, on a multi-threaded runtime with one worker per core.
 //!
 //! - **Memory per stream** (measured): resident set size (`VmRSS` of
@@ -421,6 +421,9 @@ fn child(variant: Variant) {
             },
             ..ReconnectionConfig::default()
         };
+        // One builder for every stream, as a program serving many streams with the same
+        // settings builds them: they share its retry policy and failure detector.
+        let builder = config.builder().storage(Arc::clone(&storage));
         tokio::time::sleep(Duration::from_millis(200)).await;
 
         let rss_before = rss();
@@ -443,7 +446,7 @@ fn child(variant: Variant) {
                     }
                 });
                 let target = Target::new(stream_id, Protocol::InProcess);
-                let packets = config.reconnecting_with(connector, target, Arc::clone(&storage));
+                let packets = builder.clone().build(connector, target);
                 tokio::spawn(consume(
                     packets,
                     Arc::clone(&delivered),
@@ -806,7 +809,7 @@ fn main() {
         section.para(&notice);
     }
     section.para(&format!(
-        "Each stream is the full stack of `ReconnectionConfig::default().reconnecting_with` \
+        "Each stream is the full stack built by a clone of one `ReconnectionConfig::builder()` \
          (retry with backoff, per-attempt timeout, state restore into one shared \
          `MemoryStorage`, failure detection, health) and its `Reconnecting` driver over an \
          in-process `connection::channel` (capacity {CAPACITY}), read by a task of its own. \

@@ -583,9 +583,14 @@ impl ReconnectionConfig {
 
     /// The retry layer, reporting attempts on `events`.
     pub fn retry_layer(&self, events: &Events) -> BackoffRetryLayer<AnyBackoff> {
-        let mut layer = BackoffRetryLayer::new(self.backoff())
-            .max_retries(self.max_retries)
-            .report_to(Arc::new(events.clone()));
+        self.shared_retry_layer()
+            .report_to(Arc::new(events.clone()))
+    }
+
+    /// The retry layer with this config's policy and no event bus yet: made once for
+    /// many streams, each told of its own bus with `report_to`.
+    pub(crate) fn shared_retry_layer(&self) -> BackoffRetryLayer<AnyBackoff> {
+        let mut layer = BackoffRetryLayer::new(self.backoff()).max_retries(self.max_retries);
         if let Some(interval) = self.probe_interval {
             layer = layer.probe_interval(interval);
         }

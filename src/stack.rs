@@ -8,6 +8,10 @@
 //! before the first packet: the health handle, the event bus and a
 //! [`StopHandle`](crate::driver::StopHandle).
 //!
+//! One builder serves many streams with the same settings: clone it for each (see
+//! [`ReconnectingBuilder::build`]), and the streams share its retry policy and failure
+//! detector instead of each carrying a copy.
+//!
 //! ```
 //! use std::time::Duration;
 //! use futures_util::StreamExt;
@@ -53,10 +57,10 @@ use tower::ServiceBuilder;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::backoff::{any_probe, AnyBackoff, AnyProbe, BackoffRetry};
+use crate::backoff::{any_probe, AnyBackoff, BackoffRetry, BackoffRetryLayer};
 use crate::config::ReconnectionConfig;
 use crate::connection::{Connection, Probe, StreamTarget};
-use crate::detect::FailureDetect;
+use crate::detect::{FailureDetect, FailureDetectLayer};
 use crate::driver::{Events, Reconnecting};
 use crate::error::BoxError;
 use crate::health::{Health, HealthLayer};
@@ -73,14 +77,23 @@ pub type Stack<C, L = Identity> = BackoffRetry<<L as Layer<Attempt<C>>>::Service
 
 /// Composes a stream's stack from a [`ReconnectionConfig`], and the driver over it.
 /// See the [module docs](self).
+///
+/// Clones share the retry policy and the failure detector: build each of many
+/// streams from a clone of one builder, and they carry no copy of either.
 #[must_use]
+#[derive(Clone)]
 pub struct ReconnectingBuilder<L = Identity> {
     config: ReconnectionConfig,
     storage: Option<Arc<dyn StateStorage>>,
     attempt_timeout: Option<Duration>,
     passive: bool,
     cancel: Option<CancellationToken>,
-    probe: Option<AnyProbe>,
+    /// The retry layer with the config's policy (and the probe), shared by every
+    /// stream built from this builder or its clones; each stream's gets its own
+    /// event bus at build.
+    retry: BackoffRetryLayer<AnyBackoff>,
+    probe: bool,
+    detect: FailureDetectLayer,
     attempt_layers: L,
 }
 
@@ -90,7 +103,7 @@ impl<L> std::fmt::Debug for ReconnectingBuilder<L> {
             .field("attempt_timeout", &self.attempt_timeout)
             .field("passive", &self.passive)
             .field("storage", &self.storage.is_some())
-            .field("probe", &self.probe.is_some())
+            .field("probe", &self.probe)
             .finish_non_exhaustive()
     }
 }
@@ -106,7 +119,9 @@ impl ReconnectingBuilder {
             attempt_timeout: Some(config.attempt_timeout()),
             passive: false,
             cancel: None,
-            probe: None,
+            retry: config.shared_retry_layer(),
+            probe: false,
+            detect: config.detect_layer(),
             attempt_layers: Identity::new(),
         }
     }
@@ -164,7 +179,10 @@ impl<L> ReconnectingBuilder<L> {
         T: 'static,
         P: Probe<T>,
     {
-        self.probe = Some(any_probe(probe));
+        if self.config.probe_interval.is_some() {
+            self.retry = self.retry.with_any_probe(any_probe(probe));
+            self.probe = true;
+        }
         self
     }
 
@@ -179,13 +197,41 @@ impl<L> ReconnectingBuilder<L> {
             attempt_timeout: self.attempt_timeout,
             passive: self.passive,
             cancel: self.cancel,
+            retry: self.retry,
             probe: self.probe,
+            detect: self.detect,
             attempt_layers: Nest::new(layer, self.attempt_layers),
         }
     }
 
     /// The driver over the whole stack around `connector`, keeping `target`
     /// connected.
+    ///
+    /// For many streams with the same settings, build each from a clone:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mirror_reconnect::prelude::*;
+    /// use mirror_reconnect::connection::{channel, ChannelConnection, ConnectionState};
+    /// use mirror_reconnect::restore::MemoryStorage;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let connector = tower::service_fn(|target: Target| async move {
+    ///     let (_tx, conn) = channel(ConnectionState::new(target.stream_id, Protocol::InProcess), 8);
+    ///     Ok::<ChannelConnection, std::io::Error>(conn)
+    /// });
+    /// let builder = ReconnectionConfig::default()
+    ///     .builder()
+    ///     .storage(Arc::new(MemoryStorage::new()));
+    /// let streams: Vec<_> = (0..100)
+    ///     .map(|i| {
+    ///         let target = Target::new(format!("cam{i}"), Protocol::InProcess);
+    ///         builder.clone().build(connector.clone(), target)
+    ///     })
+    ///     .collect();
+    /// assert_eq!(streams.len(), 100);
+    /// # }
+    /// ```
     pub fn build<C, T>(self, connector: C, target: T) -> Reconnecting<Stack<C, L>, T>
     where
         C: Service<T> + Clone + Send + 'static,
@@ -205,16 +251,13 @@ impl<L> ReconnectingBuilder<L> {
         let storage = self
             .storage
             .unwrap_or_else(|| Arc::new(MemoryStorage::with_ttl(config.state_ttl)));
-        let mut retry = config.retry_layer(&events);
-        if let (Some(probe), Some(_)) = (self.probe, config.probe_interval) {
-            retry = retry.with_any_probe(probe);
-        }
+        let retry = self.retry.report_to(Arc::new(events.clone()));
         let stack = ServiceBuilder::new()
             .layer(retry)
             .layer(self.attempt_layers)
             .option_layer(self.attempt_timeout.map(TimeoutLayer::new))
             .layer(config.restore_layer(storage))
-            .layer(config.detect_layer())
+            .layer(self.detect)
             .layer(health_layer)
             .service(connector);
         let dials = target.dials();

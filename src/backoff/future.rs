@@ -12,7 +12,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::error::{RetryError, RetryErrorKind};
-use super::layer::Policy;
+use super::layer::{Policy, Rules};
 use super::service::Ladder;
 use super::{Attempt, Backoff, Probed};
 use crate::connection::{ProbeFuture, ProbeOutcome};
@@ -43,7 +43,7 @@ pin_project! {
         service: S,
         target: T,
         backoff: B,
-        policy: Arc<Policy<B>>,
+        policy: Rules<B>,
         ladder: Arc<Mutex<Ladder<B>>>,
         started: Instant,
         attempts: u32,
@@ -75,7 +75,7 @@ where
         mut service: S,
         target: T,
         backoff: B,
-        policy: Arc<Policy<B>>,
+        policy: Rules<B>,
         ladder: Arc<Mutex<Ladder<B>>>,
         started: Instant,
     ) -> Self {
@@ -321,7 +321,7 @@ impl Probing {
     fn poll<B, T: 'static>(
         &mut self,
         cx: &mut Context<'_>,
-        policy: &Policy<B>,
+        policy: &Rules<B>,
         target: &T,
         deadline: Instant,
         attempts: u32,

@@ -44,9 +44,6 @@ pub(crate) struct Policy<B> {
     pub(crate) probe_first_after: Option<Duration>,
     pub(crate) stable_after: Option<Duration>,
     pub(crate) on_reset: Vec<ResetCallback>,
-    /// Told of attempts, probes and resets as well as the callbacks: one shared
-    /// reporter (a stream's event bus) rather than a callback each to allocate.
-    pub(crate) report: Option<Arc<dyn RetryReport>>,
 }
 
 /// Something told of every attempt, probe and backoff reset of a retry: the
@@ -69,7 +66,44 @@ impl<B> Policy<B> {
             None => crate::error::is_retryable(error.as_ref()),
         }
     }
+}
 
+/// A retry's policy, shared by every stream its layer serves, and the stream's own
+/// reporter: what a retry service and its futures read.
+pub(crate) struct Rules<B> {
+    pub(crate) policy: Arc<Policy<B>>,
+    /// Told of attempts, probes and resets as well as the callbacks: one reporter (a
+    /// stream's event bus) rather than a callback each to allocate.
+    pub(crate) report: Option<Arc<dyn RetryReport>>,
+}
+
+impl<B> Clone for Rules<B> {
+    fn clone(&self) -> Self {
+        Self {
+            policy: Arc::clone(&self.policy),
+            report: self.report.clone(),
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for Rules<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rules")
+            .field("policy", &self.policy)
+            .field("report", &self.report.is_some())
+            .finish()
+    }
+}
+
+impl<B> std::ops::Deref for Rules<B> {
+    type Target = Policy<B>;
+
+    fn deref(&self) -> &Policy<B> {
+        &self.policy
+    }
+}
+
+impl<B> Rules<B> {
     /// Tell everyone of an attempt about to start.
     pub(crate) fn attempted(&self, attempt: &Attempt) {
         if let Some(report) = &self.report {
@@ -115,7 +149,6 @@ impl<B: Clone> Clone for Policy<B> {
             probe_first_after: self.probe_first_after,
             stable_after: self.stable_after,
             on_reset: self.on_reset.clone(),
-            report: self.report.clone(),
         }
     }
 }
@@ -151,14 +184,15 @@ impl<B: fmt::Debug> fmt::Debug for Policy<B> {
 #[derive(Debug)]
 #[must_use]
 pub struct BackoffRetryLayer<B> {
-    /// Shared with every service the layer makes: a stream's retry carries no copy.
-    policy: Arc<Policy<B>>,
+    /// The policy is shared with every service the layer makes (and with the layer's
+    /// clones): a stream's retry carries no copy of it.
+    rules: Rules<B>,
 }
 
 impl<B: Clone> Clone for BackoffRetryLayer<B> {
     fn clone(&self) -> Self {
         Self {
-            policy: Arc::clone(&self.policy),
+            rules: self.rules.clone(),
         }
     }
 }
@@ -167,33 +201,36 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
     /// Retry with `backoff`, at most 5 times, with no time limit.
     pub fn new(backoff: B) -> Self {
         Self {
-            policy: Arc::new(Policy {
-                backoff,
-                max_retries: 5,
-                max_elapsed: None,
-                retryable: None,
-                on_attempt: Vec::new(),
-                probe: None,
-                probe_interval: DEFAULT_PROBE_INTERVAL,
-                on_probe: Vec::new(),
-                probe_first_after: Some(DEFAULT_PROBE_FIRST_AFTER),
-                stable_after: None,
-                on_reset: Vec::new(),
+            rules: Rules {
+                policy: Arc::new(Policy {
+                    backoff,
+                    max_retries: 5,
+                    max_elapsed: None,
+                    retryable: None,
+                    on_attempt: Vec::new(),
+                    probe: None,
+                    probe_interval: DEFAULT_PROBE_INTERVAL,
+                    on_probe: Vec::new(),
+                    probe_first_after: Some(DEFAULT_PROBE_FIRST_AFTER),
+                    stable_after: None,
+                    on_reset: Vec::new(),
+                }),
                 report: None,
-            }),
+            },
         }
     }
 
     /// The policy, to change before the layer makes a service (copied first if a
     /// service already shares it).
     fn policy_mut(&mut self) -> &mut Policy<B> {
-        Arc::make_mut(&mut self.policy)
+        Arc::make_mut(&mut self.rules.policy)
     }
 
     /// Tell `report` of every attempt, probe and backoff reset, besides the
-    /// callbacks.
+    /// callbacks. The policy stays shared: a layer per stream, each cloned from one
+    /// made for all and told of its own stream's reporter, costs no copy of it.
     pub(crate) fn report_to(mut self, report: Arc<dyn RetryReport>) -> Self {
-        self.policy_mut().report = Some(report);
+        self.rules.report = Some(report);
         self
     }
 
@@ -335,6 +372,6 @@ impl<S, B: Backoff + Clone> Layer<S> for BackoffRetryLayer<B> {
     type Service = BackoffRetry<S, B>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BackoffRetry::new(inner, Arc::clone(&self.policy))
+        BackoffRetry::new(inner, self.rules.clone())
     }
 }

@@ -40,7 +40,7 @@ use crate::connection::ProbeOutcome;
 
 pub use future::ResponseFuture;
 pub use layer::BackoffRetryLayer;
-pub(crate) use layer::{any_probe, AnyProbe, RetryReport};
+pub(crate) use layer::{any_probe, RetryReport};
 pub use service::BackoffRetry;
 pub use strategy::{Backoff, ExponentialBackoff, FixedBackoff, Jitter, LinearBackoff};
 

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::layer::Policy;
+use super::layer::Rules;
 use super::{Backoff, ResponseFuture};
 use crate::error::BoxError;
 
@@ -16,7 +16,7 @@ use crate::error::BoxError;
 #[derive(Debug)]
 pub struct BackoffRetry<S, B> {
     inner: S,
-    policy: Arc<Policy<B>>,
+    policy: Rules<B>,
     ladder: Arc<Mutex<Ladder<B>>>,
 }
 
@@ -33,14 +33,14 @@ impl<S: Clone, B> Clone for BackoffRetry<S, B> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            policy: Arc::clone(&self.policy),
+            policy: self.policy.clone(),
             ladder: Arc::clone(&self.ladder),
         }
     }
 }
 
 impl<S, B: Backoff + Clone> BackoffRetry<S, B> {
-    pub(crate) fn new(inner: S, policy: Arc<Policy<B>>) -> Self {
+    pub(crate) fn new(inner: S, policy: Rules<B>) -> Self {
         let mut backoff = policy.backoff.clone();
         backoff.reset();
         Self {
@@ -120,7 +120,7 @@ where
             ready,
             target,
             backoff,
-            Arc::clone(&self.policy),
+            self.policy.clone(),
             Arc::clone(&self.ladder),
             now,
         )

@@ -11,7 +11,8 @@ use super::{FailureDetect, FailureDetector, FailureEvent, FailureThresholds, Sil
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct FailureDetectLayer {
-    detector: FailureDetector,
+    /// Shared with every service the layer makes (and with the layer's clones).
+    detector: Arc<FailureDetector>,
 }
 
 impl FailureDetectLayer {
@@ -19,20 +20,20 @@ impl FailureDetectLayer {
     /// interval.
     pub fn new(thresholds: FailureThresholds) -> Self {
         Self {
-            detector: FailureDetector::new(thresholds),
+            detector: Arc::new(FailureDetector::new(thresholds)),
         }
     }
 
     /// How often the thresholds are checked. Silence is watched continuously.
     /// A zero interval is taken as 1 ms.
     pub fn check_interval(mut self, interval: Duration) -> Self {
-        self.detector.check_interval = interval.max(Duration::from_millis(1));
+        Arc::make_mut(&mut self.detector).check_interval = interval.max(Duration::from_millis(1));
         self
     }
 
     /// The adaptive silence detector's settings.
     pub fn silence(mut self, silence: SilenceConfig) -> Self {
-        self.detector.silence = Arc::new(silence);
+        Arc::make_mut(&mut self.detector).silence = Arc::new(silence);
         self
     }
 
@@ -41,7 +42,9 @@ impl FailureDetectLayer {
     where
         F: Fn(&FailureEvent) + Send + Sync + 'static,
     {
-        self.detector.callbacks.push(Arc::new(callback));
+        Arc::make_mut(&mut self.detector)
+            .callbacks
+            .push(Arc::new(callback));
         self
     }
 
@@ -61,6 +64,6 @@ impl<S> Layer<S> for FailureDetectLayer {
     type Service = FailureDetect<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        FailureDetect::judging(inner, Arc::new(self.detector.clone()))
+        FailureDetect::judging(inner, Arc::clone(&self.detector))
     }
 }
