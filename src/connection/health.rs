@@ -290,8 +290,15 @@ pub(crate) struct Counting {
     sequence: SeqTracker,
     started: Instant,
     started_wall: SystemTime,
+    /// When the protocol's RTT is next read: it moves slowly, and reading it for
+    /// every packet cost each packet a trip to memory the protocol shares.
+    rtt_due: Instant,
     ended: bool,
 }
+
+/// How often a connection's RTT is read into its health, at most (packet arrival
+/// time): the latency a health handle reports is at most this old.
+pub(crate) const RTT_EVERY: Duration = Duration::from_millis(100);
 
 impl Counting {
     /// Start counting a new connection into `checker` (which restarts its counters).
@@ -306,6 +313,7 @@ impl Counting {
             sequence: SeqTracker::default(),
             started,
             started_wall: SystemTime::now(),
+            rtt_due: started,
             ended: false,
         }
     }
@@ -315,16 +323,20 @@ impl Counting {
         &self.checker
     }
 
-    /// Count one packet; `rtt` is what the protocol reports now.
+    /// Count one packet; `rtt` asks the protocol for its RTT now, which is done at
+    /// most every [`RTT_EVERY`] of arrival time (the first packet's included).
     #[inline]
-    pub(crate) fn packet(&mut self, packet: &Packet, rtt: Option<Duration>) {
+    pub(crate) fn packet(&mut self, packet: &Packet, rtt: impl FnOnce() -> Option<Duration>) {
         self.checker
             .record_packet(packet.payload.len(), packet.arrival);
         if let Some(seq) = packet.sequence {
             self.checker.record_sequence(self.sequence.update(seq));
         }
-        if let Some(rtt) = rtt {
-            self.checker.record_latency(rtt);
+        if packet.arrival >= self.rtt_due {
+            self.rtt_due = packet.arrival + RTT_EVERY;
+            if let Some(rtt) = rtt() {
+                self.checker.record_latency(rtt);
+            }
         }
     }
 
@@ -481,5 +493,24 @@ mod tests {
         let h = checker.check_health();
         assert_eq!(h.connection_age, Duration::from_secs(1));
         assert!((h.packet_loss - 0.10).abs() < 1e-9, "{}", h.packet_loss);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rtt_is_read_with_the_first_packet_then_at_most_every_rtt_every() {
+        let checker: HealthHandle = Arc::new(HealthChecker::new(None));
+        let mut counting = Counting::start(Arc::clone(&checker), None);
+        let mut reads = Vec::new();
+        // A packet every 10 ms for 250 ms, the protocol's RTT growing by 1 ms a packet.
+        for i in 0..25u64 {
+            let packet = Packet::new(vec![0; 10], Instant::now());
+            counting.packet(&packet, || {
+                reads.push(i);
+                Some(Duration::from_millis(i))
+            });
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        assert_eq!(reads, [0, 10, 20], "at 0, 100 and 200 ms");
+        assert_eq!(checker.latency(), Some(Duration::from_millis(20)));
+        assert_eq!(checker.counters().packets, 25, "every packet counted");
     }
 }

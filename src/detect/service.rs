@@ -321,7 +321,7 @@ impl<C: Connection> Stream for Detected<C> {
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(packet))) => {
                 if let Some(own) = &mut this.own {
-                    own.packet(&packet, this.inner.rtt());
+                    own.packet(&packet, || this.inner.rtt());
                 }
                 if this.silence.last_arrival().is_none() {
                     // Judging starts with the first packet: until then the connection is

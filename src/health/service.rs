@@ -82,7 +82,7 @@ impl<C: Connection> Stream for Monitored<C> {
         }
         let item = ready!(Pin::new(&mut this.inner).poll_next(cx));
         match &item {
-            Some(Ok(packet)) => this.counting.packet(packet, this.inner.rtt()),
+            Some(Ok(packet)) => this.counting.packet(packet, || this.inner.rtt()),
             Some(Err(error)) => {
                 this.counting.error();
                 if error.is_fatal() {
