@@ -24,7 +24,8 @@ pub struct ConnectionHealth {
     pub packet_count: u64,
     /// Bad packets and errors on this connection.
     pub error_count: u64,
-    /// The round-trip time the protocol reports; `None` when it reports none.
+    /// The round-trip time the protocol reports (read as packets arrive, at most
+    /// every 500 ms); `None` when it reports none.
     pub latency: Option<Duration>,
     /// Fraction of packets lost on this connection, from 0.0 to 1.0: measured from
     /// sequence gaps when packets are numbered, else against the expected packet rate
@@ -297,8 +298,9 @@ pub(crate) struct Counting {
 }
 
 /// How often a connection's RTT is read into its health, at most (packet arrival
-/// time): the latency a health handle reports is at most this old.
-pub(crate) const RTT_EVERY: Duration = Duration::from_millis(100);
+/// time): the latency a health handle reports is at most this old. Failure
+/// detection reads the protocol's RTT itself at each check.
+pub(crate) const RTT_EVERY: Duration = Duration::from_millis(500);
 
 impl Counting {
     /// Start counting a new connection into `checker` (which restarts its counters).
@@ -500,8 +502,8 @@ mod tests {
         let checker: HealthHandle = Arc::new(HealthChecker::new(None));
         let mut counting = Counting::start(Arc::clone(&checker), None);
         let mut reads = Vec::new();
-        // A packet every 10 ms for 250 ms, the protocol's RTT growing by 1 ms a packet.
-        for i in 0..25u64 {
+        // A packet every 10 ms for 1.2 s, the protocol's RTT growing by 1 ms a packet.
+        for i in 0..120u64 {
             let packet = Packet::new(vec![0; 10], Instant::now());
             counting.packet(&packet, || {
                 reads.push(i);
@@ -509,8 +511,8 @@ mod tests {
             });
             tokio::time::advance(Duration::from_millis(10)).await;
         }
-        assert_eq!(reads, [0, 10, 20], "at 0, 100 and 200 ms");
-        assert_eq!(checker.latency(), Some(Duration::from_millis(20)));
-        assert_eq!(checker.counters().packets, 25, "every packet counted");
+        assert_eq!(reads, [0, 50, 100], "at 0, 500 and 1000 ms");
+        assert_eq!(checker.latency(), Some(Duration::from_millis(100)));
+        assert_eq!(checker.counters().packets, 120, "every packet counted");
     }
 }

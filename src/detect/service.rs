@@ -196,7 +196,8 @@ impl<C: Connection> Detected<C> {
             &self.last_counters,
             &counters,
             now.saturating_duration_since(self.last_check),
-            self.health.latency().or_else(|| self.inner.rtt()),
+            // The protocol's RTT now: the health's copy may be a little old.
+            self.inner.rtt().or_else(|| self.health.latency()),
             self.health.expected_rate(),
         );
         self.last_counters = counters;
