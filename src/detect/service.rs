@@ -78,6 +78,9 @@ pub struct Detected<C> {
     last_check: Instant,
     last_counters: HealthCounters,
     timer: Pin<Box<Sleep>>,
+    /// The timer's deadline, kept beside the other fields: read from the timer it
+    /// cost every poll a trip to the timer's own memory.
+    timer_at: Instant,
     /// The waker the timer was last polled with, at its current deadline: while the
     /// task's waker and the deadline stay the same, a poll that finds no packet need
     /// not poll the timer again.
@@ -117,6 +120,7 @@ impl<C: Connection> Detected<C> {
             last_check: now,
             last_counters,
             timer: Box::pin(tokio::time::sleep_until(next_check)),
+            timer_at: next_check,
             armed: None,
             detector,
             suspected: false,
@@ -281,14 +285,15 @@ impl<C: Connection> Detected<C> {
             // Deadlines only move later as packets arrive, so a timer set earlier than
             // needed is left alone: it fires, and is re-armed then. That keeps timer
             // work off the per-packet path.
-            if self.timer.deadline() > wake {
+            if self.timer_at > wake {
                 self.timer.as_mut().reset(wake);
+                self.timer_at = wake;
                 self.armed = None;
             }
             // Polled already at this deadline with this waker: it wakes the task when
             // the deadline passes (and `now` is before it, or the checks above would
             // have found it due), so polling again would only register it again.
-            if self.timer.deadline() > now
+            if self.timer_at > now
                 && self
                     .armed
                     .as_ref()
@@ -301,8 +306,9 @@ impl<C: Connection> Detected<C> {
                 return None;
             }
             self.armed = None;
-            if self.timer.deadline() < wake {
+            if self.timer_at < wake {
                 self.timer.as_mut().reset(wake);
+                self.timer_at = wake;
             }
         }
     }
