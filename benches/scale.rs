@@ -911,6 +911,13 @@ fn main() {
         bytes(bus_mem),
         100.0 * bus_mem / (stack_mem - bare_mem),
     ));
+    let excess = stack_mem - bare_mem;
+    section.target(
+        "stack memory per stream over a bare channel",
+        "≤ 1.5 KiB",
+        &bytes(excess),
+        excess <= 1.5 * 1024.0,
+    );
 
     let bare_cores = med(bare, ChildResult::cores);
     let bare_per_packet = med(bare, ChildResult::cpu_per_delivered);
@@ -991,6 +998,12 @@ fn main() {
         sig3((per_packet(Variant::StackNoSave) - bare_per_packet) * 1e6),
         sig3((per_packet(Variant::StackNoSilence) - bare_per_packet) * 1e6),
     ));
+    section.target(
+        "stack / bare channels, process CPU per delivered packet",
+        "≤ ×1.5",
+        &ratio(full / bare_per_packet),
+        full / bare_per_packet <= 1.5,
+    );
 
     // The mass outage, simulated.
     // Unseeded, as an application would build it: its clones draw their own numbers.

@@ -130,6 +130,17 @@ impl Section {
         self.text.push('\n');
     }
 
+    /// A line of the target table `scripts/bench.sh` collects into BENCHMARKS.md:
+    /// `figure | target | measured | met`, in an HTML comment so the section reads
+    /// cleanly.
+    pub fn target(&mut self, figure: &str, target: &str, measured: &str, met: bool) {
+        let met = if met { "yes" } else { "no" };
+        let _ = writeln!(
+            self.text,
+            "<!-- target: {figure} | {target} | {measured} | {met} -->"
+        );
+    }
+
     /// Write the section to `target/bench-results/<bench>.md` under the package and
     /// print it.
     pub fn publish(&self, bench: &str) {
