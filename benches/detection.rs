@@ -337,7 +337,9 @@ async fn feed_and_watch(
                     out.packets += 1;
                     on_this += 1;
                 }
-                Some(Err(ConnectionError::Failed(event))) => {
+                // A verdict: silence is a suspicion (the driver replaces the connection
+                // unless make-before-break keeps it while a replacement is dialled).
+                Some(Err(ConnectionError::Failed(event) | ConnectionError::Suspected(event))) => {
                     let now = Instant::now();
                     if sending {
                         out.false_alarms.push((now - connected_at, on_this, event.details));
@@ -350,6 +352,8 @@ async fn feed_and_watch(
                         break;
                     }
                 }
+                // A cleared suspicion or a bad packet: the stream goes on.
+                Some(Err(other)) if !other.is_fatal() => {}
                 Some(Err(other)) => panic!("unexpected error item: {other}"),
                 None => panic!("the connection ended while its sender lives"),
             },
@@ -501,7 +505,7 @@ async fn srt_cut(seed: u64) -> Result<SrtCut, BoxError> {
                 packets += 1;
                 last = last.max(p.arrival);
             }
-            Ok(Some(Err(ConnectionError::Failed(event)))) => {
+            Ok(Some(Err(ConnectionError::Failed(event) | ConnectionError::Suspected(event)))) => {
                 break (cut.elapsed(), last.elapsed(), event.details)
             }
             other => return Err(format!("no failure from our detector: {other:?}").into()),
