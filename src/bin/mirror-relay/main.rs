@@ -141,8 +141,10 @@ fn init_logging(args: &cli::Args) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        // Plain text: the subscriber is built without colours, and asking for them
+        // on a terminal printed a warning instead.
+        .with_ansi(false)
+        .with_writer(status::screen::LogWriter)
         .init();
 }
 
@@ -375,9 +377,24 @@ async fn run_streams(
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| Failure::Runtime(format!("cannot watch SIGHUP: {e}")))?;
+    // A terminal shows every stream in a table redrawn each second; logs and events
+    // printed meanwhile appear above it.
+    let table =
+        (!args.events_json && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .then(|| {
+                let board = shared.board.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    loop {
+                        tick.tick().await;
+                        status::screen::draw(&status::table(&board.rows()));
+                    }
+                })
+            });
     let local = tokio::task::LocalSet::new();
     let backend = args.srt_backend;
-    local
+    let outcome = local
         .run_until(async {
             let mut tasks = tokio::task::JoinSet::new();
             let mut running: std::collections::BTreeMap<String, Running> = Default::default();
@@ -421,14 +438,16 @@ async fn run_streams(
                         if let Err(message) = outcome {
                             failed += 1;
                             let id = id.as_deref().unwrap_or("?");
-                            eprintln!("mirror-relay: stream {id}: {message}");
+                            status::screen::say(&format!("mirror-relay: stream {id}: {message}"));
                         }
                     }
                     _ = hangup.recv() => {
                         let file = match streams::load(path) {
                             Ok(file) => file,
                             Err(e) => {
-                                eprintln!("mirror-relay: {e}; the running streams go on");
+                                status::screen::say(&format!(
+                                    "mirror-relay: {e}; the running streams go on"
+                                ));
                                 continue;
                             }
                         };
@@ -477,7 +496,11 @@ async fn run_streams(
             }
             Ok(())
         })
-        .await
+        .await;
+    if let Some(table) = table {
+        table.abort();
+    }
+    outcome
 }
 
 /// Start one stream's relay on the local task set.
@@ -548,6 +571,16 @@ struct Opened {
 }
 
 impl Relay {
+    /// `"stream ID: "` in a streams file's relay, where a message must say which
+    /// stream it is about; nothing for the one stream of a command line.
+    fn whose(&self, board_id: &str) -> String {
+        if self.board_id.is_some() {
+            format!("stream {board_id}: ")
+        } else {
+            String::new()
+        }
+    }
+
     /// Build one input's stack on `connector`.
     fn open_with<C>(
         &self,
@@ -687,7 +720,10 @@ impl Relay {
             let lost = watch.lost_reason();
             if lost.is_none() {
                 if let Err(e) = watch.release().await {
-                    eprintln!("mirror-relay: lease not released (it expires by itself): {e}");
+                    status::screen::say(&format!(
+                        "mirror-relay: {}lease not released (it expires by itself): {e}",
+                        self.whose(&board_id)
+                    ));
                 }
             }
             match (outcome, lost) {
@@ -858,22 +894,23 @@ impl Relay {
         // saved the state the stream stopped with, so the lease below is released
         // after that save, never before it.
         drop(packets);
+        let whose = self.whose(board_id);
         if let Some(fill) = &idle_fill {
             if fill.sent > 0 {
-                eprintln!(
-                    "mirror-relay: idle fill sent {} datagrams while no source delivered",
+                status::screen::say(&format!(
+                    "mirror-relay: {whose}idle fill sent {} datagrams while no source delivered",
                     fill.sent
-                );
+                ));
             }
         }
         let dropped = output.dropped();
         if dropped > 0 {
-            eprintln!(
-                "mirror-relay: the output dropped {dropped} packets while its receiver was away"
-            );
+            status::screen::say(&format!(
+                "mirror-relay: {whose}the output dropped {dropped} packets while its receiver was away"
+            ));
         }
         if let Err(e) = output.close().await {
-            eprintln!("mirror-relay: closing the output: {e}");
+            status::screen::say(&format!("mirror-relay: {whose}closing the output: {e}"));
         }
         outcome.map(|()| HandedOver(handed_over))
     }

@@ -141,6 +141,12 @@ impl Board {
         rows.remove(id);
     }
 
+    /// Every row, ordered by id.
+    pub(crate) fn rows(&self) -> Vec<Row> {
+        let rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        rows.values().cloned().collect()
+    }
+
     /// Every row, as a JSON array ordered by id.
     pub(crate) fn json(&self) -> String {
         let rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -180,4 +186,200 @@ pub(crate) fn show(text: &str) {
 /// End the status line so what follows starts on its own line.
 pub(crate) fn finish() {
     let _ = writeln!(std::io::stderr());
+}
+
+/// The most streams the live table shows; the rest are counted on its last line
+/// (`GET /streams` has them all).
+pub(crate) const TABLE_ROWS: usize = 40;
+
+/// The live table of a streams file's streams: a header, a line per stream (the
+/// first [`TABLE_ROWS`] by id), and how many more there are.
+pub(crate) fn table(rows: &[Row]) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:<20} {:<12} {:<24} {:>9} {:>7} {:>8} {:>10}",
+        "STREAM", "STATE", "SOURCE", "Mb/s", "LOSS", "UP", "RECONNECTS"
+    )];
+    for row in rows.iter().take(TABLE_ROWS) {
+        lines.push(format!(
+            "{:<20} {:<12} {:<24} {:>9.2} {:>6.2}% {:>8} {:>10}",
+            clip(&row.id, 20),
+            row.state,
+            clip_start(&row.active_source, 24),
+            row.bitrate_bps / 1e6,
+            row.loss * 100.0,
+            clock(Duration::from_secs_f64(row.uptime_secs.max(0.0))),
+            row.reconnects,
+        ));
+    }
+    if rows.len() > TABLE_ROWS {
+        lines.push(format!(
+            "… and {} more (GET /streams lists every stream)",
+            rows.len() - TABLE_ROWS
+        ));
+    }
+    lines
+}
+
+/// `text` cut to its last `width` characters, the cut marked: a source's URL differs
+/// from the others at its end (the port, the stream id).
+fn clip_start(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_owned();
+    }
+    let mut cut = String::from("…");
+    cut.extend(text.chars().skip(count - width.saturating_sub(1)));
+    cut
+}
+
+/// `text` cut to `width` characters, the cut marked.
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The terminal's live table and the lines printed around it: whatever else writes
+/// to stderr (log lines, a stream's end) first erases the table, then the table is
+/// drawn again below it, so neither overwrites the other.
+pub(crate) mod screen {
+    use std::io::Write;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// How many lines of table are on the terminal now, at its bottom.
+    static DRAWN: Mutex<usize> = Mutex::new(0);
+
+    fn drawn() -> MutexGuard<'static, usize> {
+        DRAWN.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Move up over the `drawn` lines of table and clear them.
+    pub(super) fn erase_to(out: &mut impl Write, drawn: &mut usize) {
+        if *drawn > 0 {
+            let _ = write!(out, "\x1b[{}A\x1b[J", *drawn);
+            *drawn = 0;
+        }
+    }
+
+    /// Replace the table drawn before (if still there) with `lines`.
+    pub(super) fn draw_to(out: &mut impl Write, drawn: &mut usize, lines: &[String]) {
+        erase_to(out, drawn);
+        for line in lines {
+            let _ = writeln!(out, "\x1b[2K{line}");
+        }
+        *drawn = lines.len();
+        let _ = out.flush();
+    }
+
+    /// Draw the table on stderr.
+    pub(crate) fn draw(lines: &[String]) {
+        let mut drawn = drawn();
+        draw_to(&mut std::io::stderr().lock(), &mut drawn, lines);
+    }
+
+    /// Print `line` on stderr above the table (the table is drawn again at its next
+    /// tick).
+    pub(crate) fn say(line: &str) {
+        let mut drawn = drawn();
+        let mut err = std::io::stderr().lock();
+        erase_to(&mut err, &mut drawn);
+        let _ = writeln!(err, "{line}");
+    }
+
+    /// Stderr for the log: each log line first erases the table, and holds the
+    /// screen while it is written so the table is not drawn in its middle.
+    pub(crate) struct LogWriter;
+
+    /// One log line being written.
+    pub(crate) struct LogLine {
+        _drawn: MutexGuard<'static, usize>,
+        err: std::io::StderrLock<'static>,
+    }
+
+    impl Write for LogLine {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.err.write(buf)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.err.flush()
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+        type Writer = LogLine;
+
+        fn make_writer(&'a self) -> LogLine {
+            let mut drawn = drawn();
+            let mut err = std::io::stderr().lock();
+            erase_to(&mut err, &mut drawn);
+            LogLine { _drawn: drawn, err }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> Row {
+        Row {
+            id: id.to_owned(),
+            state: "streaming",
+            active_source: "primary".to_owned(),
+            bitrate_bps: 4_500_000.0,
+            packets: 10,
+            loss: 0.012,
+            uptime_secs: 3725.0,
+            reconnects: 2,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_each_stream_and_counts_those_past_its_rows() {
+        let lines = table(&[row("cam1"), row("a-very-long-stream-identifier")]);
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("STREAM"));
+        assert!(lines[1].starts_with("cam1 "), "{}", lines[1]);
+        for field in ["streaming", "primary", "4.50", "1.20%", "01:02:05", " 2"] {
+            assert!(lines[1].contains(field), "{field} in {}", lines[1]);
+        }
+        assert!(lines[2].starts_with("a-very-long-stream-…"), "{}", lines[2]);
+        let mut long = row("cam3");
+        long.active_source = "srt://10.0.0.5:9000?mode=caller&streamid=cam3".to_owned();
+        let line = &table(&[long])[1];
+        assert!(line.contains(" …de=caller&streamid=cam3 "), "{line}");
+        let many: Vec<Row> = (0..TABLE_ROWS + 5)
+            .map(|i| row(&format!("cam{i}")))
+            .collect();
+        let lines = table(&many);
+        assert_eq!(lines.len(), 1 + TABLE_ROWS + 1);
+        assert!(lines.last().is_some_and(|l| l.starts_with("… and 5 more")));
+    }
+
+    #[test]
+    fn a_line_said_erases_the_table_and_the_next_draw_starts_below_it() {
+        let mut out = Vec::new();
+        let mut drawn = 0;
+        screen::draw_to(&mut out, &mut drawn, &["h".to_owned(), "r1".to_owned()]);
+        assert_eq!(drawn, 2);
+        // Redrawn in place: up over the two lines, cleared, drawn again.
+        screen::draw_to(&mut out, &mut drawn, &["h".to_owned(), "r2".to_owned()]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "\x1b[2Kh\n\x1b[2Kr1\n\x1b[2A\x1b[J\x1b[2Kh\n\x1b[2Kr2\n"
+        );
+        // A log line: the table goes first, and the next draw does not move up.
+        out.clear();
+        screen::erase_to(&mut out, &mut drawn);
+        out.extend_from_slice(b"log\n");
+        screen::draw_to(&mut out, &mut drawn, &["h".to_owned()]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "\x1b[2A\x1b[Jlog\n\x1b[2Kh\n"
+        );
+    }
 }
