@@ -229,7 +229,10 @@ impl<L> ReconnectingBuilder<L> {
     ///         builder.clone().build(connector.clone(), target)
     ///     })
     ///     .collect();
-    /// assert_eq!(streams.len(), 100);
+    /// // Settings shared; each stream its own event bus and health.
+    /// assert_eq!(streams[7].event_bus().stream_id(), "cam7");
+    /// let (one, two) = (streams[1].health_handle().unwrap(), streams[2].health_handle().unwrap());
+    /// assert!(!Arc::ptr_eq(&one, &two));
     /// # }
     /// ```
     pub fn build<C, T>(self, connector: C, target: T) -> Reconnecting<Stack<C, L>, T>

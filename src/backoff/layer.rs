@@ -226,6 +226,12 @@ impl<B: Backoff + Clone> BackoffRetryLayer<B> {
         Arc::make_mut(&mut self.rules.policy)
     }
 
+    /// Whether `rules` reads this layer's policy (not a copy of it).
+    #[cfg(test)]
+    pub(crate) fn shares_policy(&self, rules: &Rules<B>) -> bool {
+        Arc::ptr_eq(&self.rules.policy, &rules.policy)
+    }
+
     /// Tell `report` of every attempt, probe and backoff reset, besides the
     /// callbacks. The policy stays shared: a layer per stream, each cloned from one
     /// made for all and told of its own stream's reporter, costs no copy of it.
@@ -373,5 +379,32 @@ impl<S, B: Backoff + Clone> Layer<S> for BackoffRetryLayer<B> {
 
     fn layer(&self, inner: S) -> Self::Service {
         BackoffRetry::new(inner, self.rules.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::ExponentialBackoff;
+
+    struct Silent;
+
+    impl RetryReport for Silent {
+        fn attempted(&self, _: &Attempt) {}
+        fn probed(&self, _: &Probed) {}
+        fn backoff_reset(&self, _: Duration) {}
+    }
+
+    #[test]
+    fn a_stream_told_of_its_reporter_keeps_sharing_the_policy() {
+        let shared = BackoffRetryLayer::new(ExponentialBackoff::default()).max_retries(7);
+        let stream = shared.clone().report_to(Arc::new(Silent));
+        assert!(Arc::ptr_eq(&shared.rules.policy, &stream.rules.policy));
+        let service = stream.layer(());
+        assert!(service.policy_shared_with(&shared));
+        // Changing a clone's policy copies it; the others keep theirs.
+        let other = stream.max_retries(1);
+        assert!(!Arc::ptr_eq(&shared.rules.policy, &other.rules.policy));
+        assert_eq!(shared.rules.max_retries, 7);
     }
 }

@@ -57,6 +57,15 @@ impl<S, B: Backoff + Clone> BackoffRetry<S, B> {
 impl<S, B> BackoffRetry<S, B> {
     crate::macros::inner_service_accessors!();
 
+    /// Whether this service reads the same policy as `layer` (not a copy).
+    #[cfg(test)]
+    pub(crate) fn policy_shared_with(&self, layer: &super::BackoffRetryLayer<B>) -> bool
+    where
+        B: Backoff + Clone,
+    {
+        layer.shares_policy(&self.policy)
+    }
+
     /// The backoff this connect's delays come from: afresh, or where the last connect
     /// left it when the connection it made was short-lived.
     fn start(&self, now: Instant) -> B

@@ -67,3 +67,23 @@ impl<S> Layer<S> for FailureDetectLayer {
         FailureDetect::judging(inner, Arc::clone(&self.detector))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_one_detector_until_one_is_changed() {
+        let layer = FailureDetectLayer::default().check_interval(Duration::from_millis(250));
+        let clone = layer.clone();
+        assert!(Arc::ptr_eq(&layer.detector, &clone.detector));
+        // Changed after cloning: a copy of its own; the other keeps its settings.
+        let changed = clone.check_interval(Duration::from_secs(2));
+        assert!(!Arc::ptr_eq(&layer.detector, &changed.detector));
+        assert_eq!(
+            layer.detector().check_interval(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(changed.detector().check_interval(), Duration::from_secs(2));
+    }
+}
