@@ -61,7 +61,7 @@ use crate::backoff::{any_probe, AnyBackoff, BackoffRetry, BackoffRetryLayer};
 use crate::config::ReconnectionConfig;
 use crate::connection::{Connection, Probe, StreamTarget};
 use crate::detect::{FailureDetect, FailureDetectLayer};
-use crate::driver::{Events, Reconnecting};
+use crate::driver::{BackoffFactory, Events, Reconnecting};
 use crate::error::BoxError;
 use crate::health::{Health, HealthLayer};
 use crate::restore::{MemoryStorage, StateRestore, StateStorage};
@@ -94,6 +94,9 @@ pub struct ReconnectingBuilder<L = Identity> {
     retry: BackoffRetryLayer<AnyBackoff>,
     probe: bool,
     detect: FailureDetectLayer,
+    /// The config's backoff, for the waits between connections that fail before
+    /// their first packet: one template, each stream's made only if needed.
+    unverified_backoff: BackoffFactory,
     attempt_layers: L,
 }
 
@@ -122,6 +125,10 @@ impl ReconnectingBuilder {
             retry: config.shared_retry_layer(),
             probe: false,
             detect: config.detect_layer(),
+            unverified_backoff: {
+                let backoff = config.backoff();
+                Arc::new(move || Box::new(backoff.clone()))
+            },
             attempt_layers: Identity::new(),
         }
     }
@@ -200,6 +207,7 @@ impl<L> ReconnectingBuilder<L> {
             retry: self.retry,
             probe: self.probe,
             detect: self.detect,
+            unverified_backoff: self.unverified_backoff,
             attempt_layers: Nest::new(layer, self.attempt_layers),
         }
     }
@@ -269,7 +277,7 @@ impl<L> ReconnectingBuilder<L> {
             .with_health_handle(health)
             .first_packet_timeout(config.first_packet_timeout)
             .retry_on_close(config.retry_on_close())
-            .unverified_backoff(config.backoff());
+            .unverified_backoff_from(self.unverified_backoff);
         if self.passive {
             packets = packets.max_unverified(u32::MAX);
         } else if dials {

@@ -140,3 +140,41 @@ async fn tower_layers_go_around_each_attempt() {
         "one per connect attempt"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn connections_that_end_before_a_packet_are_redialled_on_the_configs_backoff() {
+    use mirror_reconnect::config::BackoffType;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    let config = ReconnectionConfig {
+        backoff_type: BackoffType::Fixed,
+        initial_delay: Duration::from_millis(700),
+        use_jitter: false,
+        ..ReconnectionConfig::default()
+    };
+    let script = Scripted::new([
+        serve(0..0, End::Close),
+        serve(0..0, End::Close),
+        serve(0..5, End::Silent),
+    ]);
+    let connects = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&connects);
+    let connector = tower::service_fn(move |target: Target| {
+        seen.lock().unwrap().push(Instant::now());
+        script.clone().oneshot(target)
+    });
+    // Built from a clone of a builder, as each of many streams is.
+    let builder = ReconnectingBuilder::new(&config);
+    let packets = builder.clone().build(connector, target());
+    let mut packets = Box::pin(packets);
+    assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), 0);
+    let connects = connects.lock().unwrap().clone();
+    assert_eq!(
+        connects.len(),
+        3,
+        "two that ended at once, then the one that delivers"
+    );
+    assert_eq!(connects[1] - connects[0], Duration::from_millis(700));
+    assert_eq!(connects[2] - connects[1], Duration::from_millis(700));
+}

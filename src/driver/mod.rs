@@ -68,6 +68,9 @@ impl std::error::Error for ReconnectError {
     }
 }
 
+/// Makes a fresh backoff: a template shared by many streams.
+pub(crate) type BackoffFactory = Arc<dyn Fn() -> Box<dyn Backoff> + Send + Sync>;
+
 enum State<F, C> {
     /// About to ask the stack for a connection (polling its readiness).
     Ready,
@@ -172,7 +175,10 @@ where
     first_packet_timeout: Duration,
     retry_on_close: bool,
     max_unverified: u32,
-    unverified_backoff: Box<dyn Backoff>,
+    /// Made at the first connection that fails before its first packet (most
+    /// streams never have one), from `unverified_template` (or the default).
+    unverified_backoff: Option<Box<dyn Backoff>>,
+    unverified_template: Option<BackoffFactory>,
     make_before_break: bool,
     /// Made on the first `cancel_token` or `stop_handle`: a stream nobody can stop
     /// carries no token.
@@ -220,7 +226,8 @@ where
             first_packet_timeout: Duration::from_secs(10),
             retry_on_close: true,
             max_unverified: 5,
-            unverified_backoff: Box::new(ExponentialBackoff::default()),
+            unverified_backoff: None,
+            unverified_template: None,
             make_before_break: false,
             cancel: OnceLock::new(),
             state: State::Ready,
@@ -316,7 +323,16 @@ where
     /// The waits between connections that failed before their first packet
     /// (default: 1 s doubling to 30 s, with jitter).
     pub fn unverified_backoff(mut self, backoff: impl Backoff) -> Self {
-        self.unverified_backoff = Box::new(backoff);
+        self.unverified_backoff = Some(Box::new(backoff));
+        self.unverified_template = None;
+        self
+    }
+
+    /// The same, made by `make` only when first needed: one template for the
+    /// streams of a builder, and nothing allocated for a stream that never needs it.
+    pub(crate) fn unverified_backoff_from(mut self, make: BackoffFactory) -> Self {
+        self.unverified_backoff = None;
+        self.unverified_template = Some(make);
         self
     }
 
@@ -390,7 +406,7 @@ where
         self.report_failure(&failure);
         if verified {
             self.unverified = 0;
-            self.unverified_backoff.reset();
+            self.reset_unverified_backoff();
             self.enter(State::Ready);
             return None;
         }
@@ -402,7 +418,7 @@ where
             );
             return Some(self.give_up(error.into()));
         }
-        let delay = self.unverified_backoff.next_delay();
+        let delay = self.next_unverified_delay();
         tracing::debug!(?delay, "connection failed before its first packet; pausing");
         self.enter(State::Pausing(Box::pin(tokio::time::sleep(delay))));
         None
@@ -438,9 +454,29 @@ where
         }
     }
 
+    /// The wait after another connection failed before its first packet (the
+    /// backoff made now if this is the stream's first).
+    fn next_unverified_delay(&mut self) -> Duration {
+        let template = &self.unverified_template;
+        self.unverified_backoff
+            .get_or_insert_with(|| match template {
+                Some(make) => make(),
+                None => Box::new(ExponentialBackoff::default()),
+            })
+            .next_delay()
+    }
+
+    /// A connection delivered: the next failure before a first packet waits from the
+    /// start of the backoff.
+    fn reset_unverified_backoff(&mut self) {
+        if let Some(backoff) = &mut self.unverified_backoff {
+            backoff.reset();
+        }
+    }
+
     fn verified(&mut self) {
         self.unverified = 0;
-        self.unverified_backoff.reset();
+        self.reset_unverified_backoff();
         if let Some(started) = self.reconnect_started.take() {
             let mut event = self.events.event(
                 EventType::ReconnectionSucceeded,
@@ -893,7 +929,7 @@ where
             );
             return self.replacement_gave_up(error.into(), degraded);
         }
-        let delay = self.unverified_backoff.next_delay();
+        let delay = self.next_unverified_delay();
         tracing::debug!(
             ?delay,
             degraded,
@@ -912,7 +948,7 @@ where
         if degraded {
             tracing::warn!(%error, "no replacement for the degrading connection; keeping it");
             self.unverified = 0;
-            self.unverified_backoff.reset();
+            self.reset_unverified_backoff();
             self.keep_old();
             return Step::Next;
         }
