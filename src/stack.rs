@@ -92,7 +92,6 @@ pub struct ReconnectingBuilder<L = Identity> {
     /// stream built from this builder or its clones; each stream's gets its own
     /// event bus at build.
     retry: BackoffRetryLayer<AnyBackoff>,
-    probe: bool,
     detect: FailureDetectLayer,
     /// The config's backoff, for the waits between connections that fail before
     /// their first packet: one template, each stream's made only if needed.
@@ -106,7 +105,7 @@ impl<L> std::fmt::Debug for ReconnectingBuilder<L> {
             .field("attempt_timeout", &self.attempt_timeout)
             .field("passive", &self.passive)
             .field("storage", &self.storage.is_some())
-            .field("probe", &self.probe)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +122,6 @@ impl ReconnectingBuilder {
             passive: false,
             cancel: None,
             retry: config.shared_retry_layer(),
-            probe: false,
             detect: config.detect_layer(),
             unverified_backoff: {
                 let backoff = config.backoff();
@@ -188,7 +186,6 @@ impl<L> ReconnectingBuilder<L> {
     {
         if self.config.probe_interval.is_some() {
             self.retry = self.retry.with_any_probe(any_probe(probe));
-            self.probe = true;
         }
         self
     }
@@ -205,7 +202,6 @@ impl<L> ReconnectingBuilder<L> {
             passive: self.passive,
             cancel: self.cancel,
             retry: self.retry,
-            probe: self.probe,
             detect: self.detect,
             unverified_backoff: self.unverified_backoff,
             attempt_layers: Nest::new(layer, self.attempt_layers),

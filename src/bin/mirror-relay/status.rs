@@ -207,7 +207,7 @@ pub(crate) fn table(rows: &[Row]) -> Vec<String> {
             clip_start(&row.active_source, 24),
             row.bitrate_bps / 1e6,
             row.loss * 100.0,
-            clock(Duration::from_secs_f64(row.uptime_secs.max(0.0))),
+            clock(Duration::try_from_secs_f64(row.uptime_secs).unwrap_or_default()),
             row.reconnects,
         ));
     }
