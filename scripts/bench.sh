@@ -36,7 +36,7 @@ for var in BENCH_QUICK THROUGHPUT_ONLY; do
         bench_env+="$var=\"${!var}\" "
     fi
 done
-BENCHES=${BENCHES:-"hot_path throughput srt_relay recovery detection scale state_store"}
+BENCHES=${BENCHES:-"hot_path throughput srt_relay relay_scale recovery detection scale state_store"}
 STARTED=$(date +%s)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ $commit != unknown ]] && ! git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null; then
@@ -203,7 +203,7 @@ for bench in $BENCHES; do
         continue
     fi
     echo "== $bench"
-    if [[ $bench == srt_relay ]]; then
+    if [[ $bench == srt_relay || $bench == relay_scale ]]; then
         # It runs the relay program as an operator does, on both SRT backends.
         cargo build --release --all-features --bin mirror-relay
     fi
