@@ -413,6 +413,34 @@ async fn a_short_lived_connection_does_not_reset_the_backoff() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_first_attempt_success_on_a_flapping_link_keeps_the_ladder_where_it_stood() {
+    let (layer, attempts, _) = ladder();
+    let (mut service, mut handle) = mock::spawn_layer::<&'static str, u32, _>(layer);
+    // Up at once (nothing drawn from the ladder), up for 2 s only.
+    connect!(service, handle, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two failures (100, 200 ms), up for 2 s only.
+    connect!(service, handle, 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Up at the first attempt: the ladder stays where the last connect left it.
+    connect!(service, handle, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    connect!(service, handle, 1);
+
+    let delays: Vec<Duration> = attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, a)| a.delay)
+        .collect();
+    assert_eq!(
+        delays,
+        [ms(0), ms(0), ms(100), ms(200), ms(0), ms(0), ms(400)],
+        "a connect that drew no delay neither resets the ladder nor forgets it"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_stable_after_every_connect_starts_afresh() {
     let attempts: Log<Attempt> = Arc::default();
     let a = Arc::clone(&attempts);

@@ -43,6 +43,8 @@ pin_project! {
         service: S,
         target: T,
         backoff: B,
+        // Whether `backoff` still stands where a fresh one starts (no delay drawn).
+        fresh: bool,
         policy: Rules<B>,
         ladder: Arc<Mutex<Ladder<B>>>,
         started: Instant,
@@ -74,7 +76,7 @@ where
     pub(crate) fn new(
         mut service: S,
         target: T,
-        backoff: B,
+        (backoff, fresh): (B, bool),
         policy: Rules<B>,
         ladder: Arc<Mutex<Ladder<B>>>,
         started: Instant,
@@ -91,6 +93,7 @@ where
             service,
             target,
             backoff,
+            fresh,
             policy,
             ladder,
             started,
@@ -121,7 +124,7 @@ where
                         Ok(response) => {
                             // Remember where the ladder stands, for the next connect.
                             let mut ladder = this.ladder.lock().unwrap_or_else(|p| p.into_inner());
-                            ladder.backoff = this.backoff.clone();
+                            ladder.backoff = (!*this.fresh).then(|| Box::new(this.backoff.clone()));
                             ladder.connected_at = Some(Instant::now());
                             return Poll::Ready(Ok(response));
                         }
@@ -145,6 +148,7 @@ where
                         .into()));
                     }
                     let delay = this.backoff.next_delay();
+                    *this.fresh = false;
                     if let Some(max) = this.policy.max_elapsed {
                         let elapsed = Instant::now().saturating_duration_since(*this.started);
                         if elapsed.saturating_add(delay) > max {

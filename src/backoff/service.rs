@@ -23,8 +23,10 @@ pub struct BackoffRetry<S, B> {
 /// Where a stream's backoff stands between connects.
 #[derive(Debug)]
 pub(crate) struct Ladder<B> {
-    /// The backoff as the last successful connect left it.
-    pub(crate) backoff: B,
+    /// The backoff as the last successful connect left it; `None` while it stands
+    /// where a fresh one starts (most streams connect at the first attempt: they
+    /// keep no copy of their own, only this pointer).
+    pub(crate) backoff: Option<Box<B>>,
     /// When the last connect succeeded.
     pub(crate) connected_at: Option<Instant>,
 }
@@ -41,13 +43,11 @@ impl<S: Clone, B> Clone for BackoffRetry<S, B> {
 
 impl<S, B: Backoff + Clone> BackoffRetry<S, B> {
     pub(crate) fn new(inner: S, policy: Rules<B>) -> Self {
-        let mut backoff = policy.backoff.clone();
-        backoff.reset();
         Self {
             inner,
             policy,
             ladder: Arc::new(Mutex::new(Ladder {
-                backoff,
+                backoff: None,
                 connected_at: None,
             })),
         }
@@ -67,8 +67,9 @@ impl<S, B> BackoffRetry<S, B> {
     }
 
     /// The backoff this connect's delays come from: afresh, or where the last connect
-    /// left it when the connection it made was short-lived.
-    fn start(&self, now: Instant) -> B
+    /// left it when the connection it made was short-lived; and whether it is a fresh
+    /// one.
+    fn start(&self, now: Instant) -> (B, bool)
     where
         B: Backoff + Clone,
     {
@@ -85,7 +86,10 @@ impl<S, B> BackoffRetry<S, B> {
                     ?stable_after,
                     "the connection before was short-lived; the backoff carries on"
                 );
-                ladder.backoff.clone()
+                match &ladder.backoff {
+                    Some(backoff) => (B::clone(backoff), false),
+                    None => (self.fresh(), true),
+                }
             }
             (up_for, stable_after) => {
                 if let (Some(up_for), Some(_)) = (up_for, stable_after) {
@@ -95,11 +99,19 @@ impl<S, B> BackoffRetry<S, B> {
                     );
                     self.policy.backoff_reset(up_for);
                 }
-                let mut backoff = self.policy.backoff.clone();
-                backoff.reset();
-                backoff
+                (self.fresh(), true)
             }
         }
+    }
+
+    /// A backoff where the policy's starts.
+    fn fresh(&self) -> B
+    where
+        B: Backoff + Clone,
+    {
+        let mut backoff = self.policy.backoff.clone();
+        backoff.reset();
+        backoff
     }
 }
 
@@ -124,11 +136,11 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         let now = Instant::now();
-        let backoff = self.start(now);
+        let (backoff, fresh) = self.start(now);
         ResponseFuture::new(
             ready,
             target,
-            backoff,
+            (backoff, fresh),
             self.policy.clone(),
             Arc::clone(&self.ladder),
             now,
