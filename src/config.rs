@@ -583,8 +583,7 @@ impl ReconnectionConfig {
 
     /// The retry layer, reporting attempts on `events`.
     pub fn retry_layer(&self, events: &Events) -> BackoffRetryLayer<AnyBackoff> {
-        self.shared_retry_layer()
-            .report_to(Arc::new(events.clone()))
+        self.shared_retry_layer().report_to(events.reporter())
     }
 
     /// The retry layer with this config's policy and no event bus yet: made once for

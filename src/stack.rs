@@ -64,7 +64,7 @@ use crate::detect::{FailureDetect, FailureDetectLayer};
 use crate::driver::{BackoffFactory, Events, Reconnecting};
 use crate::error::BoxError;
 use crate::health::{Health, HealthLayer};
-use crate::restore::{MemoryStorage, StateRestore, StateStorage};
+use crate::restore::{MemoryStorage, StateRestore, StateRestoreLayer, StateStorage};
 
 /// What one connect attempt goes through, below the retry layer: an optional timeout,
 /// then state restore, failure detection and health around the connector `C`.
@@ -78,13 +78,18 @@ pub type Stack<C, L = Identity> = BackoffRetry<<L as Layer<Attempt<C>>>::Service
 /// Composes a stream's stack from a [`ReconnectionConfig`], and the driver over it.
 /// See the [module docs](self).
 ///
-/// Clones share the retry policy and the failure detector: build each of many
-/// streams from a clone of one builder, and they carry no copy of either.
+/// Clones share the retry policy, the failure detector and the state layer (with
+/// its store-error count and warnings): build each of many streams from a clone of
+/// one builder, and they carry no copy of any.
 #[must_use]
 #[derive(Clone)]
 pub struct ReconnectingBuilder<L = Identity> {
     config: ReconnectionConfig,
-    storage: Option<Arc<dyn StateStorage>>,
+    /// The state layer over the store given to [`storage`](Self::storage), shared by
+    /// every stream built from this builder or its clones (with its store-error
+    /// count and warnings); without one, each stream keeps its state in its own
+    /// memory store.
+    restore: Option<StateRestoreLayer>,
     attempt_timeout: Option<Duration>,
     passive: bool,
     cancel: Option<CancellationToken>,
@@ -104,7 +109,7 @@ impl<L> std::fmt::Debug for ReconnectingBuilder<L> {
         f.debug_struct("ReconnectingBuilder")
             .field("attempt_timeout", &self.attempt_timeout)
             .field("passive", &self.passive)
-            .field("storage", &self.storage.is_some())
+            .field("storage", &self.restore.is_some())
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
@@ -117,7 +122,7 @@ impl ReconnectingBuilder {
     pub fn new(config: &ReconnectionConfig) -> Self {
         Self {
             config: config.clone(),
-            storage: None,
+            restore: None,
             attempt_timeout: Some(config.attempt_timeout()),
             passive: false,
             cancel: None,
@@ -135,7 +140,7 @@ impl ReconnectingBuilder {
 impl<L> ReconnectingBuilder<L> {
     /// Keep the stream's state in `storage` (default: in memory).
     pub fn storage(mut self, storage: Arc<dyn StateStorage>) -> Self {
-        self.storage = Some(storage);
+        self.restore = Some(self.config.restore_layer(storage));
         self
     }
 
@@ -197,7 +202,7 @@ impl<L> ReconnectingBuilder<L> {
     pub fn attempt_layer<N>(self, layer: N) -> ReconnectingBuilder<Nest<N, L>> {
         ReconnectingBuilder {
             config: self.config,
-            storage: self.storage,
+            restore: self.restore,
             attempt_timeout: self.attempt_timeout,
             passive: self.passive,
             cancel: self.cancel,
@@ -255,15 +260,15 @@ impl<L> ReconnectingBuilder<L> {
         let events = Events::new(target.stream_id());
         let health_layer = HealthLayer::new();
         let health = health_layer.handle();
-        let storage = self
-            .storage
-            .unwrap_or_else(|| Arc::new(MemoryStorage::with_ttl(config.state_ttl)));
-        let retry = self.retry.report_to(Arc::new(events.clone()));
+        let restore = self.restore.unwrap_or_else(|| {
+            config.restore_layer(Arc::new(MemoryStorage::with_ttl(config.state_ttl)))
+        });
+        let retry = self.retry.report_to(events.reporter());
         let stack = ServiceBuilder::new()
             .layer(retry)
             .layer(self.attempt_layers)
             .option_layer(self.attempt_timeout.map(TimeoutLayer::new))
-            .layer(config.restore_layer(storage))
+            .layer(restore)
             .layer(self.detect)
             .layer(health_layer)
             .service(connector);

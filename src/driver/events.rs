@@ -236,18 +236,7 @@ impl Events {
     }
 
     fn callbacks(&self) -> std::sync::MutexGuard<'_, Vec<EventCallback>> {
-        self.inner
-            .callbacks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn reason(&self) -> Option<FailureReason> {
-        *self
-            .inner
-            .reason
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.callbacks()
     }
 
     pub(crate) fn set_reason(&self, reason: Option<FailureReason>) {
@@ -298,9 +287,40 @@ impl Events {
     /// A new event of `event_type` for this stream, stamped now, carrying the current
     /// failure reason.
     pub(crate) fn event(&self, event_type: EventType, attempt: u32) -> ReconnectionEvent {
+        self.inner.event(event_type, attempt)
+    }
+
+    /// Deliver `event`: metrics, log, callbacks, then subscribers.
+    pub(crate) fn emit(&self, event: ReconnectionEvent) {
+        self.inner.emit(event);
+    }
+
+    /// This bus as the retry layer's report: no allocation of its own.
+    pub(crate) fn reporter(&self) -> Arc<dyn RetryReport> {
+        Arc::clone(&self.inner) as Arc<dyn RetryReport>
+    }
+}
+
+impl Inner {
+    fn callbacks(&self) -> std::sync::MutexGuard<'_, Vec<EventCallback>> {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reason(&self) -> Option<FailureReason> {
+        *self
+            .reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new event of `event_type` for this stream, stamped now, carrying the current
+    /// failure reason.
+    pub(crate) fn event(&self, event_type: EventType, attempt: u32) -> ReconnectionEvent {
         ReconnectionEvent {
             event_type,
-            stream_id: self.inner.stream_id.clone(),
+            stream_id: self.stream_id.clone(),
             timestamp: SystemTime::now(),
             attempt,
             error: None,
@@ -327,7 +347,7 @@ impl Events {
             callback(&event);
         }
         // No subscriber is not an error.
-        if let Some(tx) = self.inner.tx.get() {
+        if let Some(tx) = self.tx.get() {
             let _ = tx.send(event);
         }
     }
@@ -370,22 +390,23 @@ fn record_metrics(event: &ReconnectionEvent) {
 
 /// What [`Events::attempt_hook`], [`Events::probe_hook`] and
 /// [`Events::backoff_reset_hook`] do, for a retry layer made by the crate to call
-/// without three callbacks to allocate per stream.
-impl RetryReport for Events {
-    /// What [`attempt_hook`](Self::attempt_hook) does.
+/// without three callbacks to allocate per stream: the bus's own shared part is the
+/// report, so that a stream's retry layer holds no allocation of its own.
+impl RetryReport for Inner {
+    /// What [`Events::attempt_hook`] does.
     fn attempted(&self, attempt: &Attempt) {
-        self.inner.attempt.store(attempt.number, Ordering::Relaxed);
+        self.attempt.store(attempt.number, Ordering::Relaxed);
         let mut event = self.event(EventType::ReconnectionAttempt, attempt.number);
         event.error.clone_from(&attempt.last_error);
         event.delay = Some(attempt.delay);
         self.emit(event);
     }
 
-    /// What [`probe_hook`](Self::probe_hook) does.
+    /// What [`Events::probe_hook`] does.
     fn probed(&self, probed: &Probed) {
         metrics::counter!(
             names::PROBES,
-            "stream_id" => self.inner.stream_id.clone(),
+            "stream_id" => self.stream_id.clone(),
             "outcome" => probed.outcome.as_str()
         )
         .increment(1);
@@ -397,10 +418,25 @@ impl RetryReport for Events {
         }
     }
 
-    /// What [`backoff_reset_hook`](Self::backoff_reset_hook) does.
+    /// What [`Events::backoff_reset_hook`] does.
     fn backoff_reset(&self, up_for: Duration) {
         let mut event = self.event(EventType::BackoffReset, 0);
         event.duration = Some(up_for);
         self.emit(event);
+    }
+}
+
+/// The hooks' way in: the shared part does the work.
+impl RetryReport for Events {
+    fn attempted(&self, attempt: &Attempt) {
+        self.inner.attempted(attempt);
+    }
+
+    fn probed(&self, probed: &Probed) {
+        self.inner.probed(probed);
+    }
+
+    fn backoff_reset(&self, up_for: Duration) {
+        self.inner.backoff_reset(up_for);
     }
 }
