@@ -25,7 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures_util::SinkExt;
 use mirror_libsrt::Socket;
+use srt_tokio::SrtSocket;
 
 #[path = "common/net_figures.rs"]
 mod net_figures;
@@ -67,7 +70,7 @@ fn window() -> Duration {
 
 /// How long every caller may take to connect.
 fn connecting() -> Duration {
-    quick::pick(Duration::from_secs(90), Duration::from_secs(20))
+    quick::pick(Duration::from_secs(120), Duration::from_secs(20))
 }
 
 /// The program that relays.
@@ -198,29 +201,30 @@ fn process_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_nanos(total))
 }
 
-/// CPU time of all of `pids`; `None` when one of them is gone.
-fn total_cpu(pids: &[u32]) -> Option<Duration> {
-    pids.iter().map(|pid| process_cpu(*pid)).sum()
+/// CPU time of each of `pids` (`None` for one that is gone).
+fn each_cpu(pids: &[u32]) -> Vec<Option<Duration>> {
+    pids.iter().map(|pid| process_cpu(*pid)).collect()
 }
 
-/// (PSS, RSS) of all of `pids`, in KiB; `None` when one of them is gone.
-fn total_memory(pids: &[u32]) -> Option<(u64, u64)> {
+/// (PSS, RSS) of those of `pids` still running, in KiB.
+fn total_memory(pids: &[u32]) -> (u64, u64) {
     let mut pss = 0;
     let mut rss = 0;
     for pid in pids {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-        let field = |name: &str| -> Option<u64> {
-            text.lines()
-                .find(|l| l.starts_with(name))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
         };
-        pss += field("Pss:")?;
-        rss += field("Rss:")?;
+        let field = |name: &str| -> u64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        pss += field("Pss:");
+        rss += field("Rss:");
     }
-    Some((pss, rss))
+    (pss, rss)
 }
 
 /// One run's figures.
@@ -236,6 +240,8 @@ struct Figures {
     pss_kib: u64,
     rss_kib: u64,
     processes: usize,
+    /// Processes that ended by the end of the window.
+    ended: usize,
     threads: usize,
 }
 
@@ -251,12 +257,11 @@ struct EncoderCounts {
 }
 
 /// One encoder per stream, all in one thread as one libsrt process would be: each
-/// connects (from one shared local port when `one_port`, else from its own), sends
+/// connects (all from one local port, one libsrt multiplexer), sends
 /// `rate` numbered messages a second as soon as it is connected, and connects again
 /// when its connection is refused or breaks, until `stop`.
 fn encoders(
     targets: &[(SocketAddr, String)],
-    one_port: bool,
     rate: u32,
     stop: &AtomicBool,
     counts: &EncoderCounts,
@@ -269,10 +274,12 @@ fn encoders(
         socket
             .set_latency(Duration::from_millis(LATENCY_MS.into()))
             .ok()?;
-        socket.set_connect_timeout(Duration::from_secs(3)).ok()?;
+        // Patient: one process per stream is slow to answer when there are many.
+        socket.set_connect_timeout(Duration::from_secs(15)).ok()?;
         socket.set_stream_id(id).ok()?;
-        let port = if one_port { shared } else { 0 };
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).ok()?;
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], shared)))
+            .ok()?;
         socket.start_connect(address).ok()?;
         Some(socket)
     };
@@ -345,6 +352,71 @@ fn encoders(
     }
 }
 
+/// The encoders for a relay on srt-tokio, whose shared listener tells callers apart by
+/// address and port alone (libsrt callers on one local port would look like one
+/// caller): one srt-tokio caller per stream, each on its own UDP socket, all tasks of
+/// one thread, otherwise doing what [`encoders`] does.
+fn tokio_encoders(
+    targets: Vec<(SocketAddr, String)>,
+    rate: u32,
+    stop: Arc<AtomicBool>,
+    counts: Arc<EncoderCounts>,
+) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("srt-tokio encoders: no runtime");
+        return;
+    };
+    let n = targets.len();
+    runtime.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (k, (address, id)) in targets.into_iter().enumerate() {
+            let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
+            // Spread evenly over one period, as the libsrt encoders' round robin is.
+            let offset = Duration::from_secs(1).mul_f64(k as f64 / n as f64 / f64::from(rate));
+            tasks.spawn(async move {
+                tokio::time::sleep(offset).await;
+                let period = Duration::from_secs(1) / rate;
+                let mut sequence = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let call = SrtSocket::builder()
+                        .latency(Duration::from_millis(LATENCY_MS.into()))
+                        .call(address, Some(&id));
+                    let Ok(Ok(mut socket)) =
+                        tokio::time::timeout(Duration::from_secs(15), call).await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    counts.connected.fetch_add(1, Ordering::Relaxed);
+                    let mut tick = tokio::time::interval(period);
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        let mut payload = vec![0x47u8; PAYLOAD];
+                        payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
+                        payload[8..16].copy_from_slice(&sequence.to_be_bytes());
+                        sequence += 1;
+                        let send = socket.send((Instant::now(), Bytes::from(payload)));
+                        match tokio::time::timeout(Duration::from_secs(1), send).await {
+                            Ok(Ok(())) => {
+                                counts.fed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(Err(_)) | Err(_) => {
+                                counts.connected.fetch_sub(1, Ordering::Relaxed);
+                                counts.broken.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+}
+
 /// Counts what arrives at the sink, in all and per stream.
 struct Sink {
     total: AtomicU64,
@@ -411,9 +483,11 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
     let stop_encoders = Arc::new(AtomicBool::new(false));
     let encoding = {
         let (counts, stop) = (Arc::clone(&counts), Arc::clone(&stop_encoders));
-        // srt-tokio's listener tells callers apart by their address and port alone.
-        let one_port = relay != Relay::OursSrtTokio;
-        std::thread::spawn(move || encoders(&targets, one_port, rate, &stop, &counts))
+        if relay == Relay::OursSrtTokio {
+            std::thread::spawn(move || tokio_encoders(targets, rate, stop, counts))
+        } else {
+            std::thread::spawn(move || encoders(&targets, rate, &stop, &counts))
+        }
     };
     let began = Instant::now();
     while counts.connected.load(Ordering::Relaxed) < n && began.elapsed() < connecting() {
@@ -434,7 +508,7 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
             .sum()
     };
     let (cpu0, got0, fed0, broken0, counts0, t0) = (
-        total_cpu(&pids),
+        each_cpu(&pids),
         sink.total.load(Ordering::Relaxed),
         counts.fed.load(Ordering::Relaxed),
         counts.broken.load(Ordering::Relaxed),
@@ -443,7 +517,7 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
     );
     std::thread::sleep(window());
     let (cpu1, got1, fed1, broken1, counts1, elapsed) = (
-        total_cpu(&pids),
+        each_cpu(&pids),
         sink.total.load(Ordering::Relaxed),
         counts.fed.load(Ordering::Relaxed),
         counts.broken.load(Ordering::Relaxed),
@@ -457,12 +531,21 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
     let _ = encoding.join();
     drop(guards);
     finish(counting);
-    let (Some(cpu0), Some(cpu1), Some((pss, rss))) = (cpu0, cpu1, memory) else {
-        eprintln!("{}: a relaying process ended during the run", relay.label());
+    let (pss, rss) = memory;
+    // A process that ended before the window's end counts no CPU, and is reported.
+    let mut cpu = Duration::ZERO;
+    let mut ended = 0;
+    for (before, after) in cpu0.iter().zip(&cpu1) {
+        match (before, after) {
+            (Some(before), Some(after)) => cpu += after.saturating_sub(*before),
+            _ => ended += 1,
+        }
+    }
+    if ended == pids.len() {
+        eprintln!("{}: every relaying process ended", relay.label());
         return None;
-    };
+    }
     let packets = got1.saturating_sub(got0);
-    let cpu = cpu1.saturating_sub(cpu0);
     let flowing = counts1
         .iter()
         .zip(&counts0)
@@ -483,6 +566,7 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
         pss_kib: pss,
         rss_kib: rss,
         processes: pids.len(),
+        ended,
         threads: thread_count,
     })
 }
@@ -519,8 +603,9 @@ fn main() {
     section.para(&format!(
         "Measured in real time on loopback; in each run, one run of each program, one \
          after the other. This process opens one SRT caller per stream (libsrt, latency \
-         {LATENCY_MS} ms, all on one local UDP port; each on its own port for srt-tokio, \
-         whose listener tells callers apart by address and port alone), each sending \
+         {LATENCY_MS} ms, all on one local UDP port, in one thread; for our relay on \
+         srt-tokio, whose listener tells callers apart by address and port alone, srt-tokio \
+         callers each on its own port, tasks of one thread), each sending \
          numbered {PAYLOAD}-byte messages at a steady rate as soon as it is connected, and \
          connecting again if its connection is refused or breaks, as an encoder does. The \
          program under test relays every stream to one UDP socket here that counts what \
@@ -596,7 +681,16 @@ fn scenario(section: &mut Section, n: usize, rate: u32) {
                     factor(f.pss_kib as f64, b.pss_kib as f64)
                 }),
                 kib(per_stream(f.rss_kib)),
-                format!("{} / {}", f.processes, thousands(f.threads as f64)),
+                if f.ended == 0 {
+                    format!("{} / {}", f.processes, thousands(f.threads as f64))
+                } else {
+                    format!(
+                        "{} ({} ended) / {}",
+                        f.processes,
+                        f.ended,
+                        thousands(f.threads as f64)
+                    )
+                },
             ],
         })
         .collect();
