@@ -227,6 +227,37 @@ fn total_memory(pids: &[u32]) -> (u64, u64) {
     (pss, rss)
 }
 
+/// How long the listeners get to start before their idle CPU is read.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
+
+fn idle_window() -> Duration {
+    quick::pick(Duration::from_secs(5), Duration::from_secs(1))
+}
+
+/// `read()`, and the middle of the time it took: reading a thousand processes'
+/// threads takes a while on a loaded machine, and a window measured from the start
+/// of one read to the start of the next would not match the CPU read.
+fn timed<R>(read: impl FnOnce() -> R) -> (R, Instant) {
+    let start = Instant::now();
+    let value = read();
+    let took = start.elapsed();
+    (value, start + took / 2)
+}
+
+/// The CPU the processes used between two readings, and how many of them ended in
+/// between (they count nothing).
+fn cpu_between(before: &[Option<Duration>], after: &[Option<Duration>]) -> (Duration, usize) {
+    let mut cpu = Duration::ZERO;
+    let mut ended = 0;
+    for (before, after) in before.iter().zip(after) {
+        match (before, after) {
+            (Some(before), Some(after)) => cpu += after.saturating_sub(*before),
+            _ => ended += 1,
+        }
+    }
+    (cpu, ended)
+}
+
 /// One run's figures.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
@@ -237,6 +268,8 @@ struct Figures {
     per_sec: f64,
     us_per_packet: f64,
     cpu_share: f64,
+    /// CPU per second of wall time with every listener up and no caller yet.
+    idle_share: f64,
     pss_kib: u64,
     rss_kib: u64,
     processes: usize,
@@ -479,6 +512,16 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
             return None;
         }
     };
+    // What the listeners cost before anyone calls.
+    let idle_share = {
+        let pids = guards.pids();
+        std::thread::sleep(IDLE_SETTLE);
+        let (before, start) = timed(|| each_cpu(&pids));
+        std::thread::sleep(idle_window());
+        let (after, end) = timed(|| each_cpu(&pids));
+        let (cpu, _) = cpu_between(&before, &after);
+        cpu.as_secs_f64() / end.saturating_duration_since(start).as_secs_f64()
+    };
     let counts = Arc::new(EncoderCounts::default());
     let stop_encoders = Arc::new(AtomicBool::new(false));
     let encoding = {
@@ -507,23 +550,26 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
             .map(Iterator::count)
             .sum()
     };
-    let (cpu0, got0, fed0, broken0, counts0, t0) = (
-        each_cpu(&pids),
-        sink.total.load(Ordering::Relaxed),
-        counts.fed.load(Ordering::Relaxed),
-        counts.broken.load(Ordering::Relaxed),
-        sink.snapshot(),
-        Instant::now(),
-    );
+    let ((cpu0, got0, fed0, broken0, counts0), t0) = timed(|| {
+        (
+            each_cpu(&pids),
+            sink.total.load(Ordering::Relaxed),
+            counts.fed.load(Ordering::Relaxed),
+            counts.broken.load(Ordering::Relaxed),
+            sink.snapshot(),
+        )
+    });
     std::thread::sleep(window());
-    let (cpu1, got1, fed1, broken1, counts1, elapsed) = (
-        each_cpu(&pids),
-        sink.total.load(Ordering::Relaxed),
-        counts.fed.load(Ordering::Relaxed),
-        counts.broken.load(Ordering::Relaxed),
-        sink.snapshot(),
-        t0.elapsed(),
-    );
+    let ((cpu1, got1, fed1, broken1, counts1), t1) = timed(|| {
+        (
+            each_cpu(&pids),
+            sink.total.load(Ordering::Relaxed),
+            counts.fed.load(Ordering::Relaxed),
+            counts.broken.load(Ordering::Relaxed),
+            sink.snapshot(),
+        )
+    });
+    let elapsed = t1.saturating_duration_since(t0);
     let memory = total_memory(&pids);
     let thread_count = threads(&pids);
     let connected = counts.connected.load(Ordering::Relaxed);
@@ -533,14 +579,7 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
     finish(counting);
     let (pss, rss) = memory;
     // A process that ended before the window's end counts no CPU, and is reported.
-    let mut cpu = Duration::ZERO;
-    let mut ended = 0;
-    for (before, after) in cpu0.iter().zip(&cpu1) {
-        match (before, after) {
-            (Some(before), Some(after)) => cpu += after.saturating_sub(*before),
-            _ => ended += 1,
-        }
-    }
+    let (cpu, ended) = cpu_between(&cpu0, &cpu1);
     if ended == pids.len() {
         eprintln!("{}: every relaying process ended", relay.label());
         return None;
@@ -563,6 +602,7 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
             cpu.as_secs_f64() * 1e6 / packets as f64
         },
         cpu_share: cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        idle_share,
         pss_kib: pss,
         rss_kib: rss,
         processes: pids.len(),
@@ -612,15 +652,20 @@ fn main() {
          arrives from each stream. `srt-live-transmit` runs as one listener process per \
          stream, each on its own port (`-chunk 1316`, `-q -ll fatal`); our relay is one \
          `mirror-relay --quiet --srt-backend … --streams FILE` process with every stream \
-         listening on one port, routed by stream id, on the config's defaults. Once every \
-         caller is connected: a {:?} warm-up, then a {:?} window. CPU is the sum over the \
+         listening on one port, routed by stream id, on the config's defaults. \"CPU \
+         before any caller\" is read over {:?}, {:?} after the program started, before the \
+         encoders start. Once every caller is connected (or after {:?}): a {:?} warm-up, \
+         then a {:?} window. CPU is the sum over the \
          relaying processes and their threads of `/proc/PID/task/*/schedstat` over the \
          window, \"CPU used\" that sum per second of the window (200 % is the whole \
          machine, which the encoders here share), memory the sum of the processes' PSS \
          (shared pages divided among the processes that map them) and RSS (shared pages \
          counted in every process) from `/proc/PID/smaps_rollup` at the end of the window, \
          divided by the streams. \"vs srt-live-transmit\" divides by srt-live-transmit's \
-         figure of the same run.",
+         figure of the same run; \"—\" where it relayed nothing.",
+        idle_window(),
+        IDLE_SETTLE,
+        connecting(),
         warmup(),
         window(),
     ));
@@ -659,7 +704,7 @@ fn scenario(section: &mut Section, n: usize, rate: u32) {
         .map(|(relay, f)| match f {
             None => std::iter::once(relay.label().to_owned())
                 .chain(std::iter::once("not measured".to_owned()))
-                .chain((0..10).map(|_| "—".to_owned()))
+                .chain((0..11).map(|_| "—".to_owned()))
                 .collect(),
             Some(f) => vec![
                 relay.label().to_owned(),
@@ -671,11 +716,16 @@ fn scenario(section: &mut Section, n: usize, rate: u32) {
                     thousands(f.per_sec),
                     thousands(f.fed_per_sec)
                 ),
-                format!("{:.2} µs", f.us_per_packet),
+                if f.us_per_packet.is_finite() {
+                    format!("{:.2} µs", f.us_per_packet)
+                } else {
+                    "—".to_owned()
+                },
                 base.map_or("—".to_owned(), |b| {
                     factor(f.us_per_packet, b.us_per_packet)
                 }),
                 format!("{:.0} %", f.cpu_share * 100.0),
+                format!("{:.0} %", f.idle_share * 100.0),
                 kib(per_stream(f.pss_kib)),
                 base.map_or("—".to_owned(), |b| {
                     factor(f.pss_kib as f64, b.pss_kib as f64)
@@ -704,6 +754,7 @@ fn scenario(section: &mut Section, n: usize, rate: u32) {
             "CPU per relayed message",
             "vs srt-live-transmit",
             "CPU used (% of one core)",
+            "CPU before any caller (% of one core)",
             "memory per stream (PSS)",
             "vs srt-live-transmit",
             "memory per stream (RSS)",
@@ -711,15 +762,30 @@ fn scenario(section: &mut Section, n: usize, rate: u32) {
         ],
         &rows,
     );
+    if let Some(b) = base.filter(|b| b.connected < n) {
+        section.para(&format!(
+            "Only {} of the {n} `srt-live-transmit` processes had their caller connected \
+             after {:?}, and they relayed {} messages a second in the window. Before any \
+             caller, the {n} idle listeners (libsrt's threads waking on their timers in \
+             every process) used {:.0} % of one core of this machine's {}.",
+            b.connected,
+            connecting(),
+            thousands(b.per_sec),
+            b.idle_share * 100.0,
+            std::thread::available_parallelism().map_or(0, usize::from),
+        ));
+    }
     if let (Some(b), Some(Some(ours))) = (base, figures.get(1)) {
         let cpu = ours.us_per_packet / b.us_per_packet;
         let memory = ours.pss_kib as f64 / b.pss_kib as f64;
-        section.target(
+        if cpu.is_finite() {
+            section.target(
             &format!("{n} SRT streams, one relay on libsrt / one srt-live-transmit each, CPU per message"),
             "≤ ×1.0",
             &format!("×{cpu:.2}"),
             cpu <= 1.0,
         );
+        }
         section.target(
             &format!(
                 "{n} SRT streams, one relay on libsrt / one srt-live-transmit each, memory (PSS)"
