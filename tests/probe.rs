@@ -361,7 +361,8 @@ macro_rules! connect {
     ($service:expr, $handle:expr, $failures:expr) => {{
         tokio_test::assert_ready_ok!($service.poll_ready());
         let response = tokio::spawn($service.call("cam1"));
-        for _ in 0..$failures {
+        let failures: usize = $failures;
+        for _ in 0..failures {
             $handle
                 .next_request()
                 .await
