@@ -230,6 +230,29 @@ async fn memory_storage_honours_its_ttl() {
     assert!(storage.load("cam1").await.unwrap().is_none());
 }
 
+#[tokio::test]
+async fn memory_storage_gives_back_each_state_whole() {
+    let storage = MemoryStorage::new();
+    for id in ["cam1", "cam2"] {
+        let mut state = ConnectionState::new(id, Protocol::Srt);
+        state.codec = Some(format!("{id}-codec"));
+        state.parameters.insert("latency".into(), "120".into());
+        storage.save(&state).await.unwrap();
+        // Saved again, in place.
+        storage.save(&state).await.unwrap();
+    }
+    for id in ["cam1", "cam2"] {
+        let loaded = storage.load(id).await.unwrap().expect("saved");
+        assert_eq!(loaded.stream_id, id);
+        assert_eq!(
+            loaded.codec.as_deref(),
+            Some(format!("{id}-codec").as_str())
+        );
+        assert_eq!(loaded.parameters["latency"], "120");
+    }
+    assert_eq!(storage.len(), 2);
+}
+
 #[test]
 fn connection_state_json_uses_snake_case_and_round_trips() {
     let mut state = ConnectionState::new("cam1", Protocol::Srt);

@@ -11,6 +11,13 @@ use super::{StateRestore, StateStorage};
 #[derive(Clone)]
 #[must_use]
 pub struct StateRestoreLayer {
+    /// Shared by the layer's clones, its services and their connections: one pointer
+    /// each rather than a copy of every setting.
+    pub(crate) shared: Arc<Settings>,
+}
+
+/// What a [`StateRestoreLayer`] keeps.
+pub(crate) struct Settings {
     pub(crate) storage: Option<Arc<dyn StateStorage>>,
     pub(crate) save_interval: Duration,
     pub(crate) errors: Arc<StoreErrors>,
@@ -19,9 +26,9 @@ pub struct StateRestoreLayer {
 impl std::fmt::Debug for StateRestoreLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateRestoreLayer")
-            .field("enabled", &self.storage.is_some())
-            .field("save_interval", &self.save_interval)
-            .field("errors", &self.errors.count())
+            .field("enabled", &self.shared.storage.is_some())
+            .field("save_interval", &self.shared.save_interval)
+            .field("errors", &self.shared.errors.count())
             .finish()
     }
 }
@@ -29,32 +36,38 @@ impl std::fmt::Debug for StateRestoreLayer {
 impl StateRestoreLayer {
     /// Keep state in `storage`, saving at most once a second while packets flow.
     pub fn new(storage: Arc<dyn StateStorage>) -> Self {
-        Self {
-            storage: Some(storage),
-            save_interval: Duration::from_secs(1),
-            errors: Arc::default(),
-        }
+        Self::with(Some(storage), Duration::from_secs(1), Arc::default())
     }
 
     /// A layer that neither loads nor saves (for `persist_state: false`), so a stack's
     /// type does not change with the setting.
     pub fn disabled() -> Self {
-        Self {
-            storage: None,
-            save_interval: Duration::from_secs(1),
-            errors: Arc::default(),
-        }
+        Self::with(None, Duration::from_secs(1), Arc::default())
     }
 
     /// Save at most this often while packets flow.
-    pub fn save_interval(mut self, interval: Duration) -> Self {
-        self.save_interval = interval;
-        self
+    pub fn save_interval(self, interval: Duration) -> Self {
+        let shared = &self.shared;
+        Self::with(shared.storage.clone(), interval, Arc::clone(&shared.errors))
     }
 
     /// How many load and save errors the store has given so far.
     pub fn error_count(&self) -> u64 {
-        self.errors.count()
+        self.shared.errors.count()
+    }
+
+    fn with(
+        storage: Option<Arc<dyn StateStorage>>,
+        save_interval: Duration,
+        errors: Arc<StoreErrors>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Settings {
+                storage,
+                save_interval,
+                errors,
+            }),
+        }
     }
 }
 

@@ -10,8 +10,9 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_service::Service;
 
+use super::layer::Settings;
 use super::throttle::StoreErrors;
-use super::{StateRestoreLayer, StateStorage, StorageError, StorageErrorKind};
+use super::{StateRestoreLayer, StorageError, StorageErrorKind};
 use crate::connection::metric_names as names;
 use crate::connection::{
     Connection, ConnectionError, ConnectionState, HealthHandle, Packet, StreamTarget,
@@ -88,14 +89,14 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone.clone());
         let config = self.config.clone();
         Box::pin(async move {
-            let saved = match &config.storage {
+            let saved = match &config.shared.storage {
                 Some(storage) => match storage.load(target.stream_id()).await {
                     Ok(saved) => {
-                        storage_answered(&config.errors, target.stream_id());
+                        storage_answered(&config.shared.errors, target.stream_id());
                         saved
                     }
                     Err(error) => {
-                        storage_error(&config.errors, "load", &error);
+                        storage_error(&config.shared.errors, "load", &error);
                         None
                     }
                 },
@@ -132,7 +133,7 @@ where
                         "the saved state makes the target invalid; ignored it and used the configured target",
                     )
                     .with_source(error);
-                    storage_error(&config.errors, "load", &ignored);
+                    storage_error(&config.shared.errors, "load", &ignored);
                     Ok(Restored::new(configured?, config))
                 }
                 Err(error) => Err(error),
@@ -154,9 +155,7 @@ type FinalSave<I> = (BoxFuture<()>, Option<I>);
 /// A connection whose state is saved as it changes.
 pub struct Restored<C: Connection> {
     inner: C,
-    storage: Option<Arc<dyn StateStorage>>,
-    errors: Arc<StoreErrors>,
-    save_interval: Duration,
+    settings: Arc<Settings>,
     next_save: Instant,
     saving: Option<BoxFuture<()>>,
     /// The last save, which the end of the stream waits for (boxed: it is needed once,
@@ -168,7 +167,7 @@ pub struct Restored<C: Connection> {
 impl<C: Connection> std::fmt::Debug for Restored<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Restored")
-            .field("save_interval", &self.save_interval)
+            .field("save_interval", &self.settings.save_interval)
             .field("saving", &self.saving.is_some())
             .finish_non_exhaustive()
     }
@@ -178,9 +177,7 @@ impl<C: Connection> Restored<C> {
     fn new(conn: C, config: StateRestoreLayer) -> Self {
         let mut this = Self {
             inner: conn,
-            storage: config.storage,
-            errors: config.errors,
-            save_interval: config.save_interval,
+            settings: config.shared,
             next_save: Instant::now(),
             saving: None,
             final_save: None,
@@ -202,8 +199,8 @@ impl<C: Connection> Restored<C> {
     }
 
     fn save_future(&self) -> Option<BoxFuture<()>> {
-        let storage = Arc::clone(self.storage.as_ref()?);
-        let errors = Arc::clone(&self.errors);
+        let storage = Arc::clone(self.settings.storage.as_ref()?);
+        let errors = Arc::clone(&self.settings.errors);
         let state = self.inner.state();
         Some(Box::pin(async move {
             match storage.save(&state).await {
@@ -214,7 +211,7 @@ impl<C: Connection> Restored<C> {
     }
 
     fn start_save(&mut self) {
-        self.next_save = Instant::now() + self.save_interval;
+        self.next_save = Instant::now() + self.settings.save_interval;
         self.saving = self.save_future();
     }
 
@@ -243,7 +240,7 @@ impl<C: Connection> Restored<C> {
         };
         let earlier = self.saving.take();
         let stream_id = self.inner.state().stream_id;
-        let errors = Arc::clone(&self.errors);
+        let errors = Arc::clone(&self.settings.errors);
         let last = async move {
             if let Some(earlier) = earlier {
                 earlier.await;

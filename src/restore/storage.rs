@@ -156,7 +156,9 @@ pub struct MemoryStorage {
     states: Mutex<HashMap<String, Box<Saved>>>,
 }
 
-/// A state and when it was saved.
+/// A state and when it was saved. The state's `stream_id` is left empty: the map's
+/// key holds it, and a second copy of every stream id would cost each stream one
+/// more allocation.
 type Saved = (ConnectionState, Instant);
 
 impl MemoryStorage {
@@ -193,7 +195,9 @@ impl MemoryStorage {
 
 impl StateStorage for MemoryStorage {
     fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
-        let saved = (state.clone(), Instant::now());
+        let mut copy = state.clone();
+        copy.stream_id = String::new();
+        let saved = (copy, Instant::now());
         let mut states = self.states();
         // A state saved again replaces the one before in place: no new key, no new box.
         match states.get_mut(&state.stream_id) {
@@ -213,7 +217,11 @@ impl StateStorage for MemoryStorage {
                 states.remove(stream_id);
                 None
             }
-            Some((state, _)) => Some(state.clone()),
+            Some((state, _)) => {
+                let mut state = state.clone();
+                state.stream_id = stream_id.to_owned();
+                Some(state)
+            }
             None => None,
         };
         Box::pin(std::future::ready(Ok(found)))
