@@ -18,7 +18,6 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,8 +33,11 @@ use srt_tokio::SrtSocket;
 mod net_figures;
 #[path = "common/quick.rs"]
 mod quick;
+#[path = "common/relaying.rs"]
+mod relaying;
 
 use net_figures::{factor, free_udp_port, have, thousands, Section};
+use relaying::{process_cpu, relay_binary};
 
 const PAYLOAD: usize = 1316;
 const LATENCY_MS: u32 = 120;
@@ -111,13 +113,6 @@ impl Guards {
     }
 }
 
-fn relay_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release").join("mirror-relay")
-}
-
 fn quiet(command: &mut Command) -> std::io::Result<Child> {
     command
         .stdin(Stdio::null())
@@ -183,22 +178,6 @@ fn start(
             ))
         }
     }
-}
-
-/// CPU time of every thread of `pid`, now.
-fn process_cpu(pid: u32) -> Option<Duration> {
-    let mut total = 0u64;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        // A thread that ended since the listing counts nothing.
-        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
-            continue;
-        };
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(total))
 }
 
 /// CPU time of each of `pids` (`None` for one that is gone).
@@ -550,25 +529,21 @@ fn run(relay: Relay, n: usize, rate: u32) -> Option<Figures> {
             .map(Iterator::count)
             .sum()
     };
-    let ((cpu0, got0, fed0, broken0, counts0), t0) = timed(|| {
-        (
-            each_cpu(&pids),
-            sink.total.load(Ordering::Relaxed),
-            counts.fed.load(Ordering::Relaxed),
-            counts.broken.load(Ordering::Relaxed),
-            sink.snapshot(),
-        )
-    });
+    // Every figure the window needs, read at once.
+    let read = || {
+        timed(|| {
+            (
+                each_cpu(&pids),
+                sink.total.load(Ordering::Relaxed),
+                counts.fed.load(Ordering::Relaxed),
+                counts.broken.load(Ordering::Relaxed),
+                sink.snapshot(),
+            )
+        })
+    };
+    let ((cpu0, got0, fed0, broken0, counts0), t0) = read();
     std::thread::sleep(window());
-    let ((cpu1, got1, fed1, broken1, counts1), t1) = timed(|| {
-        (
-            each_cpu(&pids),
-            sink.total.load(Ordering::Relaxed),
-            counts.fed.load(Ordering::Relaxed),
-            counts.broken.load(Ordering::Relaxed),
-            sink.snapshot(),
-        )
-    });
+    let ((cpu1, got1, fed1, broken1, counts1), t1) = read();
     let elapsed = t1.saturating_duration_since(t0);
     let memory = total_memory(&pids);
     let thread_count = threads(&pids);
@@ -627,16 +602,8 @@ fn main() {
     if let Some(notice) = quick::notice() {
         section.para(&notice);
     }
-    if !have("srt-live-transmit") {
-        section.para("Not measured: srt-live-transmit is missing (Debian: srt-tools).");
-        section.finish();
-        return;
-    }
-    if !relay_binary().exists() {
-        section.para(&format!(
-            "Not measured: {} is missing (cargo build --release --all-features --bin mirror-relay).",
-            relay_binary().display()
-        ));
+    if let Some(why) = relaying::not_measurable(have) {
+        section.para(&why);
         section.finish();
         return;
     }

@@ -17,7 +17,6 @@
 //! `BENCH_QUICK=1` makes one short run of each.
 
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,8 +26,11 @@ use std::time::{Duration, Instant};
 mod net_figures;
 #[path = "common/quick.rs"]
 mod quick;
+#[path = "common/relaying.rs"]
+mod relaying;
 
 use net_figures::{factor, free_udp_port, have, median, spread, thousands, Section};
+use relaying::{process_cpu, relay_binary};
 
 const PAYLOAD: usize = 1316;
 const PACED_RATE: u32 = 5_000;
@@ -73,13 +75,6 @@ impl Drop for Guard {
     }
 }
 
-fn relay_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release").join("mirror-relay")
-}
-
 fn quiet(command: &mut Command) -> std::io::Result<Guard> {
     command
         .stdin(Stdio::null())
@@ -113,19 +108,6 @@ fn start_relay(relay: Relay, port: u16, sink: u16) -> std::io::Result<Guard> {
             )
         }
     }
-}
-
-/// CPU time of every thread of `pid`, now.
-fn process_cpu(pid: u32) -> Option<Duration> {
-    let mut total = 0u64;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        let text = std::fs::read_to_string(entry.path().join("schedstat")).ok()?;
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(total))
 }
 
 /// One run's figures.
@@ -254,16 +236,8 @@ fn main() {
     if let Some(notice) = quick::notice() {
         section.para(&notice);
     }
-    if !have("srt-live-transmit") {
-        section.para("Not measured: srt-live-transmit is missing (Debian: srt-tools).");
-        section.finish();
-        return;
-    }
-    if !relay_binary().exists() {
-        section.para(&format!(
-            "Not measured: {} is missing (cargo build --release --all-features --bin mirror-relay).",
-            relay_binary().display()
-        ));
+    if let Some(why) = relaying::not_measurable(have) {
+        section.para(&why);
         section.finish();
         return;
     }

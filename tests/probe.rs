@@ -356,6 +356,16 @@ fn ladder() -> (
     (layer, attempts, resets)
 }
 
+/// The delay before each attempt logged.
+fn delays(attempts: &Log<Attempt>) -> Vec<Duration> {
+    attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, a)| a.delay)
+        .collect()
+}
+
 /// One connect through `$service`: `$failures` failed attempts, then a success.
 macro_rules! connect {
     ($service:expr, $handle:expr, $failures:expr) => {{
@@ -388,12 +398,7 @@ async fn a_short_lived_connection_does_not_reset_the_backoff() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     connect!(service, handle, 1);
 
-    let delays: Vec<Duration> = attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, a)| a.delay)
-        .collect();
+    let delays = delays(&attempts);
     assert_eq!(
         delays,
         [
@@ -428,12 +433,7 @@ async fn a_first_attempt_success_on_a_flapping_link_keeps_the_ladder_where_it_st
     tokio::time::sleep(Duration::from_secs(2)).await;
     connect!(service, handle, 1);
 
-    let delays: Vec<Duration> = attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, a)| a.delay)
-        .collect();
+    let delays = delays(&attempts);
     assert_eq!(
         delays,
         [ms(0), ms(0), ms(100), ms(200), ms(0), ms(0), ms(400)],
@@ -458,12 +458,7 @@ async fn without_stable_after_every_connect_starts_afresh() {
         response.await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let delays: Vec<Duration> = attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, a)| a.delay)
-        .collect();
+    let delays = delays(&attempts);
     assert_eq!(delays, [ms(0), ms(100), ms(0), ms(100)]);
 }
 
