@@ -3,7 +3,10 @@
 //! in one run.
 //!
 //! Each run: this process opens one SRT caller per stream (libsrt, all on one local
-//! UDP port) and sends numbered 1316-byte messages on each at a steady rate. The
+//! UDP port; srt-tokio callers on ports of their own for our relay on srt-tokio, whose
+//! listener tells callers apart by address and port alone) and sends numbered
+//! 1316-byte messages on each at a steady rate, from 200 streams at 20 a second to
+//! 1 000 at 5 (see [`scenarios`]). The
 //! program under test listens, relays every stream to one UDP socket here that counts
 //! what arrives and from which stream, and gets measured: CPU time (the sum over its
 //! threads, and over its processes, of `/proc/PID/task/*/schedstat`) over a window
@@ -14,7 +17,7 @@
 //! Needs `srt-live-transmit` (srt-tools), libsrt, and the relay built with the libsrt
 //! feature: `cargo build --release --all-features --bin mirror-relay` (scripts/bench.sh
 //! does it). `BENCH_QUICK=1` makes a short run with 50 streams; `RELAY_SCALE_STREAMS=N`
-//! runs N streams.
+//! (and `RELAY_SCALE_RATE=R`) makes one run of N streams instead.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, UdpSocket};
