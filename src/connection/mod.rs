@@ -31,6 +31,7 @@ pub use probe::{Probe, ProbeFuture, ProbeOutcome};
 pub(crate) use secret::is_secret_name;
 pub use secret::{redact_url, Secret};
 pub use sequence::Sequence;
+#[cfg(feature = "rtp")]
 pub(crate) use sequence::{SeqEvent, SeqTotals};
 pub use state::{ConnectionState, ConnectionStatistics, Protocol};
 pub use target::{StreamTarget, Target};
