@@ -39,7 +39,7 @@ mod quick;
 #[path = "common/relaying.rs"]
 mod relaying;
 
-use net_figures::{factor, free_udp_port, have, thousands, Section};
+use net_figures::{factor, free_udp_port, thousands, Section};
 use relaying::{process_cpu, relay_binary};
 
 const PAYLOAD: usize = 1316;
@@ -598,18 +598,12 @@ fn kib(value: f64) -> String {
 }
 
 fn main() {
-    let mut section = Section::new(
+    let Some(mut section) = relaying::open_section(
         "relay_scale",
         "Many SRT streams: one relay for all against one srt-live-transmit per stream",
-    );
-    if let Some(notice) = quick::notice() {
-        section.para(&notice);
-    }
-    if let Some(why) = relaying::not_measurable(have) {
-        section.para(&why);
-        section.finish();
+    ) else {
         return;
-    }
+    };
     section.para(&format!(
         "Measured in real time on loopback; in each run, one run of each program, one \
          after the other. This process opens one SRT caller per stream (libsrt, latency \

@@ -29,7 +29,7 @@ mod quick;
 #[path = "common/relaying.rs"]
 mod relaying;
 
-use net_figures::{factor, free_udp_port, have, median, spread, thousands, Section};
+use net_figures::{factor, free_udp_port, median, spread, thousands};
 use relaying::{process_cpu, relay_binary};
 
 const PAYLOAD: usize = 1316;
@@ -229,18 +229,12 @@ fn feed(port: u16, paced: bool, stop: &AtomicBool, fed: &AtomicU64) {
 }
 
 fn main() {
-    let mut section = Section::new(
+    let Some(mut section) = relaying::open_section(
         "srt_relay",
         "SRT relaying: srt-live-transmit and our relay on each SRT backend",
-    );
-    if let Some(notice) = quick::notice() {
-        section.para(&notice);
-    }
-    if let Some(why) = relaying::not_measurable(have) {
-        section.para(&why);
-        section.finish();
+    ) else {
         return;
-    }
+    };
     let relays = [Relay::LiveTransmit, Relay::OursSrtTokio, Relay::OursLibsrt];
     section.para(&format!(
         "Measured in real time on loopback. A UDP feeder here sends numbered {PAYLOAD}-byte \

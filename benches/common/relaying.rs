@@ -2,7 +2,8 @@
 //! the relay program is, whether the programs needed are there, and a process's CPU
 //! time.
 //!
-//! Include with `#[path = "common/relaying.rs"] mod relaying;`.
+//! Include with `#[path = "common/relaying.rs"] mod relaying;`, beside `net_figures`
+//! and `quick` (it opens the bench's section with them).
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
@@ -16,19 +17,32 @@ pub fn relay_binary() -> PathBuf {
     target.join("release").join("mirror-relay")
 }
 
-/// Why the bench cannot measure (`srt-live-transmit` or the relay's build is
-/// missing), as the paragraph its section says instead; `None` when it can.
-pub fn not_measurable(have: impl Fn(&str) -> bool) -> Option<String> {
-    if !have("srt-live-transmit") {
-        return Some("Not measured: srt-live-transmit is missing (Debian: srt-tools).".to_owned());
+/// The bench's section, opened with the quick-run notice; `None` when the bench
+/// cannot measure (`srt-live-transmit` or the relay's build is missing), once the
+/// section is written saying so.
+pub fn open_section(bench: &'static str, title: &str) -> Option<crate::net_figures::Section> {
+    let mut section = crate::net_figures::Section::new(bench, title);
+    if let Some(notice) = crate::quick::notice() {
+        section.para(&notice);
     }
-    if !relay_binary().exists() {
-        return Some(format!(
+    let missing = if !crate::net_figures::have("srt-live-transmit") {
+        Some("Not measured: srt-live-transmit is missing (Debian: srt-tools).".to_owned())
+    } else if !relay_binary().exists() {
+        Some(format!(
             "Not measured: {} is missing (cargo build --release --all-features --bin mirror-relay).",
             relay_binary().display()
-        ));
+        ))
+    } else {
+        None
+    };
+    match missing {
+        Some(why) => {
+            section.para(&why);
+            section.finish();
+            None
+        }
+        None => Some(section),
     }
-    None
 }
 
 /// CPU time of every thread of `pid`, now; `None` when the process is gone. A thread

@@ -175,25 +175,25 @@ impl SeqTracker {
 
     /// Packets the numbers of the current run say were sent (a restart or a
     /// [`reset`](Self::reset) starts a new run).
-    #[cfg_attr(not(feature = "rtp"), allow(dead_code))] // for RTP's statistics
+    #[cfg(any(feature = "rtp", test))] // for RTP's receiver statistics alone
     pub(crate) fn expected(&self) -> u64 {
         self.max.map_or(0, |(_, max)| max - self.base + 1)
     }
 
     /// Distinct packets received in the current run.
-    #[cfg_attr(not(feature = "rtp"), allow(dead_code))] // for RTP's statistics
+    #[cfg(any(feature = "rtp", test))] // for RTP's receiver statistics alone
     pub(crate) fn received(&self) -> u64 {
         self.received
     }
 
     /// The highest number seen.
-    #[cfg_attr(not(feature = "rtp"), allow(dead_code))] // for RTP's statistics
+    #[cfg(any(feature = "rtp", test))] // for RTP's receiver statistics alone
     pub(crate) fn highest(&self) -> Option<Sequence> {
         self.max.map(|(seq, _)| seq)
     }
 
     /// Forget the current run: the next packet starts a new one (a new sender).
-    #[cfg_attr(not(feature = "rtp"), allow(dead_code))] // for RTP's statistics
+    #[cfg(any(feature = "rtp", test))] // for RTP's receiver statistics alone
     pub(crate) fn reset(&mut self) {
         self.max = None;
         self.received = 0;
@@ -267,7 +267,7 @@ impl SeqTracker {
 
 /// Totals over every run of a [`SeqTracker`] (an RTP session's receiver statistics):
 /// it reads each event, and what a run counted before it restarts.
-#[cfg_attr(not(feature = "rtp"), allow(dead_code))] // used by RTP alone
+#[cfg(any(feature = "rtp", test))] // RTP's receiver statistics alone
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SeqTotals {
     /// The tracker whose events are counted.
@@ -283,7 +283,7 @@ pub(crate) struct SeqTotals {
     pub(crate) jumps: u64,
 }
 
-#[cfg_attr(not(feature = "rtp"), allow(dead_code))]
+#[cfg(any(feature = "rtp", test))]
 impl SeqTotals {
     /// Take one packet's number.
     pub(crate) fn update(&mut self, seq: Sequence) -> SeqEvent {
