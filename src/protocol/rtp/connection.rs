@@ -4,48 +4,37 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::BytesMut;
 use futures_core::Stream;
-use rtp_types::RtpPacket;
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, Sleep};
 
 use crate::connection::{
-    Connection, ConnectionError, ConnectionState, ConnectionStatistics, Packet, Protocol, Sequence,
-    Target,
+    Connection, ConnectionError, ConnectionState, ConnectionStatistics, Packet, Protocol, Target,
 };
 
-use super::error::{RtpPacketError, SessionTimedOut};
-use super::session::{Header, Session, SessionConfig};
+use super::error::SessionTimedOut;
+use super::receiver::RtpReceiver;
+use super::session::SessionConfig;
 use super::stats::RtpStatistics;
 
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
-/// Packets are copied into shared blocks of this size: one allocation per few
-/// hundred packets instead of one per packet.
-const BLOCK: usize = 256 * 1024;
 
 /// A live RTP session on a bound UDP socket: a [`Connection`] whose packets are whole
 /// RTP packets (header included), numbered with their RTP sequence number.
 ///
 /// Made by [`RtpConnector`](super::RtpConnector); see the [module docs](super) for
-/// what it checks and reports.
+/// what it checks and reports. [`RtpReceiver`] is the same session without the socket.
 pub struct RtpConnection {
     socket: UdpSocket,
     buf: Box<[u8]>,
-    block: BytesMut,
-    session: Session,
+    receiver: RtpReceiver,
     base: ConnectionState,
     remote: Option<SocketAddr>,
     local: Option<SocketAddr>,
-    started: Instant,
-    started_wall: SystemTime,
-    packets: u64,
-    bytes: u64,
-    errors: u64,
     timeout: Duration,
     retry_on_timeout: bool,
     timer: Pin<Box<Sleep>>,
@@ -58,7 +47,7 @@ impl fmt::Debug for RtpConnection {
             .field("stream_id", &self.base.stream_id)
             .field("local_addr", &self.local)
             .field("remote_addr", &self.remote)
-            .field("statistics", &self.session.statistics())
+            .field("statistics", &self.receiver.statistics())
             .finish_non_exhaustive()
     }
 }
@@ -76,23 +65,14 @@ impl RtpConnection {
         let mut base = ConnectionState::new(target.stream_id.clone(), Protocol::Rtp);
         base.codec.clone_from(&target.codec);
         base.local_addr = local;
-        let mut session = Session::new(config, started);
-        // Saved continuity comes in the target's parameters (StateRestoreLayer puts it
-        // there) and again through `restore`; either is enough.
-        session.restore(&target.parameters);
+        let receiver = RtpReceiver::with_config(target, config, started, base.start_time);
         Self {
             socket,
             buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
-            block: BytesMut::with_capacity(BLOCK),
-            session,
-            started_wall: base.start_time,
+            receiver,
             base,
             remote: None,
             local,
-            started,
-            packets: 0,
-            bytes: 0,
-            errors: 0,
             timeout,
             retry_on_timeout,
             timer: Box::pin(tokio::time::sleep_until(started + timeout)),
@@ -112,17 +92,7 @@ impl RtpConnection {
 
     /// What the session measured so far.
     pub fn statistics(&self) -> RtpStatistics {
-        self.session.statistics()
-    }
-
-    /// The wall-clock time of `at`, from the connection's start (no clock read).
-    fn wall(&self, at: Instant) -> SystemTime {
-        self.started_wall + at.saturating_duration_since(self.started)
-    }
-
-    fn error(&mut self, error: RtpPacketError) -> Option<Result<Packet, ConnectionError>> {
-        self.errors += 1;
-        Some(Err(ConnectionError::Packet(Box::new(error))))
+        self.receiver.statistics()
     }
 
     /// Judge one datagram of `len` bytes in `buf`: a packet, an error item, or
@@ -132,48 +102,11 @@ impl RtpConnection {
         len: usize,
         from: SocketAddr,
     ) -> Option<Result<Packet, ConnectionError>> {
-        let now = Instant::now();
-        let data = &self.buf[..len];
-        // RFC 5761: payload types 64–95 are RTCP (SR, RR, SDES, BYE, APP) sharing the port.
-        if len >= 2 && data[0] >> 6 == 2 && (64..=95).contains(&(data[1] & 0x7f)) {
-            self.session.rtcp += 1;
-            return None;
+        let item = self.receiver.receive(&self.buf[..len], Instant::now());
+        if let Some(Ok(_)) = item {
+            self.remote = Some(from);
         }
-        let header = match RtpPacket::parse(data) {
-            Ok(p) => Header {
-                ssrc: p.ssrc(),
-                payload_type: p.payload_type(),
-                sequence: p.sequence_number(),
-                timestamp: p.timestamp(),
-            },
-            Err(e) => {
-                self.session.invalid += 1;
-                return self.error(RtpPacketError::NotRtp {
-                    reason: e.to_string(),
-                    len,
-                });
-            }
-        };
-        let wall = self.wall(now);
-        let accepted = match self.session.on_packet(&header, now, wall) {
-            Ok(a) => a,
-            Err(e) => return self.error(e),
-        };
-        self.remote = Some(from);
-        self.packets += 1;
-        self.bytes += len as u64;
-        if self.block.capacity() < len {
-            self.block = BytesMut::with_capacity(BLOCK.max(len));
-        }
-        self.block.extend_from_slice(&self.buf[..len]);
-        if accepted.rewritten {
-            // Fixed header: sequence number at bytes 2–3, timestamp at 4–7.
-            self.block[2..4].copy_from_slice(&accepted.sequence.to_be_bytes());
-            self.block[4..8].copy_from_slice(&accepted.timestamp.to_be_bytes());
-        }
-        let packet = Packet::new(self.block.split().freeze(), now)
-            .with_sequence(Sequence::rtp(accepted.sequence));
-        Some(Ok(packet))
+        item
     }
 
     fn poll_timeout(
@@ -183,7 +116,11 @@ impl RtpConnection {
         loop {
             ready!(self.timer.as_mut().poll(cx));
             // The timer is only moved when it fires, not on every packet.
-            let last = self.session.last_accepted().unwrap_or(self.started);
+            let last = self
+                .receiver
+                .session
+                .last_accepted()
+                .unwrap_or(self.receiver.started);
             let deadline = last + self.timeout;
             if deadline > Instant::now() {
                 self.timer.as_mut().reset(deadline);
@@ -250,14 +187,16 @@ impl Connection for RtpConnection {
     fn state(&self) -> ConnectionState {
         let mut state = self.base.clone();
         state.remote_addr = self.remote;
+        let receiver = &self.receiver;
         state.statistics = ConnectionStatistics {
-            packets_received: self.packets,
-            bytes_received: self.bytes,
-            packet_errors: self.errors,
-            uptime: self.started.elapsed(),
+            packets_received: receiver.packets,
+            bytes_received: receiver.bytes,
+            packet_errors: receiver.errors,
+            uptime: receiver.started.elapsed(),
         };
-        state.last_activity = self.wall(self.session.last_accepted().unwrap_or(self.started));
-        self.session.write_parameters(&mut state.parameters);
+        state.last_activity =
+            receiver.wall(receiver.session.last_accepted().unwrap_or(receiver.started));
+        receiver.session.write_parameters(&mut state.parameters);
         state
     }
 
@@ -265,6 +204,6 @@ impl Connection for RtpConnection {
         if self.base.codec.is_none() {
             self.base.codec.clone_from(&state.codec);
         }
-        self.session.restore(&state.parameters);
+        self.receiver.session.restore(&state.parameters);
     }
 }

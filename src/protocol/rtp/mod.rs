@@ -90,10 +90,12 @@ mod connection;
 mod connector;
 pub mod error;
 mod params;
+mod receiver;
 mod session;
 mod stats;
 
 pub use connection::RtpConnection;
 pub use connector::{RtpConnecting, RtpConnector};
 pub use error::{RtpPacketError, SessionTimedOut};
+pub use receiver::RtpReceiver;
 pub use stats::{keys, RtpStatistics};
