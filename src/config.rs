@@ -26,6 +26,10 @@
 use crate::failover::{FailoverConfig, MIN_SWITCH_BACK_AFTER};
 use std::fmt;
 use std::path::Path;
+
+/// The longest config file [`ReconnectionConfig::from_yaml_file`] reads: 1 MiB,
+/// thousands of times what every key takes.
+pub const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -392,13 +396,30 @@ impl ReconnectionConfig {
         Ok(config)
     }
 
-    /// Read a YAML file and validate it.
+    /// Read a YAML file of at most [`MAX_CONFIG_FILE`] bytes and validate it.
+    ///
+    /// A longer file (or a device that never ends, such as `/dev/zero`) is an
+    /// [`Io`](ConfigError::Io) error after that many bytes, not read whole.
     pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        use std::io::Read;
+
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let io = |source| ConfigError::Io {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_CONFIG_FILE + 1).read_to_end(&mut bytes))
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_CONFIG_FILE {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("longer than {MAX_CONFIG_FILE} bytes, the most a config may be"),
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         Self::from_yaml_str(&text).map_err(|e| match e {
             ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
             other => other,

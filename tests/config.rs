@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mirror_reconnect::backoff::{Backoff, Jitter};
-use mirror_reconnect::config::{BackoffType, ConfigError};
+use mirror_reconnect::config::{BackoffType, ConfigError, MAX_CONFIG_FILE};
 use mirror_reconnect::ReconnectionConfig;
 
 #[test]
@@ -206,6 +206,23 @@ fn a_parse_error_names_the_file() {
         .to_string();
     std::fs::remove_file(&path).unwrap();
     assert!(e.contains(&path.display().to_string()), "{e}");
+}
+
+#[test]
+fn a_config_file_past_its_limit_is_refused_not_read_whole() {
+    let path =
+        std::env::temp_dir().join(format!("mirror-reconnect-long-{}.yaml", std::process::id()));
+    // Valid YAML all through (comments), one byte past the limit.
+    let mut text = "# padding\n".repeat(MAX_CONFIG_FILE as usize / 10 + 1);
+    text.truncate(MAX_CONFIG_FILE as usize + 1);
+    std::fs::write(&path, &text).unwrap();
+    let e = ReconnectionConfig::from_yaml_file(&path).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(e, ConfigError::Io { .. }), "{e:?}");
+    assert!(e.to_string().contains("longer than 1048576 bytes"), "{e}");
+    // A device without an end is read no further than the limit.
+    let e = ReconnectionConfig::from_yaml_file("/dev/zero").unwrap_err();
+    assert!(e.to_string().contains("/dev/zero: longer than"), "{e}");
 }
 
 #[test]

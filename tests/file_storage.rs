@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use mirror_reconnect::connection::{ConnectionState, Protocol, Secret, Target};
-use mirror_reconnect::restore::{FileStorage, StateStorage, StorageErrorKind};
+use mirror_reconnect::restore::{FileStorage, StateStorage, StorageErrorKind, MAX_STATE_FILE};
 use mirror_reconnect::ReconnectionConfig;
 
 use support::feed::Feed;
@@ -147,6 +147,10 @@ async fn corrupt_or_unreadable_files_are_corrupt_errors_naming_the_file() {
     let store = FileStorage::new(dir.path());
     store.save(&state("good")).await.expect("save");
     let good = std::fs::read(store.path_for("good")).expect("read");
+    store.save(&state("oversized")).await.expect("save");
+    let mut oversized = std::fs::read(store.path_for("oversized")).expect("read");
+    // Still the same document (JSON allows trailing white space), but past the limit.
+    oversized.resize(MAX_STATE_FILE as usize + 1, b' ');
 
     type MakeBad = Box<dyn Fn(&Path)>;
     let cases: Vec<(&str, MakeBad)> = vec![
@@ -177,6 +181,10 @@ async fn corrupt_or_unreadable_files_are_corrupt_errors_naming_the_file() {
             Box::new(|p| {
                 std::fs::write(p, br#"{"version":99,"saved_at":"2024-01-01T00:00:00Z","state":{"stream_id":"future-version","protocol":"srt","start_time":"2024-01-01T00:00:00Z","last_activity":"2024-01-01T00:00:00Z"}}"#).expect("write")
             }),
+        ),
+        (
+            "oversized",
+            Box::new(move |p| std::fs::write(p, &oversized).expect("write")),
         ),
         // A directory where the file should be cannot be read as one.
         (
@@ -358,4 +366,20 @@ async fn a_passphrase_never_reaches_the_files() {
         scanned += 1;
     }
     assert_eq!(scanned, 1, "one state file was written and scanned");
+}
+
+#[tokio::test]
+async fn a_state_past_the_file_limit_is_refused_when_saved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStorage::new(dir.path());
+    let mut big = state("big");
+    big.parameters
+        .insert("note".into(), "x".repeat(MAX_STATE_FILE as usize));
+    let error = store.save(&big).await.expect_err("too big to save");
+    assert_eq!(error.kind(), StorageErrorKind::Other, "{error}");
+    assert!(
+        error.to_string().contains("more than the 1048576"),
+        "{error}"
+    );
+    assert!(!store.path_for("big").exists(), "nothing is written");
 }

@@ -1,6 +1,6 @@
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{StateStorage, StorageError, StorageErrorKind, StorageFuture};
 use crate::connection::ConnectionState;
+
+/// The longest state document a [`FileStorage`] writes or reads: 1 MiB (a stream's
+/// state is a few KiB at most).
+pub const MAX_STATE_FILE: u64 = 1024 * 1024;
 
 /// The version of the document format written by [`FileStorage`].
 const FORMAT_VERSION: u32 = 1;
@@ -39,6 +43,9 @@ const MAX_ENCODED_LEN: usize = 180;
 ///   one.
 /// - **TTL.** With [`with_ttl`](Self::with_ttl), a document older than the TTL (by
 ///   its `saved_at`, so across restarts too) loads as nothing and is removed.
+/// - **Bounded.** A document is at most [`MAX_STATE_FILE`] bytes: a longer state is
+///   refused when saved ([`StorageErrorKind::Other`]), and a longer file is not read
+///   whole but loads as a corrupt one.
 /// - **Errors.** A file that cannot be read or parsed loads as a
 ///   [`StorageErrorKind::Corrupt`] error naming the file;
 ///   [`StateRestoreLayer`](super::StateRestoreLayer) then starts the stream from its
@@ -177,6 +184,16 @@ impl Inner {
             )
             .with_source(e)
         })?;
+        if json.len() as u64 > MAX_STATE_FILE {
+            return Err(StorageError::new(
+                StorageErrorKind::Other,
+                &state.stream_id,
+                format!(
+                    "the state is {} bytes as JSON, more than the {MAX_STATE_FILE} a state file may have",
+                    json.len()
+                ),
+            ));
+        }
         fs::create_dir_all(&self.dir).map_err(|e| unavailable("create the directory of", e))?;
 
         // Temporary names start with a dot, which no encoded stream id does.
@@ -204,11 +221,19 @@ impl Inner {
                 format!("{}: {message}", path.display()),
             )
         };
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let mut bytes = Vec::new();
+        let read = fs::File::open(&path)
+            .and_then(|file| file.take(MAX_STATE_FILE + 1).read_to_end(&mut bytes));
+        match read {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(corrupt("cannot read the file".into()).with_source(e)),
-        };
+        }
+        if bytes.len() as u64 > MAX_STATE_FILE {
+            return Err(corrupt(format!(
+                "longer than {MAX_STATE_FILE} bytes, more than any state this store writes"
+            )));
+        }
         let document: Document = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt(format!("not a saved stream state: {e}")))?;
         if document.version != FORMAT_VERSION {

@@ -21,7 +21,7 @@ mod service;
 mod storage;
 pub(crate) mod throttle;
 
-pub use file::FileStorage;
+pub use file::{FileStorage, MAX_STATE_FILE};
 pub use layer::StateRestoreLayer;
 pub use service::{Restored, StateRestore};
 pub use storage::{MemoryStorage, StateStorage, StorageError, StorageErrorKind, StorageFuture};

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mirror_reconnect::connection::redact_url;
@@ -157,6 +157,21 @@ fn bad(e: lexopt::Error) -> UsageError {
         }
         other => other.to_string(),
     })
+}
+
+/// The file at `path`, when it has at most `limit` bytes; a longer file (or a device
+/// without an end, such as `/dev/zero`) is an error after `limit + 1` bytes.
+pub(crate) fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("longer than {limit} bytes, the most it may be"));
+    }
+    Ok(bytes)
 }
 
 /// `HOST:PORT` to one socket address; an empty host is every local address.

@@ -54,19 +54,12 @@ impl IdleFill {
     /// (188 bytes, each starting 0x47), at least two PCRs on one PID, at most 64 MiB.
     pub(crate) fn slate(path: &Path) -> Result<Self, String> {
         let shown = path.display();
-        let size = std::fs::metadata(path)
-            .map_err(|e| format!("{shown}: {e}"))?
-            .len();
-        if size > MAX_SLATE {
-            return Err(format!(
-                "{shown}: {size} bytes, more than the {MAX_SLATE} a slate may have"
-            ));
-        }
-        let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+        let bytes =
+            crate::cli::read_at_most(path, MAX_SLATE).map_err(|e| format!("{shown}: {e}"))?;
         Self::from_ts(&bytes).map_err(|e| format!("{shown}: {e}"))
     }
 
-    fn from_ts(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_ts(bytes: &[u8]) -> Result<Self, String> {
         if bytes.is_empty() || bytes.len() % TS != 0 {
             return Err(format!(
                 "{} bytes is not a whole number of 188-byte TS packets",
@@ -223,5 +216,15 @@ mod tests {
         let err = IdleFill::from_ts(&ts_packet(0x100, Some(1))).unwrap_err();
         assert!(err.contains("PCR"), "{err}");
         assert!(IdleFill::slate(Path::new("/nonexistent/slate.ts")).is_err());
+    }
+
+    #[test]
+    fn a_slate_without_an_end_is_read_no_further_than_its_limit() {
+        // A device says it is 0 bytes long and never ends.
+        let err = IdleFill::slate(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            err.contains("/dev/zero: longer than 67108864 bytes"),
+            "{err}"
+        );
     }
 }

@@ -25,6 +25,8 @@ use crate::cli;
 
 /// Streams in one file at most: each is a task and its sockets.
 pub(crate) const MAX_STREAMS: usize = 10_000;
+/// The longest streams file: 64 MiB, thousands of bytes for each of the most streams.
+pub(crate) const MAX_FILE: u64 = 64 * 1024 * 1024;
 /// The longest stream id (SRT's own limit on a stream id is 512 bytes).
 const MAX_ID: usize = 512;
 
@@ -98,7 +100,9 @@ pub(crate) struct Streams {
 /// Read and check a streams file. The error names the file, the stream and the key.
 pub(crate) fn load(path: &Path) -> Result<Streams, String> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--streams {shown}: {e}"))?;
+    let text = cli::read_at_most(path, MAX_FILE)
+        .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
+        .map_err(|e| format!("--streams {shown}: {e}"))?;
     parse(&text).map_err(|e| format!("--streams {shown}: {e}"))
 }
 
@@ -177,6 +181,12 @@ streams:
     output: "srt://127.0.0.1:9100?mode=caller"
     reconnect: { max_retries: 20, silence: { ceiling: 2s } }
 "#;
+
+    #[test]
+    fn a_streams_file_without_an_end_is_read_no_further_than_its_limit() {
+        let err = load(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.contains("--streams /dev/zero: longer than"), "{err}");
+    }
 
     #[test]
     fn defaults_apply_to_every_stream_and_overrides_key_by_key() {
