@@ -142,7 +142,16 @@ pub struct Impairments {
     pub reorder_timeout: Duration,
     /// Windows, counted from the simulator's start, in which everything is dropped.
     pub outages: Vec<Outage>,
+    /// The most packets waiting to go out (delayed or held back); one more is
+    /// dropped, as a router's full queue drops it, and counted in
+    /// [`DirectionStats::dropped_queue_full`](super::DirectionStats::dropped_queue_full).
+    /// Keeps a flood through a slow link from growing memory without bound. At least
+    /// 1; default 10 000 (13 MB of 1316-byte datagrams).
+    pub queue_limit: usize,
 }
+
+/// [`Impairments::queue_limit`]'s default.
+pub(crate) const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 
 impl Default for Impairments {
     fn default() -> Self {
@@ -156,6 +165,7 @@ impl Default for Impairments {
             reorder_distance: 2,
             reorder_timeout: Duration::from_millis(100),
             outages: Vec::new(),
+            queue_limit: DEFAULT_QUEUE_LIMIT,
         }
     }
 }
@@ -171,6 +181,13 @@ impl Impairments {
         probability("loss", self.loss)?;
         if let Some(burst) = &self.burst_loss {
             burst.validate()?;
+        }
+        if self.queue_limit == 0 {
+            return Err(InvalidImpairment::new(
+                "queue_limit",
+                "0",
+                "must be at least 1 packet",
+            ));
         }
         probability("duplicate", self.duplicate)?;
         probability("reorder", self.reorder)?;

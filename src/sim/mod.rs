@@ -148,6 +148,12 @@ impl Builder {
         self.each(Direction::Both, |i| i.burst_loss = Some(model))
     }
 
+    /// At most `packets` waiting to go out in each direction; more are dropped (see
+    /// [`Impairments::queue_limit`]).
+    pub fn queue_limit(self, packets: usize) -> Self {
+        self.each(Direction::Both, |i| i.queue_limit = packets)
+    }
+
     /// Added delay.
     pub fn latency(self, latency: Duration) -> Self {
         self.each(Direction::Both, |i| i.latency = latency)

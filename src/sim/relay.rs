@@ -172,6 +172,21 @@ impl Shared {
                     hold,
                 } => (delay, duplicate, hold),
             };
+        // A full queue drops what comes (the copy too); the scheduler takes each
+        // packet off the count when it goes out.
+        let copies = 1 + usize::from(duplicate);
+        let limit = st.engine.impairments.queue_limit;
+        let queued = &d.counters.queued;
+        if queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n + copies <= limit).then_some(n + copies)
+            })
+            .is_err()
+        {
+            drop(st);
+            bump(&d.counters.dropped_queue_full);
+            return;
+        }
         if !delay.is_zero() {
             bump(&d.counters.delayed);
         }
@@ -281,6 +296,7 @@ pub(crate) async fn schedule(
 }
 
 async fn send(counters: &Counters, newest_sent: &mut Option<u64>, packet: &Outgoing) {
+    counters.queued.fetch_sub(1, Ordering::AcqRel);
     if newest_sent.is_some_and(|newest| packet.index < newest) {
         bump(&counters.reordered);
     }

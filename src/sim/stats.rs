@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Which way packets travel through the simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +39,9 @@ pub struct DirectionStats {
     pub dropped_blackhole: u64,
     /// Packets dropped in a scheduled outage.
     pub dropped_outage: u64,
+    /// Packets dropped because [`queue_limit`](super::Impairments::queue_limit)
+    /// packets were already waiting to go out.
+    pub dropped_queue_full: u64,
     /// Packets given a delay.
     pub delayed: u64,
     /// Extra copies made.
@@ -52,7 +55,11 @@ pub struct DirectionStats {
 impl DirectionStats {
     /// Every packet dropped, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_loss + self.dropped_burst + self.dropped_blackhole + self.dropped_outage
+        self.dropped_loss
+            + self.dropped_burst
+            + self.dropped_blackhole
+            + self.dropped_outage
+            + self.dropped_queue_full
     }
 }
 
@@ -75,6 +82,9 @@ pub(crate) struct Counters {
     pub(crate) dropped_burst: AtomicU64,
     pub(crate) dropped_blackhole: AtomicU64,
     pub(crate) dropped_outage: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
+    /// Packets waiting in the scheduler (not a statistic: what the queue limit checks).
+    pub(crate) queued: AtomicUsize,
     pub(crate) delayed: AtomicU64,
     pub(crate) duplicated: AtomicU64,
     pub(crate) reordered: AtomicU64,
@@ -95,6 +105,7 @@ impl Counters {
             dropped_burst: get(&self.dropped_burst),
             dropped_blackhole: get(&self.dropped_blackhole),
             dropped_outage: get(&self.dropped_outage),
+            dropped_queue_full: get(&self.dropped_queue_full),
             delayed: get(&self.delayed),
             duplicated: get(&self.duplicated),
             reordered: get(&self.reordered),
