@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::{
     AnyBackoff, BackoffRetryLayer, ExponentialBackoff, FixedBackoff, Jitter, LinearBackoff,
 };
+use crate::connection::redact_url;
 use crate::detect::{FailureDetectLayer, FailureThresholds, SilenceConfig};
 use crate::driver::Events;
 use crate::restore::{StateRestoreLayer, StateStorage};
@@ -390,7 +391,9 @@ impl ReconnectionConfig {
         let config: Self = if yaml.trim().is_empty() {
             Self::default()
         } else {
-            serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Parse(e.to_string()))?
+            // The parser's message may quote a value, and a value may hold a secret.
+            serde_yaml_ng::from_str(yaml)
+                .map_err(|e| ConfigError::Parse(redact_url(&e.to_string())))?
         };
         config.validate()?;
         Ok(config)

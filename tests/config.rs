@@ -483,3 +483,17 @@ fn failover_keys_are_read_and_bounded() {
         .to_string();
     assert!(unknown.contains("switch_back"), "{unknown}");
 }
+
+#[test]
+fn a_parse_error_quoting_a_value_shows_no_passphrase() {
+    let e = ReconnectionConfig::from_yaml_str(
+        "max_retries: \"srt://10.0.0.5:9000?mode=caller&passphrase=hunter2hunter2\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(
+        e.contains("max_retries") && e.contains("passphrase=***"),
+        "{e}"
+    );
+}

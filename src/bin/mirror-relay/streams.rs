@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use mirror_reconnect::connection::redact_url;
 use mirror_reconnect::protocol::srt::srt_target;
 use mirror_reconnect::ReconnectionConfig;
 use serde::Deserialize;
@@ -106,8 +107,13 @@ pub(crate) fn load(path: &Path) -> Result<Streams, String> {
     parse(&text).map_err(|e| format!("--streams {shown}: {e}"))
 }
 
-/// Check a streams file's text.
+/// Check a streams file's text. The error shows no secret, even where the YAML
+/// parser quotes a value.
 pub(crate) fn parse(text: &str) -> Result<Streams, String> {
+    check(text).map_err(|e| redact_url(&e))
+}
+
+fn check(text: &str) -> Result<Streams, String> {
     let doc: FileDoc = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
     if doc.streams.is_empty() {
         return Err("no streams".to_owned());
@@ -181,6 +187,24 @@ streams:
     output: "srt://127.0.0.1:9100?mode=caller"
     reconnect: { max_retries: 20, silence: { ceiling: 2s } }
 "#;
+
+    #[test]
+    fn a_yaml_error_quoting_a_value_shows_no_passphrase() {
+        // A whole document that is one string: the YAML error quotes it.
+        let secret = "hunter2hunter2";
+        let cases = [
+            format!("\"srt://10.0.0.5:9000?mode=caller&passphrase={secret}\""),
+            format!(
+                "streams:\n  - id: a\n    input: udp://:1\n    output: \"-\"\n    \
+                 reconnect: {{ max_retries: \"srt://:1?passphrase={secret}\" }}\n"
+            ),
+        ];
+        for text in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains("passphrase=***"), "{err}");
+        }
+    }
 
     #[test]
     fn a_streams_file_without_an_end_is_read_no_further_than_its_limit() {
