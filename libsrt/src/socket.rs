@@ -525,7 +525,15 @@ impl Socket {
     }
 
     /// A packet filter, such as FEC: `fec,cols:10,rows:5` (`SRTO_PACKETFILTER`).
+    ///
+    /// An empty filter is an error here: libsrt 1.5.1 crashes on one.
     pub fn set_packet_filter(&self, filter: &str) -> Result<()> {
+        if filter.is_empty() {
+            return Err(Error::new(
+                sys::SRT_EINVPARAM,
+                "packetfilter: empty (leave it unset for none)",
+            ));
+        }
         set_string(self.id, sys::SRTO_PACKETFILTER, filter, "packetfilter")
     }
 

@@ -199,3 +199,13 @@ fn bad_options_are_refused_naming_the_option() {
     let e = socket.set_stream_id("a\0b").unwrap_err();
     assert!(e.to_string().contains("NUL"), "{e}");
 }
+
+#[test]
+fn an_empty_packet_filter_is_an_error_not_a_crash() {
+    // libsrt 1.5.1 dereferences nothing when given an empty SRTO_PACKETFILTER: the
+    // whole process went down with SIGSEGV.
+    let socket = Socket::new().unwrap();
+    let error = socket.set_packet_filter("").unwrap_err();
+    assert!(error.to_string().contains("packetfilter: empty"), "{error}");
+    assert!(socket.set_packet_filter("fec,cols:10,rows:5").is_ok());
+}
