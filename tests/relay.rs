@@ -403,6 +403,68 @@ fn srt_out_on_libsrt_to_a_restarted_receiver_buffers_and_drops_the_oldest() {
     srt_out_to_a_restarted_receiver(&["--srt-backend", "libsrt"]);
 }
 
+/// A datagram longer than an SRT message may be (1316 bytes in libsrt's live mode)
+/// is dropped and counted; the output stays connected and what follows flows on.
+/// Before, the output re-dialled and sent it again, for ever.
+#[cfg(feature = "libsrt")]
+#[test]
+fn srt_out_on_libsrt_drops_a_packet_too_long_for_srt_and_flows_on() {
+    let input = free_udp();
+    let srt_port = free_udp().port();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let _rx = srt_live_transmit(
+        &format!("srt://127.0.0.1:{srt_port}?mode=listener&latency=80"),
+        &format!("udp://{sink_addr}"),
+    );
+    let (from, to) = (
+        format!("udp://{input}"),
+        format!("srt://127.0.0.1:{srt_port}?mode=caller&latency=80"),
+    );
+    let mut child = relay(&["--srt-backend", "libsrt", &from, &to]);
+    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut n = 0u32;
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < 20 && start.elapsed() < Duration::from_secs(20) {
+        feed.send_to(&numbered(n, 1316), input).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_millis(4));
+        got.extend(receive(&sink, 10, Duration::from_millis(1)));
+    }
+    assert!(
+        got.len() >= 20,
+        "{} relayed before the long packet",
+        got.len()
+    );
+    let long = n;
+    feed.send_to(&numbered(long, 1400), input).unwrap();
+    n += 1;
+    let mut after = Vec::new();
+    let start = Instant::now();
+    while after.len() < 20 && start.elapsed() < Duration::from_secs(20) {
+        feed.send_to(&numbered(n, 1316), input).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_millis(4));
+        after.extend(
+            receive(&sink, 10, Duration::from_millis(1))
+                .into_iter()
+                .filter(|&x| x > long),
+        );
+    }
+    assert!(
+        after.len() >= 20,
+        "{} relayed after the long packet",
+        after.len()
+    );
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("the output dropped 1 "), "{stderr}");
+    assert!(!stderr.contains("re-dialling"), "{stderr}");
+}
+
 /// UDP in, SRT out (with `options`) to an srt-live-transmit receiver that is killed,
 /// kept away while packets come, and restarted.
 fn srt_out_to_a_restarted_receiver(options: &[&str]) {

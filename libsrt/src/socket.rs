@@ -121,7 +121,9 @@ unsafe extern "C" fn listen_hook(
 
 /// The longest stream id SRT carries.
 pub const MAX_STREAM_ID: usize = 512;
-/// The largest payload of one live-mode message.
+/// The largest payload of one live-mode packet (an MTU of 1500 less the IP, UDP and
+/// SRT headers): what a peer may send, so what a receive buffer must hold. What this
+/// side may send is its [`payload_size`](Socket::payload_size), 1316 unless set.
 pub const MAX_PAYLOAD: usize = 1456;
 
 /// Where a socket stands (`SRT_SOCKSTATUS`).
@@ -507,6 +509,13 @@ impl Socket {
         set_string(self.id, sys::SRTO_PASSPHRASE, passphrase, "passphrase")
     }
 
+    /// The longest message this socket sends in live mode (`SRTO_PAYLOADSIZE`):
+    /// 1316 bytes (seven MPEG-TS packets) unless set before connecting.
+    pub fn payload_size(&self) -> Result<usize> {
+        let bytes = get_int(self.id, sys::SRTO_PAYLOADSIZE, "payloadsize")?;
+        Ok(usize::try_from(bytes).unwrap_or(0))
+    }
+
     /// The key length in force, in bytes (`SRTO_PBKEYLEN`): on a connected socket,
     /// the one agreed with the peer; 0 when unencrypted or not yet decided.
     pub fn key_length(&self) -> Result<i32> {
@@ -770,7 +779,8 @@ impl Socket {
         })
     }
 
-    /// Send `payload` as one message (at most [`MAX_PAYLOAD`] bytes in live mode).
+    /// Send `payload` as one message (in live mode at most
+    /// [`payload_size`](Self::payload_size) bytes: a longer one is an error).
     pub fn poll_send(&self, cx: &mut Context<'_>, payload: &[u8]) -> Poll<Result<usize>> {
         match self.try_send(payload) {
             Err(e) if e.is_would_block() => {}

@@ -280,6 +280,7 @@ async fn run_srt_output<C>(
         let mut last_heard = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut burst = 0usize;
+        let mut warned_too_long = false;
         loop {
             let now_heard = conn.heard();
             if now_heard != heard {
@@ -291,11 +292,24 @@ async fn run_srt_output<C>(
             }
             if let Some(payload) = shared.pop() {
                 let sent = tokio::time::timeout(SEND_TIMEOUT, conn.send(payload.clone())).await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    tracing::warn!("srt output: receiver gone; re-dialling");
-                    // Not delivered: keep it for the next receiver.
-                    shared.requeue(payload);
-                    break;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                        // Too long for any SRT message of this connection: no receiver
+                        // takes it, so it is dropped, and the connection kept.
+                        let before = shared.dropped.fetch_add(1, Ordering::Relaxed);
+                        if !warned_too_long {
+                            warned_too_long = true;
+                            tracing::warn!(%e, dropped_before = before, "srt output: packet dropped");
+                        }
+                        continue;
+                    }
+                    _ => {
+                        tracing::warn!("srt output: receiver gone; re-dialling");
+                        // Not delivered: keep it for the next receiver.
+                        shared.requeue(payload);
+                        break;
+                    }
                 }
                 // A backlog goes out paced, a few packets a millisecond: SRT has no
                 // use for a burst of thousands, and srt-tokio loses packets sent in one.

@@ -34,6 +34,9 @@ use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
 use mirror_libsrt::{RejectReason, Socket, Stats, MAX_PAYLOAD};
+
+/// libsrt's live-mode payload size when none is set: seven MPEG-TS packets.
+const DEFAULT_PAYLOAD_SIZE: usize = 1316;
 use srt_tokio::options::KeySize;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -401,6 +404,8 @@ pub struct LibSrtConnection {
     decrypt_errors_counted: u64,
     undecryptable_pending: u64,
     buf: Box<[u8; MAX_PAYLOAD]>,
+    /// The longest message the socket sends (`SRTO_PAYLOADSIZE`).
+    max_message: usize,
     last_life: Instant,
     pending_send: Option<Bytes>,
     drain: Option<Drain>,
@@ -444,6 +449,7 @@ impl LibSrtConnection {
         } else if let Some(filter) = &params.packet_filter {
             p.insert("srt.packetfilter".to_owned(), filter.clone());
         }
+        let socket_payload_size = socket.payload_size().unwrap_or(DEFAULT_PAYLOAD_SIZE);
         let mut connection = Self {
             socket,
             state,
@@ -456,6 +462,7 @@ impl LibSrtConnection {
             decrypt_errors_counted: 0,
             undecryptable_pending: 0,
             buf: Box::new([0; MAX_PAYLOAD]),
+            max_message: socket_payload_size,
             last_life: Instant::now(),
             pending_send: None,
             drain: None,
@@ -707,13 +714,17 @@ impl Sink<Bytes> for LibSrtConnection {
         self.as_mut().poll_flush(cx)
     }
 
+    /// A message longer than the socket's payload size (1316 bytes unless set) is
+    /// an [`InvalidInput`](std::io::ErrorKind::InvalidInput) error and is not sent;
+    /// the connection stays up.
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), Self::Error> {
-        if item.len() > MAX_PAYLOAD {
+        if item.len() > self.max_message {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
-                    "SRT message of {} bytes: live mode carries at most {MAX_PAYLOAD}",
-                    item.len()
+                    "SRT message of {} bytes: this connection sends at most {}",
+                    item.len(),
+                    self.max_message
                 ),
             ));
         }
