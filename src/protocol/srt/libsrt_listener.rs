@@ -23,6 +23,9 @@ use crate::connection::Secret;
 
 /// How long an accepted caller is held when nobody waits for its stream yet.
 const HOLD: Duration = Duration::from_secs(3);
+/// Accepted callers held for one stream at most: a newer one replaces the oldest (the
+/// newest caller is the one still trying), so a flood of callers cannot pile up.
+pub(super) const MAX_HELD_PER_STREAM: usize = 4;
 
 /// SRT_REJX_NOTFOUND, libsrt's code for "no such stream here".
 pub(super) const REJECT_NOT_FOUND: i32 = 1404;
@@ -134,7 +137,36 @@ impl Routes {
                 }
             }
         }
+        let same = self.held.iter().filter(|(r, _, _)| *r == route).count();
+        if same >= MAX_HELD_PER_STREAM {
+            if let Some(oldest) = self.held.iter().position(|(r, _, _)| *r == route) {
+                // Dropping it closes that caller's socket.
+                self.held.remove(oldest);
+            }
+        }
         self.held.push((route, accepted, now + HOLD));
+    }
+
+    /// Listen for `stream_id` with `passphrase` from now on, and take a caller held
+    /// for it, or queue a wait for the next one. Waits whose connect gave up are let
+    /// go here, so a stream that keeps retrying without a caller keeps one.
+    fn take_or_wait(
+        &mut self,
+        stream_id: Option<String>,
+        passphrase: Option<Secret>,
+    ) -> Result<Accepted, oneshot::Receiver<Accepted>> {
+        self.streams.insert(stream_id.clone(), passphrase);
+        let now = Instant::now();
+        self.held.retain(|(_, _, until)| *until > now);
+        if let Some(i) = self.held.iter().position(|(r, _, _)| *r == stream_id) {
+            let (_, accepted, _) = self.held.remove(i);
+            return Ok(accepted);
+        }
+        let (reply, waiting) = oneshot::channel();
+        let queue = self.waiting.entry(stream_id).or_default();
+        queue.retain(|r| !r.is_closed());
+        queue.push_back(reply);
+        Err(waiting)
     }
 }
 
@@ -201,27 +233,48 @@ impl Shared {
         stream_id: Option<String>,
         passphrase: Option<Secret>,
     ) -> Result<Accepted, ListenerStopped> {
-        let waiting = {
-            let mut routes = lock(&self.routes);
-            routes.streams.insert(stream_id.clone(), passphrase);
-            let now = Instant::now();
-            routes.held.retain(|(_, _, until)| *until > now);
-            if let Some(i) = routes.held.iter().position(|(r, _, _)| *r == stream_id) {
-                let (_, accepted, _) = routes.held.remove(i);
-                return Ok(accepted);
-            }
-            let (reply, waiting) = oneshot::channel();
-            routes
-                .waiting
-                .entry(stream_id)
-                .or_default()
-                .push_back(reply);
-            waiting
-        };
-        waiting.await.map_err(|_| ListenerStopped)
+        let taken = lock(&self.routes).take_or_wait(stream_id, passphrase);
+        match taken {
+            Ok(accepted) => Ok(accepted),
+            Err(waiting) => waiting.await.map_err(|_| ListenerStopped),
+        }
     }
 }
 
 /// The listening socket stopped (its task ended) while a connect waited on it.
 #[derive(Debug)]
 pub(super) struct ListenerStopped;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(port: u16) -> Accepted {
+        (
+            Socket::new().expect("a socket"),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
+    #[test]
+    fn waits_given_up_are_let_go_and_held_callers_are_bounded_per_stream() {
+        let mut routes = Routes::default();
+        let cam = Some("cam1".to_owned());
+        // A stream retrying without a caller: each try gives up its wait.
+        for _ in 0..1_000 {
+            let waiting = routes.take_or_wait(cam.clone(), None).unwrap_err();
+            drop(waiting);
+        }
+        assert_eq!(routes.waiting[&cam].len(), 1, "one wait, not a thousand");
+        // A flood of callers nobody waits for.
+        routes.waiting.clear();
+        for port in 1..=20 {
+            routes.deliver(cam.clone(), caller(port));
+        }
+        routes.deliver(None, caller(100));
+        assert_eq!(routes.held.len(), MAX_HELD_PER_STREAM + 1);
+        // The newest are kept: ports 17 to 20, handed out oldest first.
+        let (_, from) = routes.take_or_wait(cam.clone(), None).ok().unwrap();
+        assert_eq!(from.port(), 17);
+    }
+}

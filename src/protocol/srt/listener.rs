@@ -190,6 +190,29 @@ struct Held {
     request: ConnectionRequest,
 }
 
+/// Callers held for one stream at most: a newer one replaces the oldest (the newest
+/// caller is the one still trying), so a flood of callers cannot pile up.
+const MAX_HELD_PER_STREAM: usize = 4;
+
+/// Hold `request` until a connect waits for its stream; the oldest held caller of
+/// that stream, when it makes one too many, is given back to be refused.
+fn hold(held: &mut Vec<Held>, request: ConnectionRequest) -> Option<ConnectionRequest> {
+    let stream_id = stream_of(&request);
+    let mut same = held.iter().filter(|h| stream_of(&h.request) == stream_id);
+    let evicted = match same.nth(MAX_HELD_PER_STREAM - 1) {
+        Some(_) => held
+            .iter()
+            .position(|h| stream_of(&h.request) == stream_id)
+            .map(|oldest| held.remove(oldest).request),
+        None => None,
+    };
+    held.push(Held {
+        since: Instant::now(),
+        request,
+    });
+    evicted
+}
+
 fn stream_of(request: &ConnectionRequest) -> Option<String> {
     request.stream_id().map(|id| id.to_string())
 }
@@ -247,11 +270,15 @@ async fn dispatch(
                     Some(i) => {
                         let (_, reply) = waiters.remove(i);
                         if let Err(request) = reply.send(request) {
-                            held.push(Held { since: Instant::now(), request });
+                            if let Some(old) = hold(&mut held, request) {
+                                reject(old, RejectReason::Server(ServerRejectReason::Conflict)).await;
+                            }
                         }
                     }
                     None if known.contains(&stream_id) || known.contains(&None) => {
-                        held.push(Held { since: Instant::now(), request });
+                        if let Some(old) = hold(&mut held, request) {
+                            reject(old, RejectReason::Server(ServerRejectReason::Conflict)).await;
+                        }
                     }
                     None => {
                         reject(request, RejectReason::Server(ServerRejectReason::Notfound)).await;
