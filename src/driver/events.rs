@@ -196,8 +196,9 @@ impl fmt::Debug for Events {
     }
 }
 
-/// Events kept for a slow subscriber before it starts missing the oldest.
-const CHANNEL_CAPACITY: usize = 256;
+/// Events kept for a slow subscriber before it starts missing the oldest, unless the
+/// first subscription says otherwise ([`Events::subscribe_with_capacity`]).
+pub const DEFAULT_EVENT_CAPACITY: usize = 256;
 
 impl Events {
     /// A bus for `stream_id`.
@@ -218,11 +219,32 @@ impl Events {
         &self.inner.stream_id
     }
 
-    /// Receive every event from now on.
+    /// Receive every event from now on. A subscriber that falls more than
+    /// [`DEFAULT_EVENT_CAPACITY`] events behind misses the oldest
+    /// ([`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged) says
+    /// how many): a slow subscriber never holds the stream up nor grows its memory.
     pub fn subscribe(&self) -> broadcast::Receiver<ReconnectionEvent> {
+        self.subscribe_with_capacity(DEFAULT_EVENT_CAPACITY)
+    }
+
+    /// [`subscribe`](Self::subscribe), keeping up to `capacity` events (at least 1)
+    /// for a slow subscriber. The bus's first subscription sets the capacity that
+    /// every subscriber shares; later ones take it as it is.
+    ///
+    /// ```
+    /// use mirror_reconnect::driver::Events;
+    ///
+    /// let events = Events::new("cam1");
+    /// let mut rx = events.subscribe_with_capacity(16);
+    /// assert!(rx.try_recv().is_err(), "nothing yet");
+    /// ```
+    pub fn subscribe_with_capacity(
+        &self,
+        capacity: usize,
+    ) -> broadcast::Receiver<ReconnectionEvent> {
         self.inner
             .tx
-            .get_or_init(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .get_or_init(|| broadcast::channel(capacity.max(1)).0)
             .subscribe()
     }
 
@@ -438,5 +460,31 @@ impl RetryReport for Events {
 
     fn backoff_reset(&self, up_for: Duration) {
         self.inner.backoff_reset(up_for);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    #[test]
+    fn a_slow_subscriber_keeps_only_its_capacity_and_is_told_what_it_missed() {
+        let events = Events::new("cam1");
+        let mut rx = events.subscribe_with_capacity(2);
+        let reset = events.backoff_reset_hook();
+        for _ in 0..5 {
+            reset(Duration::from_secs(1));
+        }
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Lagged(3));
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_ok());
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+        // Later subscribers share the capacity the first one set.
+        let mut late = events.subscribe();
+        for _ in 0..5 {
+            reset(Duration::from_secs(1));
+        }
+        assert_eq!(late.try_recv().unwrap_err(), TryRecvError::Lagged(3));
     }
 }

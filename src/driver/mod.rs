@@ -14,7 +14,10 @@
 
 mod events;
 
-pub use events::{EventCallback, EventType, Events, ReconnectionEvent, SourceSwitch, SwitchReason};
+pub use events::{
+    EventCallback, EventType, Events, ReconnectionEvent, SourceSwitch, SwitchReason,
+    DEFAULT_EVENT_CAPACITY,
+};
 
 use std::fmt;
 use std::future::Future;
