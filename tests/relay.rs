@@ -878,6 +878,12 @@ fn out_of_range_values_exit_2_naming_the_option_and_the_rule() {
     ] {
         cases.push((vec!["--duration", duration, input, "-"], vec!["--duration"]));
     }
+    for packets in ["0", "-1", "1000001", "1e3", "many"] {
+        cases.push((
+            vec!["--output-buffer", packets, input, "-"],
+            vec!["--output-buffer", "from 1 to 1000000"],
+        ));
+    }
     cases.extend([
         (
             vec!["--config", &ages, input, "-"],

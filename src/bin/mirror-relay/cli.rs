@@ -41,6 +41,8 @@ Options:
   --srt-backend NAME    the library of srt:// inputs and outputs: srt-tokio (default)
                         or libsrt (the system libsrt: live RTT and loss, FEC packet
                         filters; needs a build with the `libsrt` feature)
+  --output-buffer N     packets an srt:// output keeps while its receiver is away,
+                        oldest dropped first (default 4096, from 1 to 1000000)
   --events json         print each reconnection event as one JSON line on stderr
   --duration SECS       stop cleanly after that long (at most 31536000, a year)
   --log-level LEVEL     error, warn (default), info, debug or trace; RUST_LOG, when set,
@@ -51,6 +53,12 @@ Options:
   --report-dir DIR      where --demo writes its report and timeline (default target/relay-demo)
   -h, --help            print this help
 ";
+
+/// Packets an SRT output keeps while its receiver is away, unless `--output-buffer`
+/// says: 4 096, 5.4 MB of 1316-byte packets, several seconds of a live stream.
+pub(crate) const DEFAULT_OUTPUT_BUFFER: usize = 4096;
+/// The most `--output-buffer` may be: 1.3 GB of 1316-byte packets.
+const MAX_OUTPUT_BUFFER: usize = 1_000_000;
 
 /// Where packets come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +108,8 @@ pub(crate) struct Args {
     /// `--lease-ttl`: only with a Redis store.
     pub(crate) lease_ttl: Option<Duration>,
     pub(crate) srt_backend: SrtBackend,
+    /// `--output-buffer`: packets an SRT output keeps while its receiver is away.
+    pub(crate) output_buffer: usize,
     pub(crate) events_json: bool,
     pub(crate) duration: Option<Duration>,
     pub(crate) demo: bool,
@@ -323,6 +333,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         metrics_addr: None,
         lease_ttl: None,
         srt_backend: SrtBackend::SrtTokio,
+        output_buffer: DEFAULT_OUTPUT_BUFFER,
         events_json: false,
         duration: None,
         demo: false,
@@ -379,6 +390,19 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                         )))
                     }
                 };
+            }
+            Long("output-buffer") => {
+                let value = text(parser.value().map_err(bad)?, "--output-buffer")?;
+                args.output_buffer = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_OUTPUT_BUFFER).contains(n))
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "--output-buffer {} is not a number of packets from 1 to {MAX_OUTPUT_BUFFER}",
+                            shown(&value)
+                        ))
+                    })?;
             }
             Long("events") => {
                 let value = text(parser.value().map_err(bad)?, "--events")?;
@@ -572,6 +596,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
+    fn output_buffer_is_a_count_of_packets() {
+        assert_eq!(parse_strs(&[INPUT, "-"]).unwrap().output_buffer, 4096);
+        let args = parse_strs(&["--output-buffer", "20000", INPUT, "-"]).unwrap();
+        assert_eq!(args.output_buffer, 20_000);
+        assert!(parse_strs(&["--output-buffer", "0", INPUT, "-"]).is_err());
+    }
+
+    #[test]
         fn duration(value in anything()) {
             let args = ok_or_names(parse_strs(&["--duration", &value, INPUT, "-"]), "--duration")?;
             if let Some(d) = args.and_then(|a| a.duration) {

@@ -221,6 +221,8 @@ struct Relay {
     fleet: Option<Fleet>,
     /// Opened once the stream is this relay's (after its lease, with leases).
     output: cli::Output,
+    /// Packets an SRT output keeps while its receiver is away.
+    output_buffer: usize,
     /// What to send while no source delivers.
     idle_fill: Option<fill::IdleFill>,
     /// The process's connectors: clones share their listeners, so listener inputs
@@ -317,6 +319,7 @@ impl Shared {
             leases: self.leases.clone(),
             fleet: self.fleet.clone(),
             output: output.clone(),
+            output_buffer: args.output_buffer,
             idle_fill: args.idle_fill.clone(),
             connectors: self.connectors.clone(),
             board: self.board.clone(),
@@ -791,9 +794,10 @@ impl Relay {
         board_id: &str,
         mut owned: Owned,
     ) -> Result<HandedOver, Failure> {
-        let mut output = output::Output::open(&self.output, backend, &owned.stop)
-            .await
-            .map_err(|e| usage(format!("output: {e}")))?;
+        let mut output =
+            output::Output::open(&self.output, backend, self.output_buffer, &owned.stop)
+                .await
+                .map_err(|e| usage(format!("output: {e}")))?;
         let mut handed_over = false;
         let mut sources = Vec::new();
         for input in inputs {

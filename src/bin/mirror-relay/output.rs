@@ -21,7 +21,8 @@ use tower::ServiceExt;
 use crate::cli;
 
 /// Packets an SRT output keeps while its receiver is away; the oldest go first.
-pub(crate) const SRT_BUFFER_PACKETS: usize = 4096;
+#[cfg(test)]
+const SRT_BUFFER_PACKETS: usize = crate::cli::DEFAULT_OUTPUT_BUFFER;
 /// How long a receiver may send nothing at all (SRT ACKs at least every 10 ms, and
 /// keep-alives every second) before it counts as gone.
 const RECEIVER_SILENCE: Duration = Duration::from_secs(2);
@@ -41,6 +42,7 @@ impl Output {
     pub(crate) async fn open(
         spec: &cli::Output,
         backend: cli::SrtBackend,
+        buffer: usize,
         cancel: &CancellationToken,
     ) -> Result<Self, BoxError> {
         Ok(match spec {
@@ -65,7 +67,9 @@ impl Output {
                 Self::File(tokio::io::BufWriter::new(file))
             }
             cli::Output::Stdout => Self::Stdout(tokio::io::stdout()),
-            cli::Output::Srt(url) => Self::Srt(SrtOutput::start(url, backend, cancel.clone())?),
+            cli::Output::Srt(url) => {
+                Self::Srt(SrtOutput::start(url, backend, buffer, cancel.clone())?)
+            }
         })
     }
 
@@ -119,15 +123,20 @@ impl Output {
 
 struct Shared {
     buffer: Mutex<VecDeque<Bytes>>,
+    /// The most packets `buffer` holds.
+    capacity: usize,
     ready: Notify,
     dropped: AtomicU64,
     connected: AtomicBool,
 }
 
 impl Shared {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
-            buffer: Mutex::new(VecDeque::with_capacity(SRT_BUFFER_PACKETS)),
+            // Grown as packets wait, not allocated up front.
+            buffer: Mutex::new(VecDeque::new()),
+            capacity,
             ready: Notify::new(),
             dropped: AtomicU64::new(0),
             connected: AtomicBool::new(false),
@@ -141,7 +150,7 @@ impl Shared {
     /// A new packet, at the back; when the buffer is full the oldest is dropped.
     fn push(&self, payload: Bytes) {
         let mut buffer = self.buffer();
-        if buffer.len() >= SRT_BUFFER_PACKETS {
+        if buffer.len() >= self.capacity {
             buffer.pop_front();
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -160,7 +169,7 @@ impl Shared {
     /// and the one dropped.
     fn requeue(&self, payload: Bytes) {
         let mut buffer = self.buffer();
-        if buffer.len() >= SRT_BUFFER_PACKETS {
+        if buffer.len() >= self.capacity {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         } else {
             buffer.push_front(payload);
@@ -181,10 +190,11 @@ impl SrtOutput {
     fn start(
         url: &str,
         backend: cli::SrtBackend,
+        buffer: usize,
         cancel: CancellationToken,
     ) -> Result<Self, BoxError> {
         let target = srt_target(url)?;
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(buffer));
         let stop = cancel.child_token();
         let (link, stopping) = (Arc::clone(&shared), stop.clone());
         let task = match backend {
@@ -354,7 +364,7 @@ mod tests {
 
     #[test]
     fn the_srt_buffer_never_holds_more_than_its_size() {
-        let shared = Shared::new();
+        let shared = Shared::new(SRT_BUFFER_PACKETS);
         for n in 0..SRT_BUFFER_PACKETS {
             shared.push(Bytes::from(n.to_be_bytes().to_vec()));
         }
