@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use mirror_reconnect::connection::{redact_url, ConnectionState, Protocol, StreamTarget, Target};
+use mirror_reconnect::protocol::rtp::{RtpReceiver, RtpStatistics};
 use mirror_reconnect::protocol::srt::srt_target;
 use mirror_reconnect::ReconnectionConfig;
 
@@ -17,6 +18,9 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("srt_url", srt_url),
     ("config_yaml", config_yaml),
     ("state_json", state_json),
+    ("rtp_datagrams", rtp_datagrams),
+    #[cfg(feature = "libsrt")]
+    ("libsrt_lengths", libsrt_lengths),
 ];
 
 /// An `srt://` URL as the relay and `srt_target` take one: parsed, and redacted for
@@ -80,4 +84,231 @@ pub fn state_json(data: &[u8]) {
     let written = serde_json::to_vec(&state).expect("a parsed state writes");
     let again: ConnectionState = serde_json::from_slice(&written).expect("a written state parses");
     assert_eq!(again.stream_id, state.stream_id);
+}
+
+/// Datagrams arriving at an RTP session, as its socket hands them over.
+///
+/// The input is the target's parameters (`name=value&…`, as in an `rtp://` query) up
+/// to the first newline, then records of one byte of milliseconds since the last
+/// datagram, one byte of length and that many bytes. Each datagram must come out as
+/// exactly one of a packet (its own bytes, only the sequence number and timestamp
+/// renumbered when `rewrite=true`), an error item or a skipped RTCP packet, and the
+/// session's counters must say so. A second session restored from the first one's
+/// state takes the same datagrams again.
+pub fn rtp_datagrams(data: &[u8]) {
+    let (query, mut records) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(query) = std::str::from_utf8(query) else {
+        return;
+    };
+    let mut target = Target::new("fuzz", Protocol::Rtp).address(([127, 0, 0, 1], 5004).into());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        target = target.parameter(name, value);
+    }
+    let mut datagrams = Vec::new();
+    let mut gap_ms = 0u64;
+    while let [gap, len, rest @ ..] = records {
+        let len = usize::from(*len).min(rest.len());
+        gap_ms += u64::from(*gap);
+        datagrams.push((gap_ms, &rest[..len]));
+        records = &rest[len..];
+    }
+    let Some(stats) = rtp_session(&target, &datagrams) else {
+        return;
+    };
+    // What the first session saved, a reconnect gives to the next one.
+    let mut state = ConnectionState::new("fuzz", Protocol::Rtp);
+    stats.write_parameters(&mut state.parameters);
+    let read = RtpStatistics::from_parameters(&state.parameters);
+    assert_eq!(
+        (read.received, read.lost, read.restarts, read.rtcp),
+        (stats.received, stats.lost, stats.restarts, stats.rtcp),
+        "statistics read back differ"
+    );
+    target.apply_state(&state);
+    rtp_session(&target, &datagrams);
+}
+
+/// One session over `datagrams` (milliseconds from its start, bytes); `None` when the
+/// target is refused.
+fn rtp_session(target: &Target, datagrams: &[(u64, &[u8])]) -> Option<RtpStatistics> {
+    // The connector's words for true, in any case.
+    let rewrite = target.parameters.get("rewrite").is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on"
+        )
+    });
+    let mut rtp = RtpReceiver::new(target).ok()?;
+    let start = tokio::time::Instant::now();
+    let (mut skipped, mut errors) = (0u64, 0u64);
+    for &(at_ms, datagram) in datagrams {
+        let at = start + std::time::Duration::from_millis(at_ms);
+        match rtp.receive(datagram, at) {
+            None => skipped += 1,
+            Some(Err(_)) => errors += 1,
+            Some(Ok(packet)) => {
+                let out = &packet.payload[..];
+                assert_eq!(out.len(), datagram.len(), "a packet is its whole datagram");
+                let (same, renumbered) = if rewrite {
+                    (out[..2] == datagram[..2] && out[8..] == datagram[8..], true)
+                } else {
+                    (out == datagram, false)
+                };
+                assert!(
+                    same,
+                    "bytes changed beyond the renumbering (rewrite: {renumbered})"
+                );
+                let sequence = u16::from_be_bytes([out[2], out[3]]);
+                assert_eq!(
+                    packet.sequence.map(|s| s.value()),
+                    Some(u32::from(sequence)),
+                    "the packet's sequence is not the one in its header"
+                );
+            }
+        }
+    }
+    let stats = rtp.statistics();
+    assert_eq!(skipped, stats.rtcp, "skipped datagrams are the RTCP ones");
+    assert_eq!(
+        errors,
+        stats.invalid + stats.foreign_ssrc + stats.wrong_payload_type + stats.sequence_jumps,
+        "every error item is counted once: {stats:?}"
+    );
+    Some(stats)
+}
+
+/// A connected pair of libsrt sockets on loopback, made once per process: the caller
+/// sends, the accepted socket receives.
+#[cfg(feature = "libsrt")]
+fn libsrt_pair() -> &'static (mirror_libsrt::Socket, mirror_libsrt::Socket) {
+    use std::future::poll_fn;
+    use std::sync::OnceLock;
+
+    static PAIR: OnceLock<(mirror_libsrt::Socket, mirror_libsrt::Socket)> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let listener = mirror_libsrt::Socket::new().expect("a socket");
+            listener.set_live().expect("live mode");
+            listener
+                .set_latency(std::time::Duration::ZERO)
+                .expect("latency");
+            listener.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+            listener.listen(1).expect("listen");
+            let address = listener.local_addr().expect("bound");
+            let caller = mirror_libsrt::Socket::new().expect("a socket");
+            caller.set_live().expect("live mode");
+            caller
+                .set_latency(std::time::Duration::ZERO)
+                .expect("latency");
+            caller.start_connect(address).expect("connect");
+            let (accepted, connected) = tokio::join!(
+                poll_fn(|cx| listener.poll_accept(cx)),
+                poll_fn(|cx| caller.poll_connected(cx, address)),
+            );
+            connected.expect("connected");
+            (caller, accepted.expect("accepted").0)
+        })
+    })
+}
+
+/// What crosses into libsrt with a length: the input is a receive buffer length (two
+/// bytes), then a stream id, a passphrase and a packet filter set on a new socket
+/// (NUL-separated; what is accepted reads back the same, or within libsrt's rules),
+/// then a message sent over a connected pair (refused when longer than the socket's
+/// payload size) and received into that buffer: whole when the buffer holds a
+/// payload, an error and not a short read when it does not.
+#[cfg(feature = "libsrt")]
+pub fn libsrt_lengths(data: &[u8]) {
+    use mirror_libsrt::{Socket, MAX_PAYLOAD, MAX_STREAM_ID};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let [hi, lo, rest @ ..] = data else {
+        return;
+    };
+    let buffer_len = usize::from(u16::from_be_bytes([*hi, *lo])) % (2 * MAX_PAYLOAD);
+    let mut fields = rest.splitn(4, |&b| b == 0);
+    let mut text = || String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+    let (stream_id, passphrase, filter) = (text(), text(), text());
+    let payload = fields.next().unwrap_or_default();
+
+    let socket = Socket::new().expect("a socket");
+    match socket.set_stream_id(&stream_id) {
+        Ok(()) => assert_eq!(socket.stream_id().expect("a stream id"), stream_id),
+        Err(_) => assert!(stream_id.len() > MAX_STREAM_ID, "{stream_id:?} refused"),
+    }
+    let accepted = socket.set_passphrase(&passphrase).is_ok();
+    assert_eq!(
+        accepted,
+        (10..=79).contains(&passphrase.len()),
+        "{passphrase:?}"
+    );
+    if socket.set_packet_filter(&filter).is_ok() {
+        let _ = socket.packet_filter();
+    }
+    drop(socket);
+
+    // Each message starts with its number, so that one left behind is told apart.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    let message = [&number.to_be_bytes()[..], payload].concat();
+    let (caller, receiver) = libsrt_pair();
+    let limit = caller.payload_size().expect("a payload size");
+    assert!(limit <= MAX_PAYLOAD, "payload size {limit}");
+    match caller.try_send(&message) {
+        Ok(sent) => assert_eq!(sent, message.len()),
+        Err(e) => {
+            assert!(
+                message.len() > limit,
+                "{} bytes refused: {e}",
+                message.len()
+            );
+            return;
+        }
+    }
+    assert!(
+        message.len() <= limit,
+        "{} bytes sent, over {limit}",
+        message.len()
+    );
+    let mut buf = vec![0u8; buffer_len];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match receiver.try_recv(&mut buf) {
+            Ok(got) => {
+                let got = &buf[..got.len];
+                let Some(head) = got.get(..4) else {
+                    panic!(
+                        "{} bytes received, shorter than any message sent",
+                        got.len()
+                    );
+                };
+                if head != number.to_be_bytes() {
+                    continue; // one left behind by an earlier input
+                }
+                assert_eq!(got, &message[..], "received into {buffer_len} bytes");
+                return;
+            }
+            Err(e) if e.is_would_block() => {
+                assert!(std::time::Instant::now() < deadline, "nothing received");
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+            Err(e) => {
+                // libsrt's live mode wants room for a whole payload, whatever waits.
+                let room = message
+                    .len()
+                    .max(receiver.payload_size().expect("a payload size"));
+                assert!(buffer_len < room, "receive into {buffer_len} bytes: {e}");
+                // What did not fit is gone or still queued: an earlier number next time.
+                return;
+            }
+        }
+    }
 }

@@ -705,6 +705,10 @@ impl Socket {
     /// Receive one message into `buf` (live mode: one packet, at most
     /// [`MAX_PAYLOAD`] bytes).
     ///
+    /// In live mode `buf` must hold the socket's [`payload_size`](Self::payload_size)
+    /// (or [`MAX_PAYLOAD`], which always does): libsrt refuses a shorter buffer with
+    /// an error, whatever the length of the message waiting.
+    ///
     /// A socket the epoll has not said readable since its last empty read is not asked
     /// again: a refused non-blocking read costs libsrt an internal exception.
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<Message>> {
@@ -761,7 +765,7 @@ impl Socket {
         self.interest.wake_all();
     }
 
-    /// Receive one message if one is ready.
+    /// Receive one message if one is ready (`buf` as for [`poll_recv`](Self::poll_recv)).
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<Message> {
         let mut control = sys::SRT_MSGCTRL::default();
         let len = c_int::try_from(buf.len()).unwrap_or(c_int::MAX);

@@ -21,6 +21,14 @@ mod output;
 mod status;
 mod streams;
 
+/// The fuzz targets over the relay's own inputs, for replaying their saved inputs.
+#[cfg(test)]
+#[path = "../../../fuzz/relay_entries.rs"]
+mod relay_entries;
+#[cfg(test)]
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -930,4 +938,13 @@ struct Owned {
     stop: CancellationToken,
     /// The stream's place in this relay's share of a fleet.
     slot: Option<FleetSlot>,
+}
+
+#[cfg(test)]
+mod fuzz_replay {
+    #[test]
+    fn every_saved_fuzz_input_of_the_relay_passes_its_target_again() {
+        let replayed = crate::replay::replay(crate::relay_entries::TARGETS);
+        eprintln!("replayed {replayed} inputs");
+    }
 }
