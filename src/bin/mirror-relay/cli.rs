@@ -592,10 +592,7 @@ mod tests {
         ]
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
-        #[test]
+    #[test]
     fn output_buffer_is_a_count_of_packets() {
         assert_eq!(parse_strs(&[INPUT, "-"]).unwrap().output_buffer, 4096);
         let args = parse_strs(&["--output-buffer", "20000", INPUT, "-"]).unwrap();
@@ -603,7 +600,10 @@ mod tests {
         assert!(parse_strs(&["--output-buffer", "0", INPUT, "-"]).is_err());
     }
 
-    #[test]
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
         fn duration(value in anything()) {
             let args = ok_or_names(parse_strs(&["--duration", &value, INPUT, "-"]), "--duration")?;
             if let Some(d) = args.and_then(|a| a.duration) {

@@ -262,7 +262,9 @@ mod tests {
         let cam = Some("cam1".to_owned());
         // A stream retrying without a caller: each try gives up its wait.
         for _ in 0..1_000 {
-            let waiting = routes.take_or_wait(cam.clone(), None).unwrap_err();
+            let waiting = routes
+                .take_or_wait(cam.clone(), None)
+                .expect_err("no caller held");
             drop(waiting);
         }
         assert_eq!(routes.waiting[&cam].len(), 1, "one wait, not a thousand");
@@ -274,7 +276,9 @@ mod tests {
         routes.deliver(None, caller(100));
         assert_eq!(routes.held.len(), MAX_HELD_PER_STREAM + 1);
         // The newest are kept: ports 17 to 20, handed out oldest first.
-        let (_, from) = routes.take_or_wait(cam.clone(), None).ok().unwrap();
+        let Ok((_, from)) = routes.take_or_wait(cam.clone(), None) else {
+            panic!("no caller held");
+        };
         assert_eq!(from.port(), 17);
     }
 }
