@@ -64,13 +64,14 @@ impl fmt::Debug for RtpReceiver {
 
 impl RtpReceiver {
     /// A session for `target`, started now: its parameters checked as the connector
-    /// checks them, and its saved continuity (`rtp.rewrite.…`) taken.
+    /// checks them, and its saved continuity (`rtp.rewrite.…`) taken. The target's
+    /// address is required, as by the connector, but nothing is bound to it.
     ///
     /// # Errors
     ///
     /// An [`InvalidTarget`](crate::error::ConnectErrorKind::InvalidTarget) error naming
-    /// the parameter, when the target is not RTP or a parameter is unknown or out of
-    /// range.
+    /// what is wrong, when the target is not RTP, has no address, or has a parameter
+    /// that is unknown or out of range.
     pub fn new(target: &Target) -> Result<Self, ConnectError> {
         let settings = RtpSettings::from_target(target)?;
         Ok(Self::with_config(
