@@ -5,7 +5,7 @@
 # command and the commit it was measured with, and put them under a header describing
 # the machine and a summary of the targets.
 #
-#   bash scripts/bench.sh            # all benches, about 12 minutes on 2 cores
+#   bash scripts/bench.sh            # all benches and the 10-minute soak, about 25 minutes on 2 cores
 #   BENCHES="hot_path recovery" bash scripts/bench.sh   # a subset
 #   RUN="scale" bash scripts/bench.sh                   # rerun one, keep the others' results
 #   BENCH_QUICK=1 bash scripts/bench.sh                 # short runs, to check the benches work
@@ -36,7 +36,7 @@ for var in BENCH_QUICK THROUGHPUT_ONLY; do
         bench_env+="$var=\"${!var}\" "
     fi
 done
-BENCHES=${BENCHES:-"hot_path throughput srt_relay relay_scale recovery detection scale state_store"}
+BENCHES=${BENCHES:-"hot_path throughput srt_relay relay_scale recovery detection scale state_store soak"}
 STARTED=$(date +%s)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ $commit != unknown ]] && ! git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null; then
@@ -197,6 +197,17 @@ for bench in $BENCHES; do
         continue
     fi
     rm -f "$RESULTS/$bench.md"
+    if [[ $bench == soak ]]; then
+        # Not a bench: the long run of tests/soak.rs, which writes its own section.
+        echo "== soak"
+        began_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
+        if bash scripts/soak.sh 2>&1 | tee "$RESULTS/soak.log" && [[ -s $RESULTS/soak.md ]]; then
+            stamp_section soak "$began_utc" "bash scripts/soak.sh"
+        else
+            notes+=("\`soak\`: the soak failed; see target/bench-results/soak.log.")
+        fi
+        continue
+    fi
     if [[ ! -f benches/$bench.rs ]]; then
         notes+=("\`$bench\`: skipped, benches/$bench.rs does not exist yet.")
         echo "== $bench: skipped (no benches/$bench.rs)"
