@@ -27,7 +27,8 @@ export SOAK_SECS=$SECONDS_FOR SOAK_STREAMS=$STREAMS SOAK_REPORT=$REPORT
 if command -v heaptrack >/dev/null 2>&1; then
     profile=target/bench-results/soak.heaptrack
     rm -f "$profile".*
-    heaptrack -o "$profile" "$test_binary" --nocapture
+    status=0
+    heaptrack -o "$profile" "$test_binary" --nocapture || status=$?
     leaked=$(heaptrack_print -f "$profile".* 2>/dev/null | sed -n 's/^total memory leaked: //p')
     peak=$(heaptrack_print -f "$profile".* 2>/dev/null | sed -n 's/^peak heap memory consumption: //p')
     # Kilobytes are what statics and the test's own bookkeeping hold; more is a leak.
@@ -41,6 +42,7 @@ if command -v heaptrack >/dev/null 2>&1; then
         echo
         echo "<!-- target: heap left allocated at the end, under heaptrack | kilobytes (statics) | ${leaked:-?} | $met -->"
     } >> "$REPORT"
+    exit "$status"
 else
     echo "heaptrack is not installed: resident memory only (apt-get install heaptrack)"
     "$test_binary" --nocapture

@@ -8,7 +8,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +17,8 @@ use mirror_reconnect::connection::{Protocol, Target};
 use mirror_reconnect::driver::EventType;
 use mirror_reconnect::error::ConnectErrorKind;
 use mirror_reconnect::protocol::srt::srt_target;
-use support::process::ChildGuard;
 use support::srt::{
-    connect_error_in, fast_config, free_udp_port, have, on_both_connectors, Recorder,
+    connect_error_in, fast_config, free_udp_port, live_transmit, on_both_connectors, Recorder,
 };
 use tower::ServiceExt;
 
@@ -80,28 +78,13 @@ where
 on_both_connectors! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn garbage_on_the_srt_port_never_breaks_the_stream() {
-        assert!(
-            have("srt-live-transmit"),
-            "srt-live-transmit is missing: apt-get install srt-tools (scripts/test.sh does)"
-        );
         let (feed_port, srt_port) = (free_udp_port(), free_udp_port());
         let srt_addr = SocketAddr::from(([127, 0, 0, 1], srt_port));
-        let caller = Command::new("srt-live-transmit")
-            .args([
-                "-q",
-                "-ll",
-                "fatal",
-                "-chunk",
-                "1316",
-                &format!("udp://127.0.0.1:{feed_port}"),
-                &format!("srt://{srt_addr}?mode=caller&streamid=cam1&latency=40"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start srt-live-transmit");
-        let _caller = ChildGuard::new("srt-live-transmit caller", caller);
+        let _caller = live_transmit(
+            "srt-live-transmit caller",
+            &format!("udp://127.0.0.1:{feed_port}"),
+            &format!("srt://{srt_addr}?mode=caller&streamid=cam1&latency=40"),
+        );
         let _feed = Feed::start(SocketAddr::from(([127, 0, 0, 1], feed_port)));
         let target = Target::new("cam1", Protocol::Srt)
             .address(srt_addr)

@@ -31,8 +31,7 @@ use mirror_reconnect::protocol::srt::SrtConnector;
 use mirror_reconnect::protocol::udp::UdpConnector;
 use mirror_reconnect::sim::NetworkSimulator;
 use mirror_reconnect::ReconnectionConfig;
-use support::process::ChildGuard;
-use support::srt::{fast_config, free_udp_port, have};
+use support::srt::{fast_config, free_udp_port, live_transmit};
 
 /// This process's resident memory now, and its peak since the last [`reset_peak`],
 /// in bytes (Linux: `VmRSS` and `VmHWM` of `/proc/self/status`).
@@ -216,27 +215,12 @@ async fn a_slow_consumer_of_rtp_cannot_grow_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_of_srt_cannot_grow_memory() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    assert!(
-        have("srt-live-transmit"),
-        "srt-live-transmit is missing: apt-get install srt-tools (scripts/test.sh does)"
-    );
     let (feed, srt_port) = (free_udp_port(), free_udp_port());
-    let caller = std::process::Command::new("srt-live-transmit")
-        .args([
-            "-q",
-            "-ll",
-            "fatal",
-            "-chunk",
-            "1316",
-            &format!("udp://127.0.0.1:{feed}"),
-            &format!("srt://127.0.0.1:{srt_port}?mode=caller&streamid=flooded&latency=40"),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("cannot start srt-live-transmit");
-    let _caller = ChildGuard::new("srt-live-transmit caller", caller);
+    let _caller = live_transmit(
+        "srt-live-transmit caller",
+        &format!("udp://127.0.0.1:{feed}"),
+        &format!("srt://127.0.0.1:{srt_port}?mode=caller&streamid=flooded&latency=40"),
+    );
     let flood = Flood::start(SocketAddr::from(([127, 0, 0, 1], feed)), raw);
     let target = Target::new("flooded", Protocol::Srt)
         .address(SocketAddr::from(([127, 0, 0, 1], srt_port)))

@@ -199,6 +199,8 @@ fn srt_sender(
 /// One stream: its paths, senders and what its consumer saw.
 struct Stream {
     id: String,
+    /// "SRT" or "RTP", the primary's protocol.
+    kind: &'static str,
     paths: Vec<SimulatorHandle>,
     restarts: Arc<Restarts>,
     gauges: Vec<Arc<Gauge>>,
@@ -378,6 +380,7 @@ async fn round(
             }
         }));
         streams.push(Stream {
+            kind: if i % 2 == 1 { "SRT" } else { "RTP" },
             id,
             paths,
             restarts,
@@ -449,10 +452,34 @@ async fn round(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let back_after = all_clear.elapsed();
+    // For each stream not flowing: what its sources were doing.
     let stuck: Vec<String> = streams
         .iter()
         .filter(|s| !flowing(s))
-        .map(|s| s.id.clone())
+        .map(|s| {
+            let sources: Vec<String> = s
+                .gauges
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} connects, {} in flight",
+                        g.calls.load(Ordering::Relaxed),
+                        g.now.load(Ordering::SeqCst)
+                    )
+                })
+                .collect();
+            format!(
+                "{} ({}; {} packets, the last {:?} before the paths cleared; sources: {})",
+                s.id,
+                s.kind,
+                s.packets.load(Ordering::Relaxed),
+                s.last_packet
+                    .lock()
+                    .unwrap()
+                    .map(|t| all_clear.saturating_duration_since(t)),
+                sources.join("; ")
+            )
+        })
         .collect();
     let most_in_flight = streams
         .iter()
@@ -656,6 +683,15 @@ fn report(
         "| streams flowing once every path was up | {} of {streams} |\n",
         pair(&|r| flowing(r).to_string())
     );
+    for (n, r) in rounds.iter().enumerate() {
+        if !r.stuck.is_empty() {
+            out += &format!(
+                "| not flowing in round {} | {} |\n",
+                n + 1,
+                r.stuck.join("<br>")
+            );
+        }
+    }
     out += &format!(
         "| all flowing again, after the last blow | {} |\n",
         pair(&|r| format!("{:.1} s", r.back_after.as_secs_f64()))

@@ -125,6 +125,23 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// libsrt's `srt-live-transmit INPUT OUTPUT`, quiet, 1316-byte chunks, killed with its
+/// guard. Panics, saying how to install it, when it is missing.
+pub fn live_transmit(name: &str, input: &str, output: &str) -> ChildGuard {
+    assert!(
+        have("srt-live-transmit"),
+        "srt-live-transmit is missing: apt-get install srt-tools (scripts/test.sh does)"
+    );
+    let child = std::process::Command::new("srt-live-transmit")
+        .args(["-q", "-ll", "fatal", "-chunk", "1316", input, output])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot start srt-live-transmit");
+    ChildGuard::new(name, child)
+}
+
 /// ffmpeg making a 25 fps MPEG-2 test pattern as MPEG-TS, sent to `output` (any URL
 /// ffmpeg takes: `udp://…?pkt_size=1316`, its native `srt://…`).
 pub fn ffmpeg_test_pattern(output: &str) -> ChildGuard {
