@@ -16,6 +16,11 @@ use mirror_reconnect::restore::{FileStorage, MemoryStorage, StateStorage};
 use tokio::runtime::Runtime;
 
 #[cfg(feature = "redis")]
+#[path = "../tests/support/ports.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod ports;
+
+#[cfg(feature = "redis")]
 #[path = "../tests/support/redis_server.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod redis_server;

@@ -32,11 +32,7 @@ fn example(name: &str) -> Command {
 }
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    support::ports::free_udp_port()
 }
 
 /// The largest "N packets/s" figure the example printed.

@@ -485,10 +485,7 @@ async fn the_srt_probe_is_answered_by_a_listener() {
 
 #[tokio::test]
 async fn the_srt_probe_of_a_closed_port_is_not_answered_and_ends_early() {
-    let port = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap().port()
-    };
+    let port = support::ports::free_udp_port();
     let probe = SrtConnector::new()
         .probe_timeout(Duration::from_secs(5))
         .probe();

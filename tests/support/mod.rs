@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod feed;
+pub mod ports;
 pub mod process;
 #[cfg(feature = "redis")]
 pub mod redis_server;

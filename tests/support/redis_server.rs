@@ -1,6 +1,6 @@
 //! A real `redis-server` on a free loopback port, killed when dropped.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,10 +13,9 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-/// A free port on 127.0.0.1 (bound to port 0, then released).
+/// A free TCP port on 127.0.0.1, below the ephemeral range (see `support::ports`).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("local address").port()
+    super::ports::free_tcp_port()
 }
 
 /// The `redis-server` binary, or a panic that says how to get one.

@@ -27,11 +27,7 @@ pub fn fast_config() -> ReconnectionConfig {
     config
 }
 
-/// A UDP port nobody uses right now on 127.0.0.1.
-pub fn free_udp_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
-}
+pub use super::ports::free_udp_port;
 
 /// A loopback address with a free UDP port.
 pub fn free_addr() -> SocketAddr {
