@@ -551,6 +551,24 @@ impl Socket {
         get_string(self.id, sys::SRTO_PACKETFILTER, "packetfilter")
     }
 
+    /// The UDP socket buffers libsrt asks the kernel for, each way, in bytes
+    /// (`SRTO_UDP_RCVBUF` and `SRTO_UDP_SNDBUF`; libsrt's defaults are 8 192 packets
+    /// of 1 500 bytes in and 64 KiB out). Set before `bind` or a connect: the
+    /// socket's UDP socket is made then. The kernel caps what it grants at
+    /// `net.core.rmem_max` and `wmem_max`.
+    pub fn set_udp_buffers(&self, bytes: i32) -> Result<()> {
+        set_int(self.id, sys::SRTO_UDP_RCVBUF, bytes, "udp_rcvbuf")?;
+        set_int(self.id, sys::SRTO_UDP_SNDBUF, bytes, "udp_sndbuf")
+    }
+
+    /// The UDP receive and send buffer sizes asked for, in bytes.
+    pub fn udp_buffers(&self) -> Result<(i32, i32)> {
+        Ok((
+            get_int(self.id, sys::SRTO_UDP_RCVBUF, "udp_rcvbuf")?,
+            get_int(self.id, sys::SRTO_UDP_SNDBUF, "udp_sndbuf")?,
+        ))
+    }
+
     /// Rendezvous mode.
     pub fn set_rendezvous(&self, on: bool) -> Result<()> {
         set_int(self.id, sys::SRTO_RENDEZVOUS, i32::from(on), "rendezvous")

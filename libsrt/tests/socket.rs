@@ -209,3 +209,10 @@ fn an_empty_packet_filter_is_an_error_not_a_crash() {
     assert!(error.to_string().contains("packetfilter: empty"), "{error}");
     assert!(socket.set_packet_filter("fec,cols:10,rows:5").is_ok());
 }
+
+#[test]
+fn the_udp_buffers_set_are_the_ones_read_back() {
+    let socket = Socket::new().unwrap();
+    socket.set_udp_buffers(1 << 20).unwrap();
+    assert_eq!(socket.udp_buffers().unwrap(), (1 << 20, 1 << 20));
+}
