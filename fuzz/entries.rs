@@ -181,20 +181,29 @@ fn rtp_session(target: &Target, datagrams: &[(u64, &[u8])]) -> Option<RtpStatist
     Some(stats)
 }
 
-/// A connected pair of libsrt sockets on loopback, made once per process: the caller
-/// sends, the accepted socket receives.
+/// A connected pair of libsrt sockets on loopback: the caller sends, the accepted
+/// socket receives.
 #[cfg(feature = "libsrt")]
-fn libsrt_pair() -> &'static (mirror_libsrt::Socket, mirror_libsrt::Socket) {
-    use std::future::poll_fn;
-    use std::sync::OnceLock;
+type LibSrtPair = (mirror_libsrt::Socket, mirror_libsrt::Socket);
 
-    static PAIR: OnceLock<(mirror_libsrt::Socket, mirror_libsrt::Socket)> = OnceLock::new();
-    PAIR.get_or_init(|| {
+/// The pair `libsrt_lengths` uses, made at its first input and kept until
+/// [`libsrt_release`].
+#[cfg(feature = "libsrt")]
+static LIBSRT_PAIR: std::sync::Mutex<Option<std::sync::Arc<LibSrtPair>>> =
+    std::sync::Mutex::new(None);
+
+#[cfg(feature = "libsrt")]
+fn libsrt_pair() -> std::sync::Arc<LibSrtPair> {
+    use std::future::poll_fn;
+    use std::sync::{Arc, PoisonError};
+
+    let mut pair = LIBSRT_PAIR.lock().unwrap_or_else(PoisonError::into_inner);
+    let pair = pair.get_or_insert_with(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .expect("a runtime");
-        runtime.block_on(async {
+        Arc::new(runtime.block_on(async {
             let listener = mirror_libsrt::Socket::new().expect("a socket");
             listener.set_live().expect("live mode");
             listener
@@ -215,8 +224,22 @@ fn libsrt_pair() -> &'static (mirror_libsrt::Socket, mirror_libsrt::Socket) {
             );
             connected.expect("connected");
             (caller, accepted.expect("accepted").0)
-        })
-    })
+        }))
+    });
+    Arc::clone(pair)
+}
+
+/// Close the pair `libsrt_lengths` keeps and wait until libsrt is cleaned up: a
+/// process that replayed it calls this before it exits, so that libsrt's teardown at
+/// exit does not race its own threads. True when cleaned up (no other socket alive).
+#[cfg(feature = "libsrt")]
+pub fn libsrt_release() -> bool {
+    let pair = LIBSRT_PAIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    drop(pair);
+    mirror_libsrt::wait_cleaned_up()
 }
 
 /// What crosses into libsrt with a length: the input is a receive buffer length (two
@@ -259,7 +282,8 @@ pub fn libsrt_lengths(data: &[u8]) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let number = NEXT.fetch_add(1, Ordering::Relaxed);
     let message = [&number.to_be_bytes()[..], payload].concat();
-    let (caller, receiver) = libsrt_pair();
+    let pair = libsrt_pair();
+    let (caller, receiver) = &*pair;
     let limit = caller.payload_size().expect("a payload size");
     assert!(limit <= MAX_PAYLOAD, "payload size {limit}");
     match caller.try_send(&message) {

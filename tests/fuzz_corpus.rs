@@ -11,4 +11,11 @@ mod replay;
 fn every_saved_fuzz_input_passes_its_target_again() {
     let replayed = replay::replay(entries::TARGETS);
     eprintln!("replayed {replayed} inputs");
+    // libsrt's sockets closed and libsrt cleaned up before the process exits: its
+    // teardown at exit would otherwise race its own threads (a crash on the way out).
+    #[cfg(feature = "libsrt")]
+    assert!(
+        entries::libsrt_release(),
+        "a libsrt socket outlived the replay"
+    );
 }

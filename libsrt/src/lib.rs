@@ -10,7 +10,8 @@
 //!   sockets became ready: no busy polling, and no runtime assumed (any executor's
 //!   wakers do).
 //! - libsrt is started with the first socket and cleaned up (`srt_cleanup`, once)
-//!   when the last one is dropped.
+//!   when the last one is dropped; [`wait_cleaned_up`] waits for that before a
+//!   process exits.
 //!
 //! All `unsafe` code of the project is in this crate; each block says why it is sound.
 //! It links `libsrt` (pkg-config name `srt`; Debian: `libsrt-openssl-dev`).
@@ -41,6 +42,6 @@ mod socket;
 
 pub use error::{Error, RejectReason, Result};
 pub use socket::{
-    is_running, version, Caller, ListenFilter, Message, Socket, SocketState, Stats, MAX_PAYLOAD,
-    MAX_STREAM_ID,
+    is_running, version, wait_cleaned_up, Caller, ListenFilter, Message, Socket, SocketState,
+    Stats, MAX_PAYLOAD, MAX_STREAM_ID,
 };

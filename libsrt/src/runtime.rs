@@ -23,6 +23,10 @@ const EVENTS: usize = 64;
 /// when the last one is gone.
 static CURRENT: Mutex<Weak<Runtime>> = Mutex::new(Weak::new());
 
+/// The epoll threads of runtimes dropped and not yet waited for: each ends once it has
+/// called `srt_cleanup`.
+static STOPPING: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -65,6 +69,21 @@ impl Runtime {
     /// Whether libsrt is started by this crate now (some socket is alive).
     pub(crate) fn is_running() -> bool {
         lock(&CURRENT).strong_count() > 0
+    }
+
+    /// Wait until every runtime dropped so far has cleaned libsrt up; false, at once,
+    /// while a socket is alive.
+    pub(crate) fn wait_cleaned_up() -> bool {
+        if Self::is_running() {
+            return false;
+        }
+        let threads = std::mem::take(&mut *lock(&STOPPING));
+        for thread in threads {
+            // The thread cannot panic (it only waits and calls libsrt); if it did,
+            // it has ended all the same.
+            let _ = thread.join();
+        }
+        true
     }
 
     fn start() -> Result<Self> {
@@ -147,9 +166,15 @@ impl Drop for Runtime {
         // The epoll thread sees this within WAIT_MS, then releases the epoll and calls
         // srt_cleanup itself: the last socket's drop never waits for it (it may run on
         // an async task's thread). A start meanwhile is safe: libsrt counts
-        // srt_startup and srt_cleanup calls and cleans up only at zero.
+        // srt_startup and srt_cleanup calls and cleans up only at zero. The thread is
+        // kept so that a process can wait for it before it exits (`wait_cleaned_up`):
+        // libsrt's own teardown at exit must not race its threads.
         self.shared.stop.store(true, Ordering::Release);
-        drop(self.thread.take());
+        if let Some(thread) = self.thread.take() {
+            let mut stopping = lock(&STOPPING);
+            stopping.retain(|t| !t.is_finished());
+            stopping.push(thread);
+        }
     }
 }
 

@@ -947,6 +947,25 @@ pub fn is_running() -> bool {
     Runtime::is_running()
 }
 
+/// Wait until libsrt, started by this crate, has been cleaned up: returns true once
+/// every socket dropped so far has been closed and `srt_cleanup` has returned (within
+/// about 100 ms of the last drop), false at once while a [`Socket`] is still alive.
+///
+/// Call it before a process exits, after the last socket is gone: libsrt tears down
+/// its own threads at exit, and that must not race a cleanup still under way (a
+/// process can crash on its way out otherwise).
+///
+/// ```
+/// let socket = mirror_libsrt::Socket::new()?;
+/// assert!(!mirror_libsrt::wait_cleaned_up(), "a socket is alive");
+/// drop(socket);
+/// assert!(mirror_libsrt::wait_cleaned_up());
+/// # Ok::<(), mirror_libsrt::Error>(())
+/// ```
+pub fn wait_cleaned_up() -> bool {
+    Runtime::wait_cleaned_up()
+}
+
 /// The version of the libsrt linked, as (major, minor, patch).
 pub fn version() -> (u8, u8, u8) {
     // SAFETY: no arguments; a constant of the library.
