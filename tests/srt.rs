@@ -104,6 +104,59 @@ async fn rendezvous_with_srt_tokio() {
 }
 
 on_both_connectors! {
+    /// A connect given up (a tower timeout, a failover) just as its caller arrives
+    /// loses no caller: the next connect gets it, or its next call. srt-tokio keeps one
+    /// handshake session per peer address, and the caller's request, dropped
+    /// unanswered, left every later call from that address unanswered for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connect_given_up_as_its_caller_arrives_loses_no_caller() {
+        let connector = Under::new();
+        let addr = connector
+            .listen("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let target = srt_target("cam1", addr, SrtMode::Listener);
+        // The first connect waits for its caller, then is polled no more.
+        let mut first = Box::pin(connector.clone().oneshot(target.clone()));
+        assert!(timeout(Duration::from_millis(200), &mut first)
+            .await
+            .is_err());
+        // A caller from one address (as through a NAT), calling again until it is in.
+        let port = support::ports::free_udp_port();
+        let caller = tokio::spawn(async move {
+            loop {
+                let call = SrtSocket::builder()
+                    .local_port(port)
+                    .latency(Duration::from_millis(40))
+                    .call(addr, Some("cam1"));
+                if let Ok(Ok(socket)) = timeout(Duration::from_secs(3), call).await {
+                    return socket;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        // Its request reaches the first connect, which is given up before it looks.
+        // (Time for a loopback handshake, not a bound checked: were the request
+        // later, the next connect would get it from the held callers.)
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(first);
+        let mut accepted = timeout(WAIT, connector.oneshot(target))
+            .await
+            .expect("the caller was lost: no later connect got it")
+            .unwrap();
+        let mut socket = timeout(WAIT, caller).await.unwrap().unwrap();
+        socket
+            .send((std::time::Instant::now(), Bytes::from_static(b"hello")))
+            .await
+            .unwrap();
+        let got = timeout(WAIT, accepted.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got.payload[..], b"hello");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn srt_tokio_callers_into_our_listener_through_the_stack() {
         let connector = Under::new();

@@ -420,3 +420,86 @@ async fn our_caller_through_blackholes_into_an_srt_tokio_listener() {
         &events,
     );
 }
+
+/// A listener connection dropped while its shutdown is lost (the path back to the
+/// caller down for a moment) and the caller goes on sending: the caller still learns
+/// it is gone, calls again, and the next connect gets it. srt-tokio says the shutdown
+/// once, and its dropped connection, never empty while packets keep coming, went on
+/// acknowledging them: the caller never called again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_connection_dropped_while_its_shutdown_is_lost_lets_its_caller_go() {
+    use mirror_reconnect::sim::Direction;
+    use tower::ServiceExt;
+
+    let connector = SrtConnector::new();
+    let addr = connector
+        .listen("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let sim = NetworkSimulator::builder().start(addr).await.unwrap();
+    let path = sim.handle();
+    let target = Target::new("cam1", Protocol::Srt)
+        .address(addr)
+        .parameter("mode", "listener")
+        .parameter("latency", "60");
+    // A caller that keeps sending, and calls again whenever its connection ends.
+    let to = sim.local_addr();
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = {
+        let (calls, stop) = (Arc::clone(&calls), Arc::clone(&stop));
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let call = SrtSocket::builder()
+                    .latency(Duration::from_millis(60))
+                    .call(to, Some("cam1"));
+                let Ok(Ok(mut socket)) = timeout(Duration::from_secs(3), call).await else {
+                    continue;
+                };
+                calls.fetch_add(1, Ordering::Relaxed);
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let sent = timeout(
+                        Duration::from_secs(1),
+                        socket.send((Instant::now(), numbered(0, 0, 1316))),
+                    )
+                    .await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+    let mut first = timeout(
+        Duration::from_secs(20),
+        connector.clone().oneshot(target.clone()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    timeout(Duration::from_secs(20), first.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // The path back down: what the listener side says now is lost, while the caller's
+    // packets still arrive.
+    path.set_blackhole_in(Direction::ToClient, true);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    path.set_blackhole_in(Direction::ToClient, false);
+    let mut second = timeout(Duration::from_secs(20), connector.oneshot(target))
+        .await
+        .expect("the caller never called again: the dropped connection still held it")
+        .unwrap();
+    timeout(Duration::from_secs(20), second.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    stop.store(true, Ordering::Relaxed);
+    drop(second);
+    caller.await.unwrap();
+}

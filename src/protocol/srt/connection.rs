@@ -13,6 +13,7 @@ use srt_tokio::{SocketStatistics, SrtSocket};
 use tokio::time::Instant;
 
 use super::error::{end_of_connection, undecryptable};
+use super::farewell::{Farewell, FarewellSocket};
 use super::listener::SharedListener;
 use super::SrtMode;
 use crate::connection::{
@@ -89,6 +90,8 @@ pub struct SrtConnection {
     socket: SrtSocket,
     /// Keeps the shared listener (and so this connection's UDP socket) alive.
     _listener: Option<Arc<SharedListener>>,
+    /// The shutdown said again once this is dropped.
+    farewell: Option<Farewell>,
     state: ConnectionState,
     mode: SrtMode,
     rtt: Duration,
@@ -123,6 +126,14 @@ impl fmt::Debug for SrtConnection {
     }
 }
 
+impl Drop for SrtConnection {
+    fn drop(&mut self) {
+        if let Some(farewell) = self.farewell.take() {
+            farewell.send();
+        }
+    }
+}
+
 impl SrtConnection {
     pub(crate) fn new(
         socket: SrtSocket,
@@ -130,8 +141,17 @@ impl SrtConnection {
         mode: SrtMode,
         local_addr: Option<SocketAddr>,
         listener: Option<Arc<SharedListener>>,
+        farewell: Option<FarewellSocket>,
     ) -> Self {
         let settings = socket.settings();
+        let farewell = farewell.map(|socket| {
+            Farewell::new(
+                socket,
+                settings.remote,
+                settings.remote_sockid,
+                settings.socket_start_time,
+            )
+        });
         let rtt = settings.rtt;
         let peer_idle_timeout = settings.peer_idle_timeout;
         let mut state = ConnectionState::new(target.stream_id.clone(), Protocol::Srt);
@@ -152,6 +172,7 @@ impl SrtConnection {
         let mut conn = Self {
             socket,
             _listener: listener,
+            farewell,
             state,
             mode,
             rtt,

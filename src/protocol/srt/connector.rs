@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use super::connection::SrtConnection;
 use super::error::connect_error;
+use super::farewell::{with_farewell, FarewellSocket};
 use super::listener::Listeners;
 use super::params::{Defaults, SrtParams};
 use super::probe::{inductions, SrtProbe};
@@ -24,9 +25,15 @@ use crate::error::{BoxError, ConnectError, ConnectErrorKind};
 /// vanished peer from a closed one, cheap enough to ignore.
 const STATISTICS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// UDP socket buffers. srt-tokio's 64 KiB overflow on a burst of fifty packets (an
-/// I-frame); libsrt asks for 12 MB. The kernel caps this at `net.core.rmem_max`.
-const UDP_BUFFER: u64 = 4 * 1024 * 1024;
+/// The UDP socket buffers (receive and send, each) an [`SrtConnector`] asks for unless
+/// told ([`SrtConnector::udp_buffer`]): 4 MiB. srt-tokio's own 64 KiB overflow on a
+/// burst of fifty packets (an I-frame); libsrt asks for 12 MB. The kernel caps what it
+/// grants at `net.core.rmem_max` and `net.core.wmem_max`.
+pub const DEFAULT_UDP_BUFFER: u64 = 4 * 1024 * 1024;
+/// The smallest UDP socket buffer an [`SrtConnector`] asks for: 64 KiB.
+pub const MIN_UDP_BUFFER: u64 = 64 * 1024;
+/// The largest UDP socket buffer an [`SrtConnector`] asks for: 256 MiB.
+pub const MAX_UDP_BUFFER: u64 = 256 * 1024 * 1024;
 
 /// Inductions a caller sends before its handshake, the second halfway through the
 /// probe timeout: one lost datagram, or a listener a moment late to bind, does not fail
@@ -53,10 +60,21 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(500);
 ///     .peer_idle_timeout(Duration::from_secs(4));
 /// # drop(connector);
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SrtConnector {
     defaults: Defaults,
+    udp_buffer: u64,
     listeners: Arc<Listeners>,
+}
+
+impl Default for SrtConnector {
+    fn default() -> Self {
+        Self {
+            defaults: Defaults::default(),
+            udp_buffer: DEFAULT_UDP_BUFFER,
+            listeners: Arc::default(),
+        }
+    }
 }
 
 impl fmt::Debug for SrtConnector {
@@ -69,6 +87,8 @@ impl fmt::Debug for SrtConnector {
             .field("peer_idle_timeout", &self.defaults.peer_idle_timeout)
             .field("probe_timeout", &self.defaults.probe_timeout)
             .field("probe_before_connect", &self.defaults.probe_before_connect)
+            .field("held_callers", &self.defaults.held_callers)
+            .field("udp_buffer", &self.udp_buffer)
             .field("listeners", &self.listeners)
             .finish()
     }
@@ -90,6 +110,25 @@ impl SrtConnector {
     /// induction handshake datagram, answered by any SRT listener at once.
     pub fn probe(&self) -> SrtProbe {
         SrtProbe::new(self.defaults)
+    }
+
+    /// The UDP socket buffers to ask for, receive and send, in bytes (default
+    /// [`DEFAULT_UDP_BUFFER`], 4 MiB; values are read within [`MIN_UDP_BUFFER`] and
+    /// [`MAX_UDP_BUFFER`]). What a burst can be before the kernel drops packets, and
+    /// what a connection may cost in kernel memory; the kernel grants at most its
+    /// `net.core.rmem_max` / `wmem_max`. A listener's socket takes the value of the
+    /// connector that binds its port first.
+    ///
+    /// ```
+    /// use mirror_reconnect::protocol::srt::SrtConnector;
+    ///
+    /// let connector = SrtConnector::new().udp_buffer(16 * 1024 * 1024);
+    /// # drop(connector);
+    /// ```
+    #[must_use]
+    pub fn udp_buffer(mut self, bytes: u64) -> Self {
+        self.udp_buffer = bytes.clamp(MIN_UDP_BUFFER, MAX_UDP_BUFFER);
+        self
     }
 
     /// How long a probe waits for the listener's answer (default 500 ms), the probe
@@ -126,7 +165,7 @@ impl SrtConnector {
         let options = self.base_options(self.defaults.latency, self.defaults.peer_idle_timeout);
         let listener = self
             .listeners
-            .get_or_bind(address, options)
+            .get_or_bind(address, options, self.defaults.held_callers)
             .await
             .map_err(|e| connect_error(SrtMode::Listener, address, None, e))?;
         Ok(listener.local_addr())
@@ -140,8 +179,8 @@ impl SrtConnector {
         }
         options.session.peer_idle_timeout = peer_idle;
         options.session.statistics_interval = STATISTICS_INTERVAL;
-        options.connect.udp_recv_buffer_size = ByteCount(UDP_BUFFER);
-        options.connect.udp_send_buffer_size = ByteCount(UDP_BUFFER);
+        options.connect.udp_recv_buffer_size = ByteCount(self.udp_buffer);
+        options.connect.udp_send_buffer_size = ByteCount(self.udp_buffer);
         options
     }
 
@@ -199,7 +238,7 @@ impl SrtConnector {
                 listener_options.encryption.key_size = Default::default();
                 let listener = self
                     .listeners
-                    .get_or_bind(params.address, listener_options)
+                    .get_or_bind(params.address, listener_options, self.defaults.held_callers)
                     .await
                     .map_err(fail)?;
                 let accept = listener.accept(&params);
@@ -210,16 +249,23 @@ impl SrtConnector {
                     None => accept.await?,
                 };
                 let local_addr = Some(listener.local_addr());
+                let farewell = Some(listener.farewell());
                 Ok(SrtConnection::new(
                     socket,
                     &target,
                     params.mode,
                     local_addr,
                     Some(listener),
+                    farewell,
                 ))
             }
             SrtMode::Caller | SrtMode::Rendezvous => {
                 let udp = srt_tokio::bind_socket(&options).await.map_err(fail)?;
+                let (udp, farewell) = with_farewell(udp).map_err(fail)?;
+                // A port of the kernel's choosing may stay bound for the repeats; a
+                // port asked for is let go with the connection (it may be bound again).
+                let farewell = (options.connect.local.port() == 0)
+                    .then(|| FarewellSocket::Own(Arc::new(farewell)));
                 let local_addr = udp.local_addr().ok();
                 if params.mode == SrtMode::Caller && self.defaults.probe_before_connect {
                     // Never longer than the attempt itself may take.
@@ -258,6 +304,7 @@ impl SrtConnector {
                     params.mode,
                     local_addr,
                     None,
+                    farewell,
                 ))
             }
         }
@@ -298,5 +345,35 @@ impl Service<Target> for SrtConnector {
         SrtConnecting {
             inner: Box::pin(async move { this.connect(target).await.map_err(BoxError::from) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_udp_buffers_asked_for_are_the_connectors_within_bounds() {
+        let asked = |connector: SrtConnector| {
+            let options = connector.base_options(None, Duration::from_secs(5));
+            (
+                options.connect.udp_recv_buffer_size.0,
+                options.connect.udp_send_buffer_size.0,
+            )
+        };
+        let both = |n| (n, n);
+        assert_eq!(asked(SrtConnector::new()), both(DEFAULT_UDP_BUFFER));
+        assert_eq!(
+            asked(SrtConnector::new().udp_buffer(1 << 20)),
+            both(1 << 20)
+        );
+        assert_eq!(
+            asked(SrtConnector::new().udp_buffer(0)),
+            both(MIN_UDP_BUFFER)
+        );
+        assert_eq!(
+            asked(SrtConnector::new().udp_buffer(u64::MAX)),
+            both(MAX_UDP_BUFFER)
+        );
     }
 }

@@ -100,6 +100,8 @@ struct Drain {
 #[derive(Clone, Default)]
 pub struct LibSrtConnector {
     defaults: Defaults,
+    /// The UDP buffers to ask for, or libsrt's own.
+    udp_buffer: Option<u64>,
     listeners: Arc<Listeners>,
 }
 
@@ -111,6 +113,8 @@ impl fmt::Debug for LibSrtConnector {
             .field("connect_timeout", &self.defaults.connect_timeout)
             .field("listen_timeout", &self.defaults.listen_timeout)
             .field("peer_idle_timeout", &self.defaults.peer_idle_timeout)
+            .field("held_callers", &self.defaults.held_callers)
+            .field("udp_buffer", &self.udp_buffer)
             .field("listeners", &self.listeners)
             .finish()
     }
@@ -125,6 +129,26 @@ impl LibSrtConnector {
     }
 
     super::params::default_setters!();
+
+    /// The UDP socket buffers to ask for, receive and send, in bytes (default: libsrt's
+    /// own, 8 192 packets of 1 500 bytes, about 12 MB, in and 64 KiB out; values are read within
+    /// [`MIN_UDP_BUFFER`](super::MIN_UDP_BUFFER) and
+    /// [`MAX_UDP_BUFFER`](super::MAX_UDP_BUFFER)). What a burst can be before the
+    /// kernel drops packets, and what a connection may cost in kernel memory; the
+    /// kernel grants at most its `net.core.rmem_max` / `wmem_max`. A listener's socket
+    /// takes the value of the connector that binds its port first.
+    ///
+    /// ```
+    /// use mirror_reconnect::protocol::srt::LibSrtConnector;
+    ///
+    /// let connector = LibSrtConnector::new().udp_buffer(4 * 1024 * 1024);
+    /// # drop(connector);
+    /// ```
+    #[must_use]
+    pub fn udp_buffer(mut self, bytes: u64) -> Self {
+        self.udp_buffer = Some(bytes.clamp(super::MIN_UDP_BUFFER, super::MAX_UDP_BUFFER));
+        self
+    }
 
     /// A probe of this connector's caller targets: one SRT induction handshake, which
     /// every SRT listener answers (see [`SrtProbe`]).
@@ -147,12 +171,25 @@ impl LibSrtConnector {
     }
 
     fn shared_listener(&self, params: &SrtParams) -> mirror_libsrt::Result<Arc<Shared>> {
-        self.listeners.get_or_bind(params.address, || {
-            let socket = Socket::new()?;
-            configure(&socket, params, false)?;
-            socket.bind(params.address)?;
-            Ok(socket)
-        })
+        let held_callers = self.defaults.held_callers;
+        self.listeners
+            .get_or_bind(params.address, held_callers, || {
+                let socket = self.new_socket(params, false)?;
+                socket.bind(params.address)?;
+                Ok(socket)
+            })
+    }
+
+    /// A new socket set as `params` and this connector ask; with the passphrase when
+    /// `secret`.
+    fn new_socket(&self, params: &SrtParams, secret: bool) -> mirror_libsrt::Result<Socket> {
+        let socket = Socket::new()?;
+        if let Some(bytes) = self.udp_buffer {
+            // Within MAX_UDP_BUFFER, which is below i32::MAX.
+            socket.set_udp_buffers(i32::try_from(bytes).unwrap_or(i32::MAX))?;
+        }
+        configure(&socket, params, secret)?;
+        Ok(socket)
     }
 
     async fn connect(self, target: Target) -> Result<LibSrtConnection, ConnectError> {
@@ -188,8 +225,7 @@ impl LibSrtConnector {
             }
             return Ok(connection);
         }
-        let socket = Socket::new().map_err(|e| what.error(&e))?;
-        configure(&socket, &params, true).map_err(|e| what.error(&e))?;
+        let socket = self.new_socket(&params, true).map_err(|e| what.error(&e))?;
         if params.mode == SrtMode::Rendezvous {
             socket.set_rendezvous(true).map_err(|e| what.error(&e))?;
             let local = SocketAddr::new(
@@ -761,5 +797,41 @@ impl Sink<Bytes> for LibSrtConnection {
         this.socket.close();
         this.ended = true;
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The UDP buffers libsrt is asked for on a new socket, receive and send.
+    fn asked(connector: &LibSrtConnector) -> Result<(i32, i32), BoxError> {
+        let target =
+            Target::new("cam", Protocol::Srt).address(SocketAddr::from(([127, 0, 0, 1], 9000)));
+        let params = SrtParams::from_target(&target, &connector.defaults)?;
+        Ok(connector.new_socket(&params, true)?.udp_buffers()?)
+    }
+
+    #[test]
+    fn the_udp_buffers_asked_for_are_the_connectors_within_bounds() -> Result<(), BoxError> {
+        // libsrt's own unless set: 8 192 packets of 1 500 bytes in, 64 KiB out.
+        assert_eq!(asked(&LibSrtConnector::new())?, (8192 * 1500, 65536));
+        assert_eq!(
+            asked(&LibSrtConnector::new().udp_buffer(1 << 20))?,
+            (1 << 20, 1 << 20)
+        );
+        let least = i32::try_from(super::super::MIN_UDP_BUFFER)?;
+        assert_eq!(
+            asked(&LibSrtConnector::new().udp_buffer(0))?,
+            (least, least)
+        );
+        let most = i32::try_from(super::super::MAX_UDP_BUFFER)?;
+        assert_eq!(
+            asked(&LibSrtConnector::new().udp_buffer(u64::MAX))?,
+            (most, most)
+        );
+        // The sockets are gone: libsrt's cleanup finished before the process may end.
+        let _ = mirror_libsrt::wait_cleaned_up();
+        Ok(())
     }
 }

@@ -6,13 +6,14 @@
 //! a stream's own passphrase is set on its caller's socket, so streams on one port can
 //! have different passphrases. An accepted caller goes to the connect waiting for its
 //! stream; one that comes while nobody waits (the stream's old connection is not yet
-//! judged dead) is held for a while, then dropped.
+//! judged dead), or whose connect is given up before it takes it, is held for a
+//! while, then dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use mirror_libsrt::{RejectReason, Socket, SocketState};
@@ -23,9 +24,6 @@ use crate::connection::Secret;
 
 /// How long an accepted caller is held when nobody waits for its stream yet.
 const HOLD: Duration = Duration::from_secs(3);
-/// Accepted callers held for one stream at most: a newer one replaces the oldest (the
-/// newest caller is the one still trying), so a flood of callers cannot pile up.
-pub(super) const MAX_HELD_PER_STREAM: usize = 4;
 
 /// SRT_REJX_NOTFOUND, libsrt's code for "no such stream here".
 pub(super) const REJECT_NOT_FOUND: i32 = 1404;
@@ -55,10 +53,12 @@ impl Listeners {
     /// The listener on `address`, bound (by `bind`) if there is none, or if the one
     /// there stopped. A listener bound to the wildcard address serves every address
     /// of its port, and one bound to a specific address serves the wildcard of its
-    /// port. Port 0 binds a new one, known from then on by the port it got.
+    /// port. Port 0 binds a new one, known from then on by the port it got. A new
+    /// listener holds at most `held_callers` accepted callers per stream.
     pub(super) fn get_or_bind(
         &self,
         address: SocketAddr,
+        held_callers: usize,
         bind: impl FnOnce() -> mirror_libsrt::Result<Socket>,
     ) -> mirror_libsrt::Result<Arc<Shared>> {
         let mut all = lock(&self.by_address);
@@ -74,7 +74,7 @@ impl Listeners {
                 return Ok(Arc::clone(shared));
             }
         }
-        let shared = Shared::start(bind()?)?;
+        let shared = Shared::start(bind()?, held_callers)?;
         all.insert(shared.local_addr(), Arc::clone(&shared));
         Ok(shared)
     }
@@ -103,15 +103,46 @@ impl Drop for Shared {
     }
 }
 
+/// An accepted caller on its way to the connect that waits for it. A connect can
+/// be given up at any await (a tower timeout, a failover): if it is before it takes
+/// the caller, the caller goes back to its route (the next connect, or held)
+/// instead of being closed.
+pub(super) struct Handed {
+    accepted: Option<(Option<String>, Accepted)>,
+    routes: Weak<Mutex<Routes>>,
+}
+
+impl Handed {
+    /// The caller, now the taker's.
+    fn take(&mut self) -> Option<Accepted> {
+        self.accepted.take().map(|(_, accepted)| accepted)
+    }
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        if let (Some((route, accepted)), Some(routes)) =
+            (self.accepted.take(), self.routes.upgrade())
+        {
+            lock(&routes).deliver(route, accepted);
+        }
+    }
+}
+
 /// Who listens for what on one socket.
 #[derive(Default)]
 struct Routes {
     /// The streams listened for (`None`: any caller), with their passphrases.
     streams: HashMap<Option<String>, Option<Secret>>,
     /// Connects waiting for a caller, by stream.
-    waiting: HashMap<Option<String>, VecDeque<oneshot::Sender<Accepted>>>,
+    waiting: HashMap<Option<String>, VecDeque<oneshot::Sender<Handed>>>,
+    /// These routes, for the callers handed out to come back to.
+    me: Weak<Mutex<Routes>>,
     /// Callers accepted while nobody waited, until when they are kept.
     held: Vec<(Option<String>, Accepted, Instant)>,
+    /// Accepted callers held for one stream at most: a newer one replaces the oldest
+    /// (the newest caller is the one still trying), so a flood cannot pile up.
+    held_limit: usize,
 }
 
 impl Routes {
@@ -130,15 +161,26 @@ impl Routes {
         self.held.retain(|(_, _, until)| *until > now);
         if let Some(queue) = self.waiting.get_mut(&route) {
             while let Some(reply) = queue.pop_front() {
-                match reply.send(accepted) {
+                let handed = Handed {
+                    accepted: Some((route.clone(), accepted)),
+                    routes: Weak::clone(&self.me),
+                };
+                match reply.send(handed) {
                     Ok(()) => return,
                     // That connect gave up (timed out, cancelled): the next one.
-                    Err(back) => accepted = back,
+                    Err(mut back) => match back.take() {
+                        Some(back) => accepted = back,
+                        None => return,
+                    },
                 }
             }
         }
+        if self.held_limit == 0 {
+            // Holding none: dropping it closes that caller's socket.
+            return;
+        }
         let same = self.held.iter().filter(|(r, _, _)| *r == route).count();
-        if same >= MAX_HELD_PER_STREAM {
+        if same >= self.held_limit {
             if let Some(oldest) = self.held.iter().position(|(r, _, _)| *r == route) {
                 // Dropping it closes that caller's socket.
                 self.held.remove(oldest);
@@ -154,7 +196,7 @@ impl Routes {
         &mut self,
         stream_id: Option<String>,
         passphrase: Option<Secret>,
-    ) -> Result<Accepted, oneshot::Receiver<Accepted>> {
+    ) -> Result<Accepted, oneshot::Receiver<Handed>> {
         self.streams.insert(stream_id.clone(), passphrase);
         let now = Instant::now();
         self.held.retain(|(_, _, until)| *until > now);
@@ -171,8 +213,14 @@ impl Routes {
 }
 
 impl Shared {
-    fn start(listener: Socket) -> mirror_libsrt::Result<Arc<Self>> {
-        let routes = Arc::new(Mutex::new(Routes::default()));
+    fn start(listener: Socket, held_limit: usize) -> mirror_libsrt::Result<Arc<Self>> {
+        let routes = Arc::new_cyclic(|me| {
+            Mutex::new(Routes {
+                held_limit,
+                me: Weak::clone(me),
+                ..Routes::default()
+            })
+        });
         let filter_routes = Arc::clone(&routes);
         listener.set_listen_filter(move |caller| {
             let routes = lock(&filter_routes);
@@ -236,7 +284,10 @@ impl Shared {
         let taken = lock(&self.routes).take_or_wait(stream_id, passphrase);
         match taken {
             Ok(accepted) => Ok(accepted),
-            Err(waiting) => waiting.await.map_err(|_| ListenerStopped),
+            Err(waiting) => {
+                let mut handed = waiting.await.map_err(|_| ListenerStopped)?;
+                handed.take().ok_or(ListenerStopped)
+            }
         }
     }
 }
@@ -258,7 +309,10 @@ mod tests {
 
     #[test]
     fn waits_given_up_are_let_go_and_held_callers_are_bounded_per_stream() {
-        let mut routes = Routes::default();
+        let mut routes = Routes {
+            held_limit: crate::protocol::srt::DEFAULT_HELD_CALLERS,
+            ..Routes::default()
+        };
         let cam = Some("cam1".to_owned());
         // A stream retrying without a caller: each try gives up its wait.
         for _ in 0..1_000 {
@@ -274,11 +328,39 @@ mod tests {
             routes.deliver(cam.clone(), caller(port));
         }
         routes.deliver(None, caller(100));
-        assert_eq!(routes.held.len(), MAX_HELD_PER_STREAM + 1);
+        assert_eq!(routes.held.len(), 4 + 1);
         // The newest are kept: ports 17 to 20, handed out oldest first.
         let Ok((_, from)) = routes.take_or_wait(cam.clone(), None) else {
             panic!("no caller held");
         };
         assert_eq!(from.port(), 17);
+        drop(routes);
+        released();
+    }
+
+    /// Once a test's sockets are gone: libsrt's cleanup finished, so that a test
+    /// process ending now cannot race it (the last test to end waits for all).
+    fn released() {
+        let _ = mirror_libsrt::wait_cleaned_up();
+    }
+
+    #[test]
+    fn the_held_caller_limit_is_the_listeners() {
+        let cam = Some("cam1".to_owned());
+        for limit in [0, 1, 7] {
+            let mut routes = Routes {
+                held_limit: limit,
+                ..Routes::default()
+            };
+            for port in 1..=20 {
+                routes.deliver(cam.clone(), caller(port));
+            }
+            assert_eq!(routes.held.len(), limit, "limit {limit}");
+            match routes.take_or_wait(cam.clone(), None) {
+                Ok((_, from)) => assert_eq!(usize::from(from.port()), 21 - limit),
+                Err(_) => assert_eq!(limit, 0, "limit {limit}: a caller should be held"),
+            }
+        }
+        released();
     }
 }

@@ -97,6 +97,7 @@
 mod connection;
 mod connector;
 mod error;
+mod farewell;
 #[cfg(feature = "libsrt")]
 mod libsrt;
 #[cfg(feature = "libsrt")]
@@ -107,10 +108,12 @@ mod probe;
 mod url;
 
 pub use connection::{SrtConnection, SrtStatistics};
-pub use connector::{SrtConnecting, SrtConnector};
+pub use connector::{
+    SrtConnecting, SrtConnector, DEFAULT_UDP_BUFFER, MAX_UDP_BUFFER, MIN_UDP_BUFFER,
+};
 pub use error::PeerVanished;
 #[cfg(feature = "libsrt")]
 pub use libsrt::{LibSrtConnecting, LibSrtConnection, LibSrtConnector};
-pub use params::{ParseModeError, SrtMode};
+pub use params::{ParseModeError, SrtMode, DEFAULT_HELD_CALLERS, MAX_HELD_CALLERS};
 pub use probe::SrtProbe;
 pub use url::srt_target;

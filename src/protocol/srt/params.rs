@@ -91,7 +91,15 @@ pub(crate) struct Defaults {
     /// Whether a caller probes before its handshake (so that an attempt on a dead
     /// server costs one datagram, not a handshake resent every 100 ms).
     pub(crate) probe_before_connect: bool,
+    /// How many callers a listener holds per stream while no connect waits for it.
+    pub(crate) held_callers: usize,
 }
+
+/// Callers a listener holds per stream by default: a newer one replaces the oldest
+/// (the newest caller is the one still trying), so a flood cannot pile up.
+pub const DEFAULT_HELD_CALLERS: usize = 4;
+/// The most callers a listener may be told to hold per stream.
+pub const MAX_HELD_CALLERS: usize = 1024;
 
 impl Default for Defaults {
     fn default() -> Self {
@@ -103,6 +111,7 @@ impl Default for Defaults {
             peer_idle_timeout: Duration::from_secs(5),
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             probe_before_connect: false,
+            held_callers: DEFAULT_HELD_CALLERS,
         }
     }
 }
@@ -191,6 +200,24 @@ macro_rules! default_setters {
         #[must_use]
         pub fn peer_idle_timeout(mut self, timeout: Duration) -> Self {
             self.defaults.peer_idle_timeout = timeout;
+            self
+        }
+
+        /// How many callers a listener holds for one stream while no connect waits
+        /// for it (default
+        /// [`DEFAULT_HELD_CALLERS`](crate::protocol::srt::DEFAULT_HELD_CALLERS), 4; at most
+        /// [`MAX_HELD_CALLERS`](crate::protocol::srt::MAX_HELD_CALLERS), larger values
+        /// are read as that). A caller comes before its connect when the stream's old
+        /// connection is not yet judged dead; it is held for 3 s (a libsrt caller
+        /// repeats its handshake for that long), and when one more comes the oldest
+        /// is refused, as the newest is the one still trying. 0 holds none: such a
+        /// caller is refused at once and must call again.
+        ///
+        /// The value belongs to the listening socket: the connector (or clone) that
+        /// binds a port first sets it for every stream on that port.
+        #[must_use]
+        pub fn held_callers(mut self, callers: usize) -> Self {
+            self.defaults.held_callers = callers.min(crate::protocol::srt::MAX_HELD_CALLERS);
             self
         }
     };
