@@ -31,10 +31,7 @@ fn relay(args: &[&str]) -> ChildGuard {
 }
 
 fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], support::ports::free_udp_port()))
 }
 
 fn need(tool: &str) -> PathBuf {
@@ -132,8 +129,8 @@ fn help_exits_0() {
 }
 
 /// Relay UDP to UDP keeping state in `state_arg`, feed it until 200 datagrams came
-/// through, stop it with SIGTERM, and return how many it relayed.
-fn relay_udp_then_sigterm(state_arg: &str) -> usize {
+/// through, stop it with SIGTERM, and return how many it relayed and what it said.
+fn relay_udp_then_sigterm(state_arg: &str) -> (usize, String) {
     let input = free_udp();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut child = relay(&[
@@ -168,22 +165,22 @@ fn relay_udp_then_sigterm(state_arg: &str) -> usize {
             "{line}"
         );
     }
-    got.len()
+    (got.len(), stderr)
 }
 
 /// The saved state counts at least `relayed` packets, and its last activity is later
-/// than its start.
-fn assert_final_state(state: &serde_json::Value, relayed: usize) {
+/// than its start; `said` is the relay's stderr, shown if not.
+fn assert_final_state(state: &serde_json::Value, (relayed, said): (usize, String)) {
     let state: mirror_reconnect::connection::ConnectionState =
         serde_json::from_value(state.clone()).unwrap();
     let received = state.statistics.packets_received;
     assert!(
         received >= relayed as u64,
-        "saved {received} packets received, relayed {relayed}: {state:?}"
+        "saved {received} packets received, relayed {relayed}: {state:?}\nthe relay said:\n{said}"
     );
     assert!(
         state.last_activity > state.start_time,
-        "last_activity follows the stream: {state:?}"
+        "last_activity follows the stream: {state:?}\nthe relay said:\n{said}"
     );
 }
 
@@ -878,6 +875,12 @@ fn out_of_range_values_exit_2_naming_the_option_and_the_rule() {
     ] {
         cases.push((vec!["--duration", duration, input, "-"], vec!["--duration"]));
     }
+    for clients in ["0", "1025", "-1", "many"] {
+        cases.push((
+            vec!["--metrics-clients", clients, input, "-"],
+            vec!["--metrics-clients", "from 1 to 1024"],
+        ));
+    }
     for packets in ["0", "-1", "1000001", "1e3", "many"] {
         cases.push((
             vec!["--output-buffer", packets, input, "-"],
@@ -1419,10 +1422,63 @@ fn a_stream_that_gives_up_leaves_the_others_running() {
 }
 
 fn free_tcp() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], support::ports::free_tcp_port()))
+}
+
+/// The metrics endpoint answers `--metrics-clients` clients at once: connections that
+/// send no request (a flood, or stuck scrapers) cannot make it take more, and the next
+/// scrape is answered once one of them is gone.
+#[test]
+fn the_metrics_endpoint_answers_at_most_metrics_clients_at_once() {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    let metrics = free_tcp();
+    let input = format!("udp://{}", free_udp());
+    let mut child = relay(&[
+        "--metrics-addr",
+        &metrics.to_string(),
+        "--metrics-clients",
+        "2",
+        &input,
+        "-",
+    ]);
+    let start = Instant::now();
+    while TcpStream::connect(metrics).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no metrics endpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The probe above may still hold a turn until its empty request is answered.
+    http_get(metrics, "/metrics");
+    // Two clients that say nothing take both turns (accepted first: they came first).
+    let mut idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(metrics).unwrap())
+        .collect();
+    let mut third = TcpStream::connect(metrics).unwrap();
+    write!(third, "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\n\r\n").unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match third.read(&mut byte) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("a third client answered while two hold their turn: {other:?}"),
+    }
+    // One goes: the third's turn.
+    drop(idle.remove(0));
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = String::new();
+    third.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    drop(idle);
+
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{}", child.stderr());
 }
 
 /// The body of `GET path` on `addr`, after a 200.

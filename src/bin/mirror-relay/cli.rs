@@ -38,6 +38,8 @@ Options:
                         a streams file take a dead one's streams once it ran out
   --metrics-addr ADDR   serve Prometheus metrics at http://ADDR/metrics, and every
                         stream's state as JSON at http://ADDR/streams
+  --metrics-clients N   clients --metrics-addr answers at once; more wait their turn
+                        (default 64, from 1 to 1024)
   --srt-backend NAME    the library of srt:// inputs and outputs: srt-tokio (default)
                         or libsrt (the system libsrt: live RTT and loss, FEC packet
                         filters; needs a build with the `libsrt` feature)
@@ -59,6 +61,11 @@ Options:
 pub(crate) const DEFAULT_OUTPUT_BUFFER: usize = 4096;
 /// The most `--output-buffer` may be: 1.3 GB of 1316-byte packets.
 const MAX_OUTPUT_BUFFER: usize = 1_000_000;
+
+/// Clients the metrics listener answers at once, unless `--metrics-clients` says.
+pub(crate) const DEFAULT_METRICS_CLIENTS: usize = 64;
+/// The most `--metrics-clients` may be.
+const MAX_METRICS_CLIENTS: usize = 1024;
 
 /// Where packets come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +112,8 @@ pub(crate) struct Args {
     pub(crate) streams: Option<PathBuf>,
     pub(crate) state: StateSpec,
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// `--metrics-clients`: clients the metrics listener answers at once.
+    pub(crate) metrics_clients: usize,
     /// `--lease-ttl`: only with a Redis store.
     pub(crate) lease_ttl: Option<Duration>,
     pub(crate) srt_backend: SrtBackend,
@@ -309,6 +318,21 @@ fn config_file(path: PathBuf) -> Result<PathBuf, UsageError> {
     }
 }
 
+/// `option`'s value as a number of `what` from 1 to `most`.
+fn count(value: OsString, option: &str, what: &str, most: usize) -> Result<usize, UsageError> {
+    let value = text(value, option)?;
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=most).contains(n))
+        .ok_or_else(|| {
+            usage(format!(
+                "{option} {} is not a number of {what} from 1 to {most}",
+                shown(&value)
+            ))
+        })
+}
+
 fn text(value: OsString, option: &str) -> Result<String, UsageError> {
     value.into_string().map_err(|v| {
         usage(format!(
@@ -331,6 +355,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         streams: None,
         state: StateSpec::Memory,
         metrics_addr: None,
+        metrics_clients: DEFAULT_METRICS_CLIENTS,
         lease_ttl: None,
         srt_backend: SrtBackend::SrtTokio,
         output_buffer: DEFAULT_OUTPUT_BUFFER,
@@ -391,18 +416,14 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, Us
                     }
                 };
             }
+            Long("metrics-clients") => {
+                let value = parser.value().map_err(bad)?;
+                args.metrics_clients =
+                    count(value, "--metrics-clients", "clients", MAX_METRICS_CLIENTS)?;
+            }
             Long("output-buffer") => {
-                let value = text(parser.value().map_err(bad)?, "--output-buffer")?;
-                args.output_buffer = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_OUTPUT_BUFFER).contains(n))
-                    .ok_or_else(|| {
-                        usage(format!(
-                            "--output-buffer {} is not a number of packets from 1 to {MAX_OUTPUT_BUFFER}",
-                            shown(&value)
-                        ))
-                    })?;
+                let value = parser.value().map_err(bad)?;
+                args.output_buffer = count(value, "--output-buffer", "packets", MAX_OUTPUT_BUFFER)?;
             }
             Long("events") => {
                 let value = text(parser.value().map_err(bad)?, "--events")?;
@@ -590,6 +611,17 @@ mod tests {
             "[a-z]{0,6}(://|:)[a-z0-9.:@\\[\\]/?&=%#-]{0,24}",
             any::<String>(),
         ]
+    }
+
+    #[test]
+    fn metrics_clients_is_a_count_of_clients() {
+        assert_eq!(parse_strs(&[INPUT, "-"]).unwrap().metrics_clients, 64);
+        let args = parse_strs(&["--metrics-clients", "1024", INPUT, "-"]).unwrap();
+        assert_eq!(args.metrics_clients, 1024);
+        for bad in ["0", "1025", "-1", "x", ""] {
+            let e = parse_strs(&["--metrics-clients", bad, INPUT, "-"]).unwrap_err();
+            assert!(e.0.contains("--metrics-clients"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! `--metrics-addr`: `GET /metrics` (Prometheus text) and `GET /streams` (JSON, one
-//! object per stream), on one small HTTP/1.1 listener.
+//! object per stream), on one small HTTP/1.1 listener. At most `--metrics-clients`
+//! clients are answered at once, each for at most `CLIENT_TIMEOUT` with a head of at
+//! most `MAX_HEAD`: what scrapers (or a flood) cost is bounded; others wait in the
+//! listen backlog until a client is done.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mirror_reconnect::metrics::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::status::Board;
 
@@ -15,15 +20,22 @@ const MAX_HEAD: usize = 8 * 1024;
 /// How long a client has to send its request, and to take the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bind `addr` and serve it on this runtime for as long as the process runs.
+/// Bind `addr` and serve it on this runtime for as long as the process runs,
+/// answering at most `clients` (at least one) at once.
 pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: PrometheusHandle,
     board: Board,
+    clients: usize,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
+    let turns = Arc::new(Semaphore::new(clients.max(1)));
     tokio::spawn(async move {
         loop {
+            // A turn first: past the limit, a client is not accepted until one is done.
+            let Ok(turn) = Arc::clone(&turns).acquire_owned().await else {
+                return; // never closed
+            };
             let Ok((stream, _)) = listener.accept().await else {
                 // Out of descriptors, say: try again shortly.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -33,6 +45,7 @@ pub(crate) async fn serve(
             tokio::spawn(async move {
                 let _ =
                     tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, &metrics, &board)).await;
+                drop(turn);
             });
         }
     });

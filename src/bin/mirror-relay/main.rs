@@ -113,6 +113,10 @@ fn main() -> ExitCode {
     });
     // Detached saves and closes get a moment to finish; nothing waits longer.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    // The runtime's tasks held the last libsrt sockets: libsrt's cleanup finishes
+    // before the process exits, so that libsrt's own teardown at exit cannot race it.
+    #[cfg(feature = "libsrt")]
+    let _ = mirror_libsrt::wait_cleaned_up();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
@@ -280,7 +284,7 @@ async fn shared(args: &cli::Args, config: &ReconnectionConfig) -> Result<Shared,
     if let Some(addr) = args.metrics_addr {
         let metrics = mirror_reconnect::metrics::install_prometheus_recorder()
             .map_err(|e| usage(format!("--metrics-addr {addr}: {e}")))?;
-        http::serve(addr, metrics, board.clone())
+        http::serve(addr, metrics, board.clone(), args.metrics_clients)
             .await
             .map_err(|e| usage(format!("--metrics-addr {addr}: {e}")))?;
     }
