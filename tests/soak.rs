@@ -31,6 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use mirror_reconnect::connection::{Protocol, Target};
+use mirror_reconnect::driver::ReconnectionEvent;
 use mirror_reconnect::failover::Failover;
 use mirror_reconnect::protocol::rtp::RtpConnector;
 use mirror_reconnect::protocol::srt::SrtConnector;
@@ -62,6 +63,40 @@ struct Gauge {
     now: AtomicUsize,
     most: AtomicUsize,
     calls: AtomicU64,
+    /// The last connect's error, if it failed: what a stuck source was told.
+    last_error: Mutex<Option<String>>,
+    /// Connects made when every path was cleared.
+    calls_at_clear: AtomicU64,
+    /// The source's driver events, read only for a stuck source (the newest kept).
+    events: Mutex<Option<tokio::sync::broadcast::Receiver<ReconnectionEvent>>>,
+}
+
+impl Gauge {
+    /// The newest `n` driver events of this source, as `type (error)`.
+    fn last_events(&self, n: usize) -> Vec<String> {
+        let mut seen = std::collections::VecDeque::new();
+        if let Some(rx) = self.events.lock().unwrap().as_mut() {
+            loop {
+                match rx.try_recv() {
+                    Ok(event) => {
+                        let age = event.timestamp.elapsed().unwrap_or_default();
+                        seen.push_back(format!(
+                            "{:?} {:.1} s ago{}",
+                            event.event_type,
+                            age.as_secs_f64(),
+                            event.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                        ));
+                        if seen.len() > n {
+                            seen.pop_front();
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        seen.into()
+    }
 }
 
 struct InFlight(Arc<Gauge>);
@@ -79,6 +114,18 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.now.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// `error` and each of its sources, joined by `: `.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `connector`, counting the connects in flight on `gauge`.
@@ -104,13 +151,18 @@ where
         let (mut connector, gauge) = (connector.clone(), Arc::clone(&gauge));
         async move {
             let _in_flight = InFlight::enter(&gauge);
-            connector
-                .ready()
-                .await
-                .map_err(Into::into)?
-                .call(target)
-                .await
-                .map_err(Into::into)
+            let connected = async {
+                connector
+                    .ready()
+                    .await
+                    .map_err(Into::into)?
+                    .call(target)
+                    .await
+                    .map_err(Into::into)
+            }
+            .await;
+            *gauge.last_error.lock().unwrap() = connected.as_ref().err().map(|e| chain(&**e));
+            connected
         }
     })
 }
@@ -323,7 +375,8 @@ async fn round(
                 .parameter("latency", "60");
             let stack = builder
                 .clone()
-                .build(counted(SrtConnector::new(), gauge), target);
+                .build(counted(SrtConnector::new(), Arc::clone(&gauge)), target);
+            *gauge.events.lock().unwrap() = Some(stack.event_bus().subscribe());
             failover.source("primary", stack)
         } else {
             tasks.push(rtp_sender(
@@ -334,7 +387,8 @@ async fn round(
             let target = Target::new(id.clone(), Protocol::Rtp).address(receiver);
             let stack = builder
                 .clone()
-                .build(counted(RtpConnector::new(), gauge), target);
+                .build(counted(RtpConnector::new(), Arc::clone(&gauge)), target);
+            *gauge.events.lock().unwrap() = Some(stack.event_bus().subscribe());
             failover.source("primary", stack)
         };
         sims.push(sim);
@@ -447,6 +501,11 @@ async fn round(
         }
     }
     let all_clear = Instant::now();
+    for gauge in streams.iter().flat_map(|s| &s.gauges) {
+        gauge
+            .calls_at_clear
+            .store(gauge.calls.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
     let flowing = |s: &Stream| s.last_packet.lock().unwrap().is_some_and(|t| t > all_clear);
     while !streams.iter().all(flowing) && all_clear.elapsed() < SETTLE {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -461,10 +520,13 @@ async fn round(
                 .gauges
                 .iter()
                 .map(|g| {
+                    let calls = g.calls.load(Ordering::Relaxed);
                     format!(
-                        "{} connects, {} in flight",
-                        g.calls.load(Ordering::Relaxed),
-                        g.now.load(Ordering::SeqCst)
+                        "{calls} connects ({} since the paths cleared), {} in flight, the last error {:?}, the last events {:?}",
+                        calls - g.calls_at_clear.load(Ordering::Relaxed),
+                        g.now.load(Ordering::SeqCst),
+                        g.last_error.lock().unwrap(),
+                        g.last_events(8)
                     )
                 })
                 .collect();
