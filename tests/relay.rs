@@ -947,7 +947,16 @@ fn a_killed_primary_is_replaced_by_the_backup_and_switched_back_to_once_it_is_ba
     let dir = std::env::temp_dir().join(format!("relay-failover-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("failover.yaml");
-    std::fs::write(&config, "failover:\n  switch_back_after: 2s\n").unwrap();
+    // A silence floor of 200 ms: the machine's own stalls (this feeder, the callers or
+    // the relay descheduled for tens of milliseconds on a loaded CI host) would read as
+    // failures on a 4 ms feed with the default 10 ms floor, and the extra switches they
+    // cause are not the ones under test. Eight gaps, spanning 8 floors (1.6 s), learn
+    // the rhythm within the first phase's 3 s.
+    std::fs::write(
+        &config,
+        "failover:\n  switch_back_after: 2s\nsilence:\n  floor: 200ms\n  min_samples: 8\n",
+    )
+    .unwrap();
     let (primary_port, backup_port) = (free_udp().port(), free_udp().port());
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let input = |port: u16, id: &str| {
