@@ -637,7 +637,9 @@ impl ReconnectionConfig {
     /// The state layer over `storage` (a disabled one when `persist_state` is off).
     pub fn restore_layer(&self, storage: Arc<dyn StateStorage>) -> StateRestoreLayer {
         if self.persist_state {
-            StateRestoreLayer::new(storage).save_interval(self.save_interval)
+            StateRestoreLayer::new(storage)
+                .save_interval(self.save_interval)
+                .state_ttl(self.state_ttl)
         } else {
             StateRestoreLayer::disabled()
         }

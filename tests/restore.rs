@@ -292,17 +292,32 @@ fn connection_state_json_uses_snake_case_and_round_trips() {
     assert!(bad.is_err());
 }
 
-/// A store whose saves take a while, as a remote one does.
+/// A store whose saves take a while, as a remote one does. It notes the
+/// `last_packet` of each save that lands, in order.
 struct SlowStore {
     inner: MemoryStorage,
     delay: Duration,
+    landed: Mutex<Vec<Option<String>>>,
+}
+
+impl SlowStore {
+    fn new(delay: Duration) -> Self {
+        Self {
+            inner: MemoryStorage::new(),
+            delay,
+            landed: Mutex::default(),
+        }
+    }
 }
 
 impl StateStorage for SlowStore {
     fn save<'a>(&'a self, state: &'a ConnectionState) -> StorageFuture<'a, ()> {
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
-            self.inner.save(state).await
+            self.inner.save(state).await?;
+            let last = state.parameters.get("last_packet").cloned();
+            self.landed.lock().unwrap().push(last);
+            Ok(())
         })
     }
     fn load<'a>(&'a self, stream_id: &'a str) -> StorageFuture<'a, Option<ConnectionState>> {
@@ -315,10 +330,7 @@ impl StateStorage for SlowStore {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_stream_ends_only_after_its_final_state_is_saved() {
-    let storage = Arc::new(SlowStore {
-        inner: MemoryStorage::new(),
-        delay: Duration::from_millis(200),
-    });
+    let storage = Arc::new(SlowStore::new(Duration::from_millis(200)));
     let connector = Scripted::new([serve(0..1_000, End::Silent)]);
     let stop = tokio_util::sync::CancellationToken::new();
     let mut packets = Box::pin(
@@ -351,6 +363,42 @@ async fn a_cancelled_stream_ends_only_after_its_final_state_is_saved() {
     let last = packets.final_state().expect("the state it stopped with");
     assert_eq!(last.statistics.packets_received, 300);
     assert_eq!(last.last_activity, saved.last_activity);
+}
+
+/// A store slower than the 1 s the end of a connection waits for its last save (a
+/// remote store under load): the next connection still starts where the last one
+/// ended, and the save that was not waited for still reaches the store.
+#[tokio::test(start_paused = true)]
+async fn a_store_slower_than_the_final_save_wait_loses_no_state() {
+    let storage = Arc::new(SlowStore::new(Duration::from_secs(3)));
+    let connector = ResumableConnector {
+        scripted: Scripted::new([serve(0..50, End::Close), serve(50..60, End::Silent)]),
+        restored_from: Arc::default(),
+    };
+    let config = ReconnectionConfig::default();
+    let mut packets =
+        Box::pin(config.reconnecting_with(connector.clone(), target(), storage.clone()));
+    for n in 0..60 {
+        assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
+    }
+    let targets = connector.scripted.targets.lock().unwrap().clone();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(
+        targets[1].parameters.get("last_packet").map(String::as_str),
+        Some("49"),
+        "the second connection starts where the first ended"
+    );
+    // Nothing stored before: only the second connection is restored.
+    assert_eq!(
+        *connector.restored_from.lock().unwrap(),
+        [Some("49".to_owned())]
+    );
+
+    // The first connection's last save, given up on after 1 s, goes on and lands.
+    drop(packets);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let landed = storage.landed.lock().unwrap().clone();
+    assert!(landed.contains(&Some("49".to_owned())), "{landed:?}");
 }
 
 /// The state a foreign or tampered document would restore: a key RTP does not know and

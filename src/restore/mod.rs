@@ -5,7 +5,10 @@
 //! new connection ([`Connection::restore`]), and saves the connection's state as packets
 //! flow (every save interval) and when it ends. A failing store is logged and counted,
 //! never fatal: the media goes on, starting from the configured target when nothing can
-//! be loaded.
+//! be loaded. The layer also keeps, in memory, the newest state its connections saved:
+//! a reconnect starts from whichever of it and the stored state is newer, so a store that
+//! is slow or down loses nothing across reconnects, and a last save not finished within
+//! the 1 s the end of a connection waits for it goes on in the background.
 //!
 //! The stores here are in memory ([`MemoryStorage`]) and in files ([`FileStorage`], the
 //! embedded default); Redis, for state shared by many processes, and the leases that

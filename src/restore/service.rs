@@ -102,6 +102,12 @@ where
                 },
                 None => None,
             };
+            // A save the store has not finished (a slow or unreachable store) must not
+            // take the stream back to an older state.
+            let saved = match &config.shared.storage {
+                Some(_) => config.shared.newest(target.stream_id(), saved),
+                None => saved,
+            };
             let Some(saved) = saved else {
                 let conn = inner.call(target).await.map_err(Into::into)?;
                 return Ok(Restored::new(conn, config));
@@ -202,6 +208,7 @@ impl<C: Connection> Restored<C> {
         let storage = Arc::clone(self.settings.storage.as_ref()?);
         let errors = Arc::clone(&self.settings.errors);
         let state = self.inner.state();
+        self.settings.remember(&state);
         Some(Box::pin(async move {
             match storage.save(&state).await {
                 Ok(()) => storage_answered(&errors, &state.stream_id),
@@ -241,21 +248,41 @@ impl<C: Connection> Restored<C> {
         let earlier = self.saving.take();
         let stream_id = self.inner.state().stream_id;
         let errors = Arc::clone(&self.settings.errors);
-        let last = async move {
+        let last: BoxFuture<()> = Box::pin(async move {
             if let Some(earlier) = earlier {
                 earlier.await;
             }
             save.await;
+        });
+        // On a runtime the save is a task of its own: one not done within the wait
+        // goes on and still reaches the store; the next connect starts from the state
+        // it carries all the same (`Settings::newest`).
+        let (last, detached): (BoxFuture<()>, bool) = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let task = handle.spawn(last);
+                (
+                    Box::pin(async move {
+                        let _ = task.await;
+                    }),
+                    true,
+                )
+            }
+            Err(_) => (last, false),
         };
         let bounded = async move {
             if tokio::time::timeout(FINAL_SAVE_TIMEOUT, last)
                 .await
                 .is_err()
             {
+                let going_on = if detached {
+                    "; it goes on in the background"
+                } else {
+                    ""
+                };
                 let error = StorageError::new(
                     StorageErrorKind::Unavailable,
                     stream_id,
-                    format!("final save took longer than {FINAL_SAVE_TIMEOUT:?}"),
+                    format!("final save took longer than {FINAL_SAVE_TIMEOUT:?}{going_on}"),
                 );
                 storage_error(&errors, "save", &error);
             }
