@@ -165,29 +165,17 @@ impl Fleet {
             freed.as_mut().enable();
             let reserved = inner.reserve();
             if reserved {
-                match inner.leases.attempt(stream_id).await {
-                    Ok(Ok(lease)) => {
-                        unreachable.reset();
+                match inner.leases.acquire_step(stream_id, &unreachable).await {
+                    Ok(lease) => {
                         let slot = FleetSlot {
                             inner: Arc::clone(inner),
                             counted: true,
                         };
                         return (lease, slot);
                     }
-                    Ok(Err(left)) => {
+                    Err(next) => {
                         inner.unreserve();
-                        unreachable.reset();
-                        wait = inner.leases.wait_for(left);
-                    }
-                    Err(error) => {
-                        inner.unreserve();
-                        if let Some(left_out) = unreachable.check() {
-                            tracing::warn!(
-                                stream_id,
-                                left_out,
-                                "cannot acquire the lease, retrying: {error}"
-                            );
-                        }
+                        wait = next;
                     }
                 }
             }

@@ -357,34 +357,47 @@ impl LeaseManager {
         // A store that cannot be reached is said at once, then every 30 s while it lasts.
         let unreachable = Throttle::new(WARN_EVERY);
         loop {
-            let mut wait = self.retry_interval;
-            match self.attempt(stream_id).await {
-                Ok(Ok(lease)) => {
-                    if unreachable.reset() {
-                        tracing::warn!(stream_id, "lease store answers again; lease acquired");
-                    }
-                    return lease;
-                }
-                Ok(Err(left)) => {
-                    wait = self.wait_for(left);
-                    if unreachable.reset() {
-                        tracing::warn!(
-                            stream_id,
-                            "lease store answers again; the stream is owned elsewhere, waiting"
-                        );
-                    }
-                }
-                Err(error) => {
-                    if let Some(left_out) = unreachable.check() {
-                        tracing::warn!(
-                            stream_id,
-                            left_out,
-                            "cannot acquire the lease, retrying: {error}"
-                        );
-                    }
-                }
+            match self.acquire_step(stream_id, &unreachable).await {
+                Ok(lease) => return lease,
+                Err(wait) => tokio::time::sleep(wait).await,
             }
-            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One try of an acquiring loop: the lease, or how long to wait before the next
+    /// try. Redis not answering is logged through `unreachable` (at once, then at its
+    /// pace), and its answering again once it had been.
+    pub(crate) async fn acquire_step(
+        &self,
+        stream_id: &str,
+        unreachable: &Throttle,
+    ) -> Result<StreamLease, Duration> {
+        match self.attempt(stream_id).await {
+            Ok(Ok(lease)) => {
+                if unreachable.reset() {
+                    tracing::warn!(stream_id, "lease store answers again; lease acquired");
+                }
+                Ok(lease)
+            }
+            Ok(Err(left)) => {
+                if unreachable.reset() {
+                    tracing::warn!(
+                        stream_id,
+                        "lease store answers again; the stream is owned elsewhere, waiting"
+                    );
+                }
+                Err(self.wait_for(left))
+            }
+            Err(error) => {
+                if let Some(left_out) = unreachable.check() {
+                    tracing::warn!(
+                        stream_id,
+                        left_out,
+                        "cannot acquire the lease, retrying: {error}"
+                    );
+                }
+                Err(self.retry_interval)
+            }
         }
     }
 
