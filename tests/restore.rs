@@ -17,7 +17,8 @@ use mirror_reconnect::connection::{
 use mirror_reconnect::restore::{
     MemoryStorage, StateStorage, StorageError, StorageErrorKind, StorageFuture,
 };
-use mirror_reconnect::{BoxError, ReconnectionConfig};
+use mirror_reconnect::stack::Stack;
+use mirror_reconnect::{BoxError, Reconnecting, ReconnectionConfig};
 use support::{payload_number, serve, End, Scripted};
 use tower::Service;
 
@@ -90,6 +91,27 @@ fn target() -> Target {
         .passphrase(Secret::new("correct horse battery"))
 }
 
+/// A stream over two connections (the first closes after packet 49, the second goes
+/// silent after 59), its state in `storage`, read to its 60th packet: the connector,
+/// which noted each target and restore, and the stream, not yet dropped.
+async fn over_one_reconnect(
+    storage: Arc<dyn StateStorage>,
+) -> (
+    ResumableConnector,
+    Pin<Box<Reconnecting<Stack<ResumableConnector>, Target>>>,
+) {
+    let connector = ResumableConnector {
+        scripted: Scripted::new([serve(0..50, End::Close), serve(50..60, End::Silent)]),
+        restored_from: Arc::default(),
+    };
+    let config = ReconnectionConfig::default();
+    let mut packets = Box::pin(config.reconnecting_with(connector.clone(), target(), storage));
+    for n in 0..60 {
+        assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
+    }
+    (connector, packets)
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_next_connection_starts_from_the_state_saved_before_the_failure() {
     let storage = Arc::new(MemoryStorage::new());
@@ -100,16 +122,7 @@ async fn the_next_connection_starts_from_the_state_saved_before_the_failure() {
     earlier.parameters.insert("profile".into(), "high".into());
     storage.save(&earlier).await.unwrap();
 
-    let connector = ResumableConnector {
-        scripted: Scripted::new([serve(0..50, End::Close), serve(50..60, End::Silent)]),
-        restored_from: Arc::default(),
-    };
-    let config = ReconnectionConfig::default();
-    let mut packets =
-        Box::pin(config.reconnecting_with(connector.clone(), target(), storage.clone()));
-    for n in 0..60 {
-        assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
-    }
+    let (connector, _packets) = over_one_reconnect(storage.clone()).await;
 
     let targets = connector.scripted.targets.lock().unwrap().clone();
     assert_eq!(targets.len(), 2);
@@ -371,16 +384,7 @@ async fn a_cancelled_stream_ends_only_after_its_final_state_is_saved() {
 #[tokio::test(start_paused = true)]
 async fn a_store_slower_than_the_final_save_wait_loses_no_state() {
     let storage = Arc::new(SlowStore::new(Duration::from_secs(3)));
-    let connector = ResumableConnector {
-        scripted: Scripted::new([serve(0..50, End::Close), serve(50..60, End::Silent)]),
-        restored_from: Arc::default(),
-    };
-    let config = ReconnectionConfig::default();
-    let mut packets =
-        Box::pin(config.reconnecting_with(connector.clone(), target(), storage.clone()));
-    for n in 0..60 {
-        assert_eq!(payload_number(&packets.next().await.unwrap().unwrap()), n);
-    }
+    let (connector, packets) = over_one_reconnect(storage.clone()).await;
     let targets = connector.scripted.targets.lock().unwrap().clone();
     assert_eq!(targets.len(), 2);
     assert_eq!(
