@@ -569,6 +569,24 @@ impl Socket {
         ))
     }
 
+    /// SRT's own receive and send buffers, each, in bytes (`SRTO_RCVBUF` and
+    /// `SRTO_SNDBUF`; libsrt's defaults are 8 192 packets each). libsrt keeps them as a
+    /// count of packets of the MSS less the IP and UDP headers (1 472 bytes with the
+    /// default MSS), rounded down, at least 32; the receive buffer may not be larger than the flow-control window
+    /// (`SRTO_FC`, 25 600 packets by default). Set before `bind` or a connect.
+    pub fn set_buffers(&self, bytes: i32) -> Result<()> {
+        set_int(self.id, sys::SRTO_RCVBUF, bytes, "rcvbuf")?;
+        set_int(self.id, sys::SRTO_SNDBUF, bytes, "sndbuf")
+    }
+
+    /// SRT's receive and send buffer sizes, in bytes, as libsrt reports them.
+    pub fn buffers(&self) -> Result<(i32, i32)> {
+        Ok((
+            get_int(self.id, sys::SRTO_RCVBUF, "rcvbuf")?,
+            get_int(self.id, sys::SRTO_SNDBUF, "sndbuf")?,
+        ))
+    }
+
     /// Rendezvous mode.
     pub fn set_rendezvous(&self, on: bool) -> Result<()> {
         set_int(self.id, sys::SRTO_RENDEZVOUS, i32::from(on), "rendezvous")

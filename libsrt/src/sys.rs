@@ -32,6 +32,8 @@ pub const SRTS_NONEXIST: c_int = 9;
 // SRT_SOCKOPT (the ones used)
 pub const SRTO_SNDSYN: c_int = 1;
 pub const SRTO_RCVSYN: c_int = 2;
+pub const SRTO_SNDBUF: c_int = 5;
+pub const SRTO_RCVBUF: c_int = 6;
 pub const SRTO_LINGER: c_int = 7;
 pub const SRTO_UDP_SNDBUF: c_int = 8;
 pub const SRTO_UDP_RCVBUF: c_int = 9;

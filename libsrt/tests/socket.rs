@@ -216,3 +216,16 @@ fn the_udp_buffers_set_are_the_ones_read_back() {
     socket.set_udp_buffers(1 << 20).unwrap();
     assert_eq!(socket.udp_buffers().unwrap(), (1 << 20, 1 << 20));
 }
+
+#[test]
+fn the_srt_buffers_set_are_read_back_in_whole_packets() {
+    let socket = Socket::new().unwrap();
+    let (receive, send) = socket.buffers().unwrap();
+    println!("libsrt's own: {receive} in, {send} out");
+    assert_eq!((receive, send), (8_192 * 1_472, 8_192 * 1_472));
+    socket.set_buffers(1_000 * 1_472).unwrap();
+    assert_eq!(socket.buffers().unwrap(), (1_000 * 1_472, 1_000 * 1_472));
+    // Rounded down to whole packets of 1 472 bytes.
+    socket.set_buffers(1_000 * 1_472 + 1_000).unwrap();
+    assert_eq!(socket.buffers().unwrap(), (1_000 * 1_472, 1_000 * 1_472));
+}

@@ -32,8 +32,10 @@ const STATISTICS_INTERVAL: Duration = Duration::from_millis(250);
 pub const DEFAULT_UDP_BUFFER: u64 = 4 * 1024 * 1024;
 /// The smallest UDP socket buffer an [`SrtConnector`] asks for: 64 KiB.
 pub const MIN_UDP_BUFFER: u64 = 64 * 1024;
-/// The largest UDP socket buffer an [`SrtConnector`] asks for: 256 MiB.
-pub const MAX_UDP_BUFFER: u64 = 256 * 1024 * 1024;
+/// The largest UDP socket buffer an [`SrtConnector`] asks for: 32 MiB. srt-tokio
+/// refuses to connect with a UDP buffer larger than its flow-control window (25 600
+/// packets of 1 500 bytes).
+pub const MAX_UDP_BUFFER: u64 = 32 * 1024 * 1024;
 
 /// Inductions a caller sends before its handshake, the second halfway through the
 /// probe timeout: one lost datagram, or a listener a moment late to bind, does not fail
@@ -88,6 +90,7 @@ impl fmt::Debug for SrtConnector {
             .field("probe_timeout", &self.defaults.probe_timeout)
             .field("probe_before_connect", &self.defaults.probe_before_connect)
             .field("held_callers", &self.defaults.held_callers)
+            .field("srt_buffer", &self.srt_buffer_bytes())
             .field("udp_buffer", &self.udp_buffer)
             .field("listeners", &self.listeners)
             .finish()
@@ -181,7 +184,17 @@ impl SrtConnector {
         options.session.statistics_interval = STATISTICS_INTERVAL;
         options.connect.udp_recv_buffer_size = ByteCount(self.udp_buffer);
         options.connect.udp_send_buffer_size = ByteCount(self.udp_buffer);
+        // srt-tokio's own send buffer is 32 packets: fewer than a round trip holds at
+        // a few Mbit/s, so a lost packet would be gone before its NAK came back.
+        options.receiver.buffer_size = ByteCount(self.srt_buffer_bytes());
+        options.sender.buffer_size = ByteCount(self.srt_buffer_bytes());
         options
+    }
+
+    fn srt_buffer_bytes(&self) -> u64 {
+        self.defaults
+            .srt_buffer
+            .unwrap_or(super::DEFAULT_SRT_BUFFER)
     }
 
     fn options(&self, params: &SrtParams) -> Result<SocketOptions, ConnectError> {
@@ -375,5 +388,50 @@ mod tests {
             asked(SrtConnector::new().udp_buffer(u64::MAX)),
             both(MAX_UDP_BUFFER)
         );
+    }
+
+    /// What srt-tokio makes of the options before it connects: its own checks, as a
+    /// caller's connect runs them.
+    fn checked(connector: &SrtConnector) -> Result<(), srt_tokio::options::OptionsError> {
+        let options = connector.base_options(None, Duration::from_secs(5));
+        srt_tokio::options::CallerOptions::with("127.0.0.1:9000", None, options).map(drop)
+    }
+
+    #[test]
+    fn every_udp_buffer_the_connector_takes_is_one_srt_tokio_connects_with() {
+        // 256 MiB used to be taken, and srt-tokio refused every connect with it.
+        for bytes in [0, DEFAULT_UDP_BUFFER, 64 << 20, u64::MAX] {
+            let connector = SrtConnector::new().udp_buffer(bytes);
+            assert_eq!(checked(&connector), Ok(()), "udp_buffer({bytes})");
+        }
+    }
+
+    #[test]
+    fn the_srt_buffers_hold_thousands_of_packets_and_are_the_connectors_within_bounds() {
+        use crate::protocol::srt::{DEFAULT_SRT_BUFFER, MAX_SRT_BUFFER, MIN_SRT_BUFFER};
+        let asked = |connector: SrtConnector| {
+            let options = connector.base_options(None, Duration::from_secs(5));
+            (options.receiver.buffer_size.0, options.sender.buffer_size.0)
+        };
+        let both = |n| (n, n);
+        // srt-tokio's own send buffer is 32 packets (46 592 bytes), too few to send a
+        // packet again once its loss is reported across a round trip.
+        assert_eq!(asked(SrtConnector::new()), both(DEFAULT_SRT_BUFFER));
+        assert_eq!(
+            asked(SrtConnector::new().srt_buffer(1 << 20)),
+            both(1 << 20)
+        );
+        assert_eq!(
+            asked(SrtConnector::new().srt_buffer(0)),
+            both(MIN_SRT_BUFFER)
+        );
+        assert_eq!(
+            asked(SrtConnector::new().srt_buffer(u64::MAX)),
+            both(MAX_SRT_BUFFER)
+        );
+        for bytes in [0, DEFAULT_SRT_BUFFER, u64::MAX] {
+            let connector = SrtConnector::new().srt_buffer(bytes);
+            assert_eq!(checked(&connector), Ok(()), "srt_buffer({bytes})");
+        }
     }
 }

@@ -114,6 +114,7 @@ impl fmt::Debug for LibSrtConnector {
             .field("listen_timeout", &self.defaults.listen_timeout)
             .field("peer_idle_timeout", &self.defaults.peer_idle_timeout)
             .field("held_callers", &self.defaults.held_callers)
+            .field("srt_buffer", &self.defaults.srt_buffer)
             .field("udp_buffer", &self.udp_buffer)
             .field("listeners", &self.listeners)
             .finish()
@@ -187,6 +188,10 @@ impl LibSrtConnector {
         if let Some(bytes) = self.udp_buffer {
             // Within MAX_UDP_BUFFER, which is below i32::MAX.
             socket.set_udp_buffers(i32::try_from(bytes).unwrap_or(i32::MAX))?;
+        }
+        if let Some(bytes) = self.defaults.srt_buffer {
+            // Within MAX_SRT_BUFFER, which is below i32::MAX.
+            socket.set_buffers(i32::try_from(bytes).unwrap_or(i32::MAX))?;
         }
         configure(&socket, params, secret)?;
         Ok(socket)
@@ -831,6 +836,37 @@ mod tests {
             (most, most)
         );
         // The sockets are gone: libsrt's cleanup finished before the process may end.
+        let _ = mirror_libsrt::wait_cleaned_up();
+        Ok(())
+    }
+
+    #[test]
+    fn the_srt_buffers_asked_for_are_the_connectors_within_bounds() -> Result<(), BoxError> {
+        use crate::protocol::srt::{DEFAULT_SRT_BUFFER, MAX_SRT_BUFFER, MIN_SRT_BUFFER};
+        let asked = |connector: &LibSrtConnector| -> Result<(i32, i32), BoxError> {
+            let target =
+                Target::new("cam", Protocol::Srt).address(SocketAddr::from(([127, 0, 0, 1], 9000)));
+            let params = SrtParams::from_target(&target, &connector.defaults)?;
+            Ok(connector.new_socket(&params, true)?.buffers()?)
+        };
+        let both = |bytes: u64| -> Result<(i32, i32), BoxError> {
+            let bytes = i32::try_from(bytes)?;
+            Ok((bytes, bytes))
+        };
+        // libsrt's own unless set, which is what the constant says.
+        assert_eq!(asked(&LibSrtConnector::new())?, both(DEFAULT_SRT_BUFFER)?);
+        assert_eq!(
+            asked(&LibSrtConnector::new().srt_buffer(1_000 * 1_472))?,
+            both(1_000 * 1_472)?
+        );
+        assert_eq!(
+            asked(&LibSrtConnector::new().srt_buffer(0))?,
+            both(MIN_SRT_BUFFER)?
+        );
+        assert_eq!(
+            asked(&LibSrtConnector::new().srt_buffer(u64::MAX))?,
+            both(MAX_SRT_BUFFER)?
+        );
         let _ = mirror_libsrt::wait_cleaned_up();
         Ok(())
     }

@@ -114,6 +114,9 @@ pub use connector::{
 pub use error::PeerVanished;
 #[cfg(feature = "libsrt")]
 pub use libsrt::{LibSrtConnecting, LibSrtConnection, LibSrtConnector};
-pub use params::{ParseModeError, SrtMode, DEFAULT_HELD_CALLERS, MAX_HELD_CALLERS};
+pub use params::{
+    ParseModeError, SrtMode, DEFAULT_HELD_CALLERS, DEFAULT_SRT_BUFFER, MAX_HELD_CALLERS,
+    MAX_SRT_BUFFER, MIN_SRT_BUFFER,
+};
 pub use probe::SrtProbe;
 pub use url::srt_target;

@@ -93,6 +93,9 @@ pub(crate) struct Defaults {
     pub(crate) probe_before_connect: bool,
     /// How many callers a listener holds per stream while no connect waits for it.
     pub(crate) held_callers: usize,
+    /// SRT's own receive and send buffers, each, in bytes (`None`: the connector's
+    /// default).
+    pub(crate) srt_buffer: Option<u64>,
 }
 
 /// Callers a listener holds per stream by default: a newer one replaces the oldest
@@ -100,6 +103,19 @@ pub(crate) struct Defaults {
 pub const DEFAULT_HELD_CALLERS: usize = 4;
 /// The most callers a listener may be told to hold per stream.
 pub const MAX_HELD_CALLERS: usize = 1024;
+
+/// What libsrt counts its buffers in: a 1 500-byte MSS less the IP and UDP headers.
+const SRT_BUFFER_UNIT: u64 = 1_472;
+/// SRT's own receive and send buffers (`SRTO_RCVBUF`, `SRTO_SNDBUF`), each, unless told
+/// (`srt_buffer` on either connector): 8 192 packets, 12 058 624 bytes, libsrt's own
+/// default. At 10 Mbit/s that is about 9 s of media, far more than a latency window.
+pub const DEFAULT_SRT_BUFFER: u64 = 8_192 * SRT_BUFFER_UNIT;
+/// The smallest SRT buffer either connector asks for: 32 packets (47 104 bytes), SRT's
+/// minimum.
+pub const MIN_SRT_BUFFER: u64 = 32 * SRT_BUFFER_UNIT;
+/// The largest SRT buffer either connector asks for: 25 600 packets (37 683 200
+/// bytes), SRT's default flow-control window, which a receive buffer may not exceed.
+pub const MAX_SRT_BUFFER: u64 = 25_600 * SRT_BUFFER_UNIT;
 
 impl Default for Defaults {
     fn default() -> Self {
@@ -112,6 +128,7 @@ impl Default for Defaults {
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             probe_before_connect: false,
             held_callers: DEFAULT_HELD_CALLERS,
+            srt_buffer: None,
         }
     }
 }
@@ -218,6 +235,35 @@ macro_rules! default_setters {
         #[must_use]
         pub fn held_callers(mut self, callers: usize) -> Self {
             self.defaults.held_callers = callers.min(crate::protocol::srt::MAX_HELD_CALLERS);
+            self
+        }
+
+        /// SRT's own receive and send buffers, each, in bytes (`SRTO_RCVBUF` and
+        /// `SRTO_SNDBUF`; default
+        /// [`DEFAULT_SRT_BUFFER`](crate::protocol::srt::DEFAULT_SRT_BUFFER), 8 192
+        /// packets; values are read within
+        /// [`MIN_SRT_BUFFER`](crate::protocol::srt::MIN_SRT_BUFFER) and
+        /// [`MAX_SRT_BUFFER`](crate::protocol::srt::MAX_SRT_BUFFER)). The send buffer
+        /// keeps what was sent until the peer acknowledges it, so that a lost packet
+        /// can be sent again: it must hold a round trip's worth of packets and more.
+        /// The receive buffer holds what waits for its time to play and for the
+        /// packets lost before it. Each fills only as packets wait in it, up to this
+        /// bound; past it the oldest is let go. A listener's connections take the
+        /// value of the connector that binds its port first.
+        ///
+        /// ```
+        /// use mirror_reconnect::protocol::srt::SrtConnector;
+        ///
+        /// // 16 384 packets, for a long, lossy path at a high bitrate.
+        /// let connector = SrtConnector::new().srt_buffer(16_384 * 1_472);
+        /// # drop(connector);
+        /// ```
+        #[must_use]
+        pub fn srt_buffer(mut self, bytes: u64) -> Self {
+            self.defaults.srt_buffer = Some(bytes.clamp(
+                crate::protocol::srt::MIN_SRT_BUFFER,
+                crate::protocol::srt::MAX_SRT_BUFFER,
+            ));
             self
         }
     };
