@@ -570,10 +570,11 @@ impl Socket {
     }
 
     /// SRT's own receive and send buffers, each, in bytes (`SRTO_RCVBUF` and
-    /// `SRTO_SNDBUF`; libsrt's defaults are 8 192 packets each). libsrt keeps them as a
-    /// count of packets of the MSS less the IP and UDP headers (1 472 bytes with the
-    /// default MSS), rounded down, at least 32; the receive buffer may not be larger than the flow-control window
-    /// (`SRTO_FC`, 25 600 packets by default). Set before `bind` or a connect.
+    /// `SRTO_SNDBUF`; libsrt's defaults are 8 192 packets each). libsrt keeps them as
+    /// a count of packets of the MSS less the IP and UDP headers (1 472 bytes with the
+    /// default MSS), rounded down, at least 32; the receive buffer may not be larger
+    /// than the flow-control window (`SRTO_FC`, 25 600 packets by default). Set before
+    /// `bind` or a connect.
     pub fn set_buffers(&self, bytes: i32) -> Result<()> {
         set_int(self.id, sys::SRTO_RCVBUF, bytes, "rcvbuf")?;
         set_int(self.id, sys::SRTO_SNDBUF, bytes, "sndbuf")

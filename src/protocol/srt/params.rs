@@ -248,8 +248,9 @@ macro_rules! default_setters {
         /// can be sent again: it must hold a round trip's worth of packets and more.
         /// The receive buffer holds what waits for its time to play and for the
         /// packets lost before it. Each fills only as packets wait in it, up to this
-        /// bound; past it the oldest is let go. A listener's connections take the
-        /// value of the connector that binds its port first.
+        /// bound; past it, the sender lets go of its oldest packet and the receiver
+        /// drops what arrives, as a loss. A listener's connections take the value of
+        /// the connector that binds its port first.
         ///
         /// ```
         /// use mirror_reconnect::protocol::srt::SrtConnector;
