@@ -365,10 +365,15 @@ impl Service<Target> for SrtConnector {
 mod tests {
     use super::*;
 
+    /// The options `connector` gives a connection with no latency of its own.
+    fn options_of(connector: &SrtConnector) -> SocketOptions {
+        connector.base_options(None, Duration::from_secs(5))
+    }
+
     #[test]
     fn the_udp_buffers_asked_for_are_the_connectors_within_bounds() {
         let asked = |connector: SrtConnector| {
-            let options = connector.base_options(None, Duration::from_secs(5));
+            let options = options_of(&connector);
             (
                 options.connect.udp_recv_buffer_size.0,
                 options.connect.udp_send_buffer_size.0,
@@ -393,8 +398,8 @@ mod tests {
     /// What srt-tokio makes of the options before it connects: its own checks, as a
     /// caller's connect runs them.
     fn checked(connector: &SrtConnector) -> Result<(), srt_tokio::options::OptionsError> {
-        let options = connector.base_options(None, Duration::from_secs(5));
-        srt_tokio::options::CallerOptions::with("127.0.0.1:9000", None, options).map(drop)
+        srt_tokio::options::CallerOptions::with("127.0.0.1:9000", None, options_of(connector))
+            .map(drop)
     }
 
     #[test]
@@ -410,7 +415,7 @@ mod tests {
     fn the_srt_buffers_hold_thousands_of_packets_and_are_the_connectors_within_bounds() {
         use crate::protocol::srt::{DEFAULT_SRT_BUFFER, MAX_SRT_BUFFER, MIN_SRT_BUFFER};
         let asked = |connector: SrtConnector| {
-            let options = connector.base_options(None, Duration::from_secs(5));
+            let options = options_of(&connector);
             (options.receiver.buffer_size.0, options.sender.buffer_size.0)
         };
         let both = |n| (n, n);

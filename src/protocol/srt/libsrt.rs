@@ -809,12 +809,17 @@ impl Sink<Bytes> for LibSrtConnection {
 mod tests {
     use super::*;
 
-    /// The UDP buffers libsrt is asked for on a new socket, receive and send.
-    fn asked(connector: &LibSrtConnector) -> Result<(i32, i32), BoxError> {
+    /// A new socket as `connector` makes it for a caller target.
+    fn socket_of(connector: &LibSrtConnector) -> Result<Socket, BoxError> {
         let target =
             Target::new("cam", Protocol::Srt).address(SocketAddr::from(([127, 0, 0, 1], 9000)));
         let params = SrtParams::from_target(&target, &connector.defaults)?;
-        Ok(connector.new_socket(&params, true)?.udp_buffers()?)
+        Ok(connector.new_socket(&params, true)?)
+    }
+
+    /// The UDP buffers libsrt is asked for on a new socket, receive and send.
+    fn asked(connector: &LibSrtConnector) -> Result<(i32, i32), BoxError> {
+        Ok(socket_of(connector)?.udp_buffers()?)
     }
 
     #[test]
@@ -844,10 +849,7 @@ mod tests {
     fn the_srt_buffers_asked_for_are_the_connectors_within_bounds() -> Result<(), BoxError> {
         use crate::protocol::srt::{DEFAULT_SRT_BUFFER, MAX_SRT_BUFFER, MIN_SRT_BUFFER};
         let asked = |connector: &LibSrtConnector| -> Result<(i32, i32), BoxError> {
-            let target =
-                Target::new("cam", Protocol::Srt).address(SocketAddr::from(([127, 0, 0, 1], 9000)));
-            let params = SrtParams::from_target(&target, &connector.defaults)?;
-            Ok(connector.new_socket(&params, true)?.buffers()?)
+            Ok(socket_of(connector)?.buffers()?)
         };
         let both = |bytes: u64| -> Result<(i32, i32), BoxError> {
             let bytes = i32::try_from(bytes)?;
